@@ -1,0 +1,1 @@
+"""The `mammo-tf` command line (installed as the package `mammo_tf_cli`): parse, call, print."""

@@ -1,0 +1,96 @@
+"""`mammo-tf data ...`: inspect, fetch, import and synthesise datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mammo_tf_cli.main import SectionedGroup
+
+DATA_OPTION = click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Dataset: MIAS-layout folder, folder with manifest.csv, or a manifest .csv "
+    "[default: $MAMMO_DATA, else the cached phantom].",
+)
+
+
+@click.group(cls=SectionedGroup, section="data")
+def data() -> None:
+    """Inspect, fetch, import and synthesise datasets."""
+
+
+@data.command()
+@DATA_OPTION
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    help="table: summary; csv: the findings table, one row per annotation line; json: summary.",
+)
+def info(data: Path | None, fmt: str) -> None:
+    """Summarise a dataset: images, patients, class x severity, coordinates known."""
+    from mammo_tf.data.catalog import load_catalog
+
+    catalog = load_catalog(data)
+    if fmt == "csv":
+        click.echo(catalog.findings_table().to_csv(index=False, lineterminator="\n"), nl=False)
+        return
+    summary = catalog.summary()
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=2))
+        return
+    click.echo(f"dataset      {summary['root']} ({summary['source']})")
+    click.echo(f"images       {summary['images']} of {summary['patients']} patients")
+    click.echo(f"bit depth    {', '.join(str(b) for b in summary['bit_depths'])}")
+    click.echo(f"tissue       {', '.join(f'{k}: {v}' for k, v in summary['tissue'].items()) or '-'}")
+    click.echo(f"splits       {', '.join(f'{k}: {v}' for k, v in summary['splits'].items())}")
+    click.echo(
+        f"annotations  {summary['annotation_lines']} lines; {summary['abnormal_findings']} abnormal findings, "
+        f"{summary['abnormal_with_coords']} with coordinates, {summary['abnormal_without_coords']} without"
+    )
+    click.echo("")
+    click.echo(f"{'class':<8}{'severity':>9}{'lines':>7}{'images':>8}")
+    for row in summary["classes"]:
+        click.echo(f"{row['abnormality']:<8}{row['severity']:>9}{row['lines']:>7}{row['images']:>8}")
+
+
+@data.command()
+@click.argument("dataset", type=click.Choice(["mias"]))
+@click.option("--dest", type=click.Path(path_type=Path), default=Path("data/mias"), help="Folder to create.")
+@click.option("--url", default=None, help="Mirror of all-mias.tar.gz [default: the official PEIPA address].")
+def fetch(dataset: str, dest: Path, url: str | None) -> None:
+    """Download a public dataset, verify its checksums and unpack it atomically."""
+    from mammo_tf.data.fetch import MIAS_URL, fetch_mias
+
+    out = fetch_mias(dest, url=url or MIAS_URL)
+    click.echo(f"mini-MIAS ready in {out}")
+
+
+@data.command(name="import")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.option("--dest", type=click.Path(path_type=Path), default=Path("data/mias"), help="Folder to create.")
+@click.option("--no-verify", is_flag=True, help="Accept copies whose files differ from the official checksums.")
+def import_(src: Path, dest: Path, no_verify: bool) -> None:
+    """Import mini-MIAS from a folder, .tar.gz or .zip (the offline route)."""
+    from mammo_tf.data.fetch import import_mias
+
+    out = import_mias(src, dest, verify=not no_verify)
+    click.echo(f"mini-MIAS ready in {out}")
+
+
+@data.command()
+@click.option("--n", "n", type=click.IntRange(min=1), default=16, help="Number of images (pairs per patient).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create.")
+@click.option("--seed", type=int, default=0, help="Same seed, byte-identical files.")
+@click.option("--size", type=click.IntRange(min=128), default=1024, help="Image side in pixels.")
+def phantom(n: int, out: Path, seed: int, size: int) -> None:
+    """Write a synthetic mammogram dataset in the MIAS layout (PGM + Info.txt)."""
+    from mammo_tf.data.phantom import write_phantom
+
+    write_phantom(out, n=n, seed=seed, size=size)
+    click.echo(f"wrote {n} phantom images to {out}")

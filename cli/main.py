@@ -1,0 +1,110 @@
+"""`mammo-tf`: the command group, its sectioned help and the one-line error contract.
+
+Every command parses its options, calls one library function and prints.
+Errors a user can fix (MammoError, bad flags) print one line on stderr and exit
+with code 2; anything else is a bug and keeps its traceback. TensorFlow is
+imported only inside the commands that need it, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mammo_tf import __version__
+from mammo_tf.errors import MammoError
+
+# Help sections in pipeline order; commands declare theirs with `section=`. The
+# top-level help names the commands still planned for a section, so the map of
+# the tool is visible from day one without pretending they exist.
+SECTIONS = {
+    "data": ("Data", ""),
+    "train": ("Training", "planned: train-sr, train-gan, train-classifier"),
+    "sample": ("Sampling", "planned: upscale, synth"),
+    "evaluate": ("Evaluation", "planned: evaluate-sr, evaluate-gan, study"),
+    "export": ("Export", "planned: export"),
+}
+
+
+class SectionedCommand(click.Command):
+    """A command that knows its help section."""
+
+    def __init__(self, *args, section: str = "data", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class SectionedGroup(click.Group):
+    """A group whose `--help` lists commands by section, and whose errors are one line."""
+
+    def __init__(self, *args, section: str = "data", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        by_section: dict[str, list[tuple[str, str]]] = {key: [] for key in SECTIONS}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            section = getattr(command, "section", "data")
+            by_section.setdefault(section, []).append((name, command.get_short_help_str(limit=70)))
+        for key, rows in by_section.items():
+            title, planned = SECTIONS.get(key, (key.title(), ""))
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+            elif planned and ctx.parent is None:
+                with formatter.section(title):
+                    formatter.write_text(f"({planned})")
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            where = err.ctx.command_path if err.ctx else (prog_name or "mammo-tf")
+            click.echo(f"{where}: {err.format_message()} (see --help)", err=True)
+            sys.exit(2)
+        except click.ClickException as err:
+            click.echo(f"mammo-tf: {err.format_message()}", err=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("mammo-tf: aborted", err=True)
+            sys.exit(1)
+        except MammoError as err:
+            click.echo(f"mammo-tf: error: {err}", err=True)
+            sys.exit(2)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+SectionedGroup.command_class = SectionedCommand
+SectionedGroup.group_class = SectionedGroup
+
+
+@click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(__version__, "--version", prog_name="mammo-tf")
+def cli() -> None:
+    """GAN super-resolution and synthesis for calcifications in mammograms.
+
+    Without --data (or MAMMO_DATA), commands use a small synthetic phantom
+    dataset, generated once and cached, so every command runs with no set-up.
+    """
+
+
+def _register() -> None:
+    from mammo_tf_cli.data import data
+
+    cli.add_command(data)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="mammo-tf")
+
+
+if __name__ == "__main__":
+    main()

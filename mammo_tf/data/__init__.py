@@ -1,0 +1,1 @@
+"""What the data is: catalogs, loaders, phantom, preprocessing, samplers, splits, tf.data pipelines."""

@@ -1,0 +1,192 @@
+"""The Catalog: every source (MIAS, phantom, manifest) becomes the same two pandas tables.
+
+images   one row per image file
+    image_id     str   unique id ("mdb001")
+    patient_id   str   images of one patient share it; splits never separate them
+    path         str   absolute path of the pixel file
+    laterality   str   "L", "R" or "" if unknown
+    view         str   "MLO", "CC", ... or ""
+    tissue       str   MIAS background tissue "F", "G", "D" or ""
+    height       int   pixel rows
+    width        int   pixel columns
+    bit_depth    int   bits per pixel in the file
+    split        str   "train", "val" or "test" (patient-level, see splits.py)
+
+findings  one row per annotation line, in source order (NORM lines included)
+    image_id     str
+    abnormality  str   CALC, CIRC, SPIC, MISC, ARCH, ASYM, NORM (or a manifest's own label)
+    severity     str   "B", "M" or "" (none for NORM)
+    x, y         Int64 coordinates exactly as the source gives them (<NA> if unknown)
+    row, col     Int64 array coordinates (row 0 = top row) (<NA> if unknown)
+    radius       Int64 radius in pixels (<NA> if unknown)
+    has_coords   bool  the finding has a known centre
+    source_line  int   line number in the source file (for error messages and audits)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mammo_tf.errors import MammoError, located
+
+IMAGE_COLUMNS = {
+    "image_id": "string",
+    "patient_id": "string",
+    "path": "string",
+    "laterality": "string",
+    "view": "string",
+    "tissue": "string",
+    "height": "int64",
+    "width": "int64",
+    "bit_depth": "int64",
+    "split": "string",
+}
+FINDING_COLUMNS = {
+    "image_id": "string",
+    "abnormality": "string",
+    "severity": "string",
+    "x": "Int64",
+    "y": "Int64",
+    "row": "Int64",
+    "col": "Int64",
+    "radius": "Int64",
+    "has_coords": "bool",
+    "source_line": "int64",
+}
+CALCIFICATION = "CALC"
+NORMAL = "NORM"
+
+
+def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"catalog table lacks columns {missing}")
+    return frame[list(columns)].astype(columns).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The images and findings tables of one dataset, checked against the schema above."""
+
+    images: pd.DataFrame
+    findings: pd.DataFrame
+    source: str
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", _typed(self.images, IMAGE_COLUMNS))
+        object.__setattr__(self, "findings", _typed(self.findings, FINDING_COLUMNS))
+        if self.images["image_id"].duplicated().any():
+            dupes = self.images.loc[self.images["image_id"].duplicated(), "image_id"].tolist()
+            raise MammoError(f"{self.root}: duplicate image ids {dupes[:5]}")
+        unknown = set(self.findings["image_id"]) - set(self.images["image_id"])
+        if unknown:
+            raise MammoError(f"{self.root}: findings name unknown images {sorted(unknown)[:5]}")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.images["patient_id"].nunique())
+
+    def findings_with_patients(self) -> pd.DataFrame:
+        """Findings joined with their image's patient, tissue, size and split."""
+        cols = ["image_id", "patient_id", "tissue", "height", "width", "split", "path"]
+        return self.findings.merge(self.images[cols], on="image_id", how="left", validate="many_to_one")
+
+    def findings_table(self) -> pd.DataFrame:
+        """The findings as users read them: source x/y beside array row/col, one row per annotation line."""
+        columns = ["image_id", "patient_id", "tissue", "abnormality", "severity", "x", "y", "row", "col", "radius"]
+        return self.findings_with_patients().sort_values("source_line", kind="stable")[columns]
+
+    def image_labels(self) -> pd.Series:
+        """One label per image for stratification: 'M' or 'B' calcification, else 'other'/'normal'."""
+        calc = self.findings[self.findings["abnormality"] == CALCIFICATION]
+        label = pd.Series("normal", index=self.images["image_id"].to_numpy(), dtype="string")
+        abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL, "image_id"])
+        label[label.index.isin(list(abnormal))] = "other"
+        for severity in ("B", "M"):  # malignant wins when an image has both
+            ids = set(calc.loc[calc["severity"] == severity, "image_id"])
+            label[label.index.isin(list(ids))] = f"calc-{severity}"
+        return label
+
+    def summary(self) -> dict:
+        """Counts a user checks first: images, patients, class x severity, coordinates known."""
+        findings = self.findings
+        abnormal = findings[findings["abnormality"] != NORMAL]
+        table = (
+            findings.assign(severity=findings["severity"].replace("", "-"))
+            .groupby(["abnormality", "severity"], sort=True)
+            .agg(lines=("image_id", "size"), images=("image_id", "nunique"))
+            .reset_index()
+        )
+        return {
+            "source": self.source,
+            "root": str(self.root),
+            "images": self.n_images,
+            "patients": self.n_patients,
+            "annotation_lines": int(len(findings)),
+            "abnormal_findings": int(len(abnormal)),
+            "abnormal_with_coords": int(abnormal["has_coords"].sum()),
+            "abnormal_without_coords": int((~abnormal["has_coords"]).sum()),
+            "tissue": {k: int(v) for k, v in self.images["tissue"].value_counts().sort_index().items() if k},
+            "bit_depths": sorted(int(b) for b in self.images["bit_depth"].unique()),
+            "splits": {k: int(v) for k, v in self.images["split"].value_counts().sort_index().items()},
+            "classes": [
+                {k: (int(v) if k in ("lines", "images") else str(v)) for k, v in rec.items()}
+                for rec in table.to_dict("records")
+            ],
+        }
+
+
+def default_data_dir() -> Path | None:
+    """The dataset named by MAMMO_DATA, or None (callers then use the cached phantom)."""
+    value = os.environ.get("MAMMO_DATA")
+    return Path(value) if value else None
+
+
+def load_catalog(data: str | Path | None = None, seed: int = 0) -> Catalog:
+    """Load any supported dataset.
+
+    data: a MIAS-layout folder (Info.txt + PGMs, or the distribution's archive),
+          a folder with manifest.csv, a manifest .csv file, or None for MAMMO_DATA,
+          else the cached phantom dataset.
+    seed: seeds the patient-level train/val/test split where the source has none.
+    """
+    from mammo_tf.data import mias
+
+    if data is None:
+        data = default_data_dir()
+    if data is None:
+        from mammo_tf.data.phantom import cached_phantom_dir
+
+        data = cached_phantom_dir()
+    path = Path(data)
+    if not path.exists():
+        raise located(path, "no such file or folder")
+    manifest_name = "manifest.csv"
+    if path.is_file():
+        if path.suffix.lower() == ".csv":
+            return _load_manifest(path, seed)
+        if path.name == mias.INFO_NAME:
+            return mias.load_mias(path.parent, seed=seed)
+        raise located(path, "not a dataset: give a folder, an Info.txt or a manifest .csv")
+    if (path / mias.INFO_NAME).is_file():
+        return mias.load_mias(path, seed=seed)
+    if (path / manifest_name).is_file():
+        return _load_manifest(path / manifest_name, seed)
+    if not any(path.iterdir()):
+        raise located(path, f"folder is empty (expected {mias.INFO_NAME} or {manifest_name})")
+    raise located(path, f"no {mias.INFO_NAME} or {manifest_name} in this folder")
+
+
+def _load_manifest(path: Path, seed: int) -> Catalog:
+    from mammo_tf.data.manifest import load_manifest
+
+    return load_manifest(path, seed=seed)

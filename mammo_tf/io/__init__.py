@@ -1,0 +1,1 @@
+"""Reading and writing pixels, nothing else."""

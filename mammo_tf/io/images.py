@@ -1,0 +1,196 @@
+"""Read and write mammograms with their true bit depth.
+
+Pixels leave this module as float32 arrays in [0, 1], shape [H, W], plus the
+source bit depth. The depth comes from the file (PGM maxval, PNG/TIFF dtype,
+DICOM BitsStored), never from the pixel values, so a dark 16-bit image is not
+mistaken for an 8-bit one. Writers take [0, 1] floats and a bit depth and
+write atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mammo_tf.errors import MammoError, located
+from mammo_tf.io.atomic import write_bytes_atomic
+
+PGM_SUFFIXES = {".pgm"}
+RASTER_SUFFIXES = {".png", ".tif", ".tiff"}
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+SUPPORTED_SUFFIXES = PGM_SUFFIXES | RASTER_SUFFIXES | DICOM_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Image:
+    """A greyscale image.
+
+    pixels: float32 [H, W] in [0, 1] (1 = brightest = most attenuating tissue).
+    bit_depth: bits per pixel of the source (8, 12, 16, ...).
+    """
+
+    pixels: np.ndarray
+    bit_depth: int
+
+
+@dataclass(frozen=True)
+class PgmHeader:
+    """The header of a binary (P5) PGM: size, maxval and where the pixel data starts."""
+
+    width: int
+    height: int
+    maxval: int
+    data_offset: int
+
+    @property
+    def bit_depth(self) -> int:
+        return int(self.maxval).bit_length()
+
+    @property
+    def data_bytes(self) -> int:
+        return self.width * self.height * (1 if self.maxval < 256 else 2)
+
+
+def read_pgm_header(path: str | Path) -> PgmHeader:
+    """Parse and check a binary PGM header (comments allowed); the file size must match it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+        size = path.stat().st_size
+    except OSError as err:
+        raise located(path, f"cannot read: {err.strerror or err}") from None
+    if not head.startswith(b"P5"):
+        raise located(path, "not a binary PGM (P5) file")
+    fields: list[int] = []
+    pos = 2
+    while len(fields) < 3:
+        while pos < len(head) and head[pos : pos + 1].isspace():
+            pos += 1
+        if pos < len(head) and head[pos : pos + 1] == b"#":
+            end = head.find(b"\n", pos)
+            if end < 0:
+                raise located(path, "truncated PGM header")
+            pos = end + 1
+            continue
+        start = pos
+        while pos < len(head) and head[pos : pos + 1].isdigit():
+            pos += 1
+        if start == pos:
+            raise located(path, "malformed PGM header (expected width, height and maxval)")
+        fields.append(int(head[start:pos]))
+    if pos >= len(head) or not head[pos : pos + 1].isspace():
+        raise located(path, "malformed PGM header (no whitespace after maxval)")
+    width, height, maxval = fields
+    if width <= 0 or height <= 0 or not 0 < maxval < 65536:
+        raise located(path, f"bad PGM header values: {width}x{height}, maxval {maxval}")
+    header = PgmHeader(width, height, maxval, pos + 1)
+    expected = header.data_offset + header.data_bytes
+    if size < expected:
+        raise located(path, f"truncated PGM: {size} bytes, header promises {expected}")
+    if size > expected:
+        raise located(path, f"PGM has {size - expected} bytes after the pixel data (wrong size in header?)")
+    return header
+
+
+def _imread_unchanged(path: Path) -> np.ndarray:
+    import cv2
+
+    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise located(path, "cannot decode image (corrupt or unsupported file)")
+    return array
+
+
+def _read_pgm(path: Path) -> Image:
+    header = read_pgm_header(path)
+    array = _imread_unchanged(path)
+    if array.shape != (header.height, header.width):
+        raise located(path, f"decoded shape {array.shape} does not match header {header.height}x{header.width}")
+    # OpenCV returns values as stored (maxval 4095 stays 0..4095): normalise by the header's maxval.
+    pixels = array.astype(np.float32) / np.float32(header.maxval)
+    return Image(np.clip(pixels, 0.0, 1.0), header.bit_depth)
+
+
+def _read_raster(path: Path) -> Image:
+    array = _imread_unchanged(path)
+    if array.ndim == 3:
+        if array.shape[2] == 4:
+            array = array[..., :3]
+        if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
+            raise located(path, "colour image: mammograms must be greyscale")
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return Image(array.astype(np.float32) / 255.0, 8)
+    if array.dtype == np.uint16:
+        return Image(array.astype(np.float32) / 65535.0, 16)
+    if array.dtype in (np.float32, np.float64):
+        if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+            raise located(path, "floating-point image must hold finite values in [0, 1]")
+        return Image(array.astype(np.float32), 32)
+    raise located(path, f"unsupported pixel type {array.dtype}")
+
+
+def read_image(path: str | Path) -> Image:
+    """Read a PGM, PNG, TIFF or DICOM file as float32 [H, W] in [0, 1] with its bit depth."""
+    path = Path(path)
+    if not path.is_file():
+        raise located(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix in PGM_SUFFIXES:
+        return _read_pgm(path)
+    if suffix in RASTER_SUFFIXES:
+        return _read_raster(path)
+    if suffix in DICOM_SUFFIXES:
+        from mammo_tf.io.dicom import read_dicom
+
+        return read_dicom(path)
+    raise located(path, f"unsupported image type '{suffix}' (use one of {sorted(SUPPORTED_SUFFIXES)})")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image, reading only the header where the format allows."""
+    path = Path(path)
+    if path.suffix.lower() in PGM_SUFFIXES:
+        header = read_pgm_header(path)
+        return header.height, header.width
+    return read_image(path).pixels.shape
+
+
+def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
+    """[0, 1] floats to unsigned integers of `bit_depth` bits (uint8 up to 8 bits, else uint16)."""
+    if not 1 <= bit_depth <= 16:
+        raise MammoError(f"cannot store {bit_depth}-bit integers (1..16 supported)")
+    maxval = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth <= 8 else np.uint16
+    return np.round(np.clip(pixels, 0.0, 1.0) * maxval).astype(dtype)
+
+
+def encode_pgm(pixels: np.ndarray, bit_depth: int = 8) -> bytes:
+    """Binary PGM bytes (big-endian for > 8 bits, as the format requires)."""
+    values = quantize(pixels, bit_depth)
+    height, width = values.shape
+    header = f"P5\n{width} {height}\n{(1 << bit_depth) - 1}\n".encode("ascii")
+    body = values.astype(">u2").tobytes() if bit_depth > 8 else values.tobytes()
+    return header + body
+
+
+def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int) -> None:
+    """Write float32 [H, W] in [0, 1] at `bit_depth` bits as PGM, PNG or TIFF, atomically."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in PGM_SUFFIXES:
+        write_bytes_atomic(path, encode_pgm(pixels, bit_depth))
+        return
+    if suffix not in RASTER_SUFFIXES:
+        raise located(path, f"cannot write '{suffix}' images (use .pgm, .png or .tif)")
+    import cv2
+
+    # PNG/TIFF store 8 or 16 bits; a 12-bit source is written in 16-bit containers, scaled to full range.
+    container = 8 if bit_depth <= 8 else 16
+    ok, encoded = cv2.imencode(suffix, quantize(pixels, container))
+    if not ok:
+        raise located(path, "OpenCV could not encode the image")
+    write_bytes_atomic(path, encoded.tobytes())
