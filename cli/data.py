@@ -94,3 +94,17 @@ def phantom(n: int, out: Path, seed: int, size: int) -> None:
 
     write_phantom(out, n=n, seed=seed, size=size)
     click.echo(f"wrote {n} phantom images to {out}")
+
+
+@data.command()
+@DATA_OPTION
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write.")
+@click.option("--films", type=click.IntRange(1, 16), default=4, help="Films to draw (calcification cases first).")
+@click.option("--seed", type=int, default=0, help="Seed of the patch sampler.")
+def preview(data: Path | None, out: Path, films: int, seed: int) -> None:
+    """Draw films with breast mask and findings, and sampled patches per class, into one PNG."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.preview import write_preview
+
+    write_preview(load_catalog(data), out, films=films, seed=seed)
+    click.echo(f"wrote {out}")

@@ -100,6 +100,13 @@ class Catalog:
         cols = ["image_id", "patient_id", "tissue", "height", "width", "split", "path"]
         return self.findings.merge(self.images[cols], on="image_id", how="left", validate="many_to_one")
 
+    def subset(self, image_ids) -> Catalog:
+        """The catalog restricted to `image_ids` (and their findings)."""
+        keep = list(image_ids)
+        images = self.images[self.images["image_id"].isin(keep)]
+        findings = self.findings[self.findings["image_id"].isin(keep)]
+        return Catalog(images, findings, self.source, self.root)
+
     def findings_table(self) -> pd.DataFrame:
         """The findings as users read them: source x/y beside array row/col, one row per annotation line."""
         columns = ["image_id", "patient_id", "tissue", "abnormality", "severity", "x", "y", "row", "col", "radius"]

@@ -1,0 +1,211 @@
+"""Read a single-frame greyscale DICOM as float32 [H, W] in [0, 1] (1 = dense).
+
+The grayscale pipeline of the standard, each step a small pure function:
+
+    stored values -> modality LUT (Rescale Slope/Intercept or Modality LUT Sequence)
+                  -> VOI (VOI LUT Sequence, else Window Center/Width: the precedence of
+                     pydicom's apply_voi_lut(prefer_lut=True))
+                  -> divide by the output range of the last stage applied
+                  -> MONOCHROME1 inverted, so bright = dense whatever the vendor wrote.
+
+The divisor is the range the stage *can* output (from BitsStored, Pixel
+Representation, the rescale, the LUT descriptor), never the image's own
+min/max: two films from one device keep comparable intensities, and a dark
+film stays dark. pydicom's output ranges are:
+
+- no VOI, no modality stage: the stored range, 0..2^BitsStored-1, or
+  -2^(BitsStored-1)..2^(BitsStored-1)-1 when Pixel Representation is 1;
+- rescale only: that stored range through slope and intercept;
+- Modality LUT Sequence: 0..2^LUTDescriptor[2]-1;
+- windowing: the rescaled stored range (or the Modality LUT's depth);
+- VOI LUT Sequence: 0..2^LUTDescriptor[2]-1.
+
+Presentation LUT Shape is not applied: in DX/MG objects it only restates the
+MONOCHROME1/2 polarity, so applying it as well would invert twice.
+Compressed transfer syntaxes decode through pydicom's plugins (numpy covers
+RLE; pylibjpeg + libjpeg/openjpeg cover JPEG, JPEG-LS and JPEG 2000).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mammo_tf.errors import located
+from mammo_tf.io.images import Image
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+ValueRange = tuple[float, float]
+GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+
+
+def stored_range(ds: Dataset) -> ValueRange:
+    """The values BitsStored can hold: unsigned, or two's complement when Pixel Representation is 1."""
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -float(2 ** (bits - 1)), float(2 ** (bits - 1) - 1)
+    return 0.0, float(2**bits - 1)
+
+
+def _lut_range(item: Dataset) -> ValueRange:
+    """A LUT's output range from the third value of its LUT Descriptor (bits per entry)."""
+    return 0.0, float(2 ** int(item.LUTDescriptor[2]) - 1)
+
+
+def _has_rescale(ds: Dataset) -> bool:
+    return ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None
+
+
+def _rescaled(value_range: ValueRange, ds: Dataset) -> ValueRange:
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    return value_range[0] * slope + intercept, value_range[1] * slope + intercept
+
+
+def modality_range(ds: Dataset) -> ValueRange:
+    """(low, high) output range of `apply_modality_lut` on this dataset (low < high)."""
+    if ds.get("ModalityLUTSequence"):
+        return _lut_range(ds.ModalityLUTSequence[0])
+    if _has_rescale(ds):
+        low, high = _rescaled(stored_range(ds), ds)
+        return min(low, high), max(low, high)
+    return stored_range(ds)
+
+
+def windowing_range(ds: Dataset) -> ValueRange:
+    """pydicom's windowing output range: values below the window map to the first, above to the second.
+
+    Mirrors `pydicom.pixels.apply_windowing` (Modality LUT depth, else the stored
+    range, then rescaled when Rescale Slope/Intercept are present). The pair is not
+    sorted: with a negative slope pydicom's "low" is the larger number, and
+    normalising by the pair as given still sends below-window to 0.
+    """
+    lut = ds.get("ModalityLUTSequence")
+    value_range = _lut_range(lut[0]) if lut else stored_range(ds)
+    return _rescaled(value_range, ds) if _has_rescale(ds) else value_range
+
+
+def voi_kind(ds: Dataset) -> str | None:
+    """Which VOI stage apply_voi_lut(prefer_lut=True) would apply: "lut", "window" or None."""
+    sequence = ds.get("VOILUTSequence")
+    if sequence and None not in (sequence[0].get("LUTDescriptor"), sequence[0].get("LUTData")):
+        return "lut"
+    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        return "window"
+    return None
+
+
+def apply_modality(arr: np.ndarray, ds: Dataset) -> tuple[np.ndarray, ValueRange]:
+    """Stored values -> modality values (e.g. rescaled units), with the range they can take."""
+    from pydicom.pixels import apply_modality_lut
+
+    return apply_modality_lut(arr, ds), modality_range(ds)
+
+
+def apply_voi(arr: np.ndarray, ds: Dataset, value_range: ValueRange) -> tuple[np.ndarray, ValueRange]:
+    """Modality values -> VOI values and their range; without a VOI both pass through unchanged."""
+    from pydicom.pixels import apply_voi as apply_voi_sequence
+    from pydicom.pixels import apply_windowing
+
+    kind = voi_kind(ds)
+    if kind == "lut":
+        if not np.issubdtype(arr.dtype, np.integer):
+            # A LUT is indexed by integers; pydicom truncates floats anyway (and warns).
+            arr = np.floor(arr).astype(np.int64)
+        return apply_voi_sequence(arr, ds), _lut_range(ds.VOILUTSequence[0])
+    if kind == "window":
+        return apply_windowing(arr, ds), windowing_range(ds)
+    return arr, value_range
+
+
+def normalise(arr: np.ndarray, value_range: ValueRange) -> np.ndarray:
+    """Map `value_range` linearly onto [0, 1] (first value -> 0), clipped, as float32."""
+    low, high = value_range
+    if high == low:
+        raise ValueError(f"empty output range {value_range}")
+    unit = (np.asarray(arr, np.float64) - low) / (high - low)
+    return np.clip(unit, 0.0, 1.0).astype(np.float32)
+
+
+def bright_is_dense(unit: np.ndarray, photometric: str) -> np.ndarray:
+    """MONOCHROME1 stores dense tissue as low values: invert it so 1 is always dense."""
+    return (1.0 - unit).astype(np.float32) if photometric == "MONOCHROME1" else unit
+
+
+def to_unit_pixels(arr: np.ndarray, ds: Dataset) -> np.ndarray:
+    """The whole pipeline on a stored-value array: float32 [H, W] in [0, 1], 1 = dense."""
+    values, value_range = apply_modality(arr, ds)
+    values, value_range = apply_voi(values, ds, value_range)
+    return bright_is_dense(normalise(values, value_range), str(ds.PhotometricInterpretation))
+
+
+def check_single_grey(ds: Dataset, path: Path) -> None:
+    """Refuse what is not one greyscale frame, naming the file (before any pixel is decoded)."""
+    for keyword in ("Rows", "Columns", "BitsStored", "PhotometricInterpretation"):
+        if ds.get(keyword) in (None, ""):
+            raise located(path, f"DICOM lacks {keyword}: not an image object")
+    photometric = str(ds.PhotometricInterpretation)
+    samples = int(ds.get("SamplesPerPixel") or 1)
+    if samples != 1 or photometric not in GREYSCALE:
+        raise located(path, f"colour DICOM ({photometric}, {samples} samples per pixel): mammograms must be greyscale")
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames != 1:
+        raise located(path, f"multi-frame DICOM ({frames} frames, e.g. tomosynthesis): give one 2D image per file")
+
+
+def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except FileNotFoundError:
+        raise located(path, "file not found") from None
+    except InvalidDicomError:
+        raise located(path, "not a DICOM file (no 'DICM' preamble)") from None
+    except Exception as err:  # untrusted bytes: pydicom raises many types (EOFError, struct.error, ...)
+        raise located(path, f"cannot read DICOM ({type(err).__name__}: {err})") from None
+
+
+def _stored_pixels(ds: Dataset, path: Path) -> np.ndarray:
+    if "PixelData" not in ds:
+        raise located(path, "DICOM has no Pixel Data (7FE0,0010)")
+    try:
+        return ds.pixel_array
+    except Exception as err:  # missing decoder plugin, truncated or corrupt pixel data
+        syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+        name = getattr(syntax, "name", str(syntax))
+        hint = ""
+        if syntax is not None and getattr(syntax, "is_compressed", False) and "plugin" in str(err).lower():
+            hint = " (install pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg)"
+        raise located(path, f"cannot decode {name} pixel data{hint}: {err}") from None
+
+
+def read_dicom(path: str | Path) -> Image:
+    """Read a single-frame greyscale DICOM: float32 [H, W] in [0, 1] (1 = dense), bit_depth = BitsStored."""
+    path = Path(path)
+    ds = _read_dataset(path, stop_before_pixels=False)
+    check_single_grey(ds, path)
+    arr = _stored_pixels(ds, path)
+    if arr.ndim != 2:
+        raise located(path, f"expected one 2D frame, decoded shape {arr.shape}")
+    try:
+        pixels = to_unit_pixels(arr, ds)
+    except (ValueError, TypeError, NotImplementedError, AttributeError, KeyError, IndexError) as err:
+        # Bad LUT descriptors, window width < 1, unknown VOI LUT Function, ...: the file is at fault.
+        raise located(path, f"cannot apply the modality/VOI LUT ({type(err).__name__}: {err})") from None
+    return Image(pixels, int(ds.BitsStored))
+
+
+def probe_dicom(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, bit_depth) from the header alone (pixel data is not read or decoded)."""
+    path = Path(path)
+    ds = _read_dataset(path, stop_before_pixels=True)
+    check_single_grey(ds, path)
+    try:
+        return int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
+    except (TypeError, ValueError) as err:
+        raise located(path, f"bad Rows/Columns/BitsStored ({err})") from None
