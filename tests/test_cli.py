@@ -102,3 +102,41 @@ def test_info_table_and_json(mias_source: Path) -> None:
     assert re.search(r"CALC\s+B\s+15\s+12", result.output) and re.search(r"CALC\s+M\s+15\s+13", result.output)
     result = CliRunner().invoke(cli, ["data", "info", "--data", str(mias_source), "--format", "json"])
     assert '"annotation_lines": 330' in result.output
+
+
+def test_phantom_then_info_and_byte_identical(tmp_path: Path) -> None:
+    """The issue's check: `data phantom --n 4 --seed 0` then `data info`; same seed, same bytes."""
+    runner = CliRunner()
+    for name in ("a", "b"):
+        result = runner.invoke(cli, ["data", "phantom", "--n", "4", "--size", "256", "--seed", "0",
+                                     "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "Info.txt" in files and "mdb004.pgm" in files
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    result = runner.invoke(cli, ["data", "info", "--data", str(tmp_path / "a"), "--format", "json"])
+    assert result.exit_code == 0 and '"images": 4' in result.output and '"patients": 2' in result.output
+    again = runner.invoke(cli, ["data", "phantom", "--n", "4", "--size", "256", "--out", str(tmp_path / "a")])
+    assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_default_dataset_is_the_cached_phantom() -> None:
+    result = CliRunner().invoke(cli, ["data", "info", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"images": 16' in result.output and "phantom-v1" in result.output
+
+
+def test_preview_draws_films_and_patch_strips(tmp_path: Path) -> None:
+    import cv2
+
+    runner = CliRunner()
+    runner.invoke(cli, ["data", "phantom", "--n", "6", "--size", "256", "--out", str(tmp_path / "ph")])
+    result = runner.invoke(cli, ["data", "preview", "--data", str(tmp_path / "ph"), "--films", "2",
+                                 "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    image = cv2.imread(str(tmp_path / "p.png"), cv2.IMREAD_UNCHANGED)
+    assert image.shape[1] == 2 * 256 + 4 and image.shape[0] > 256 + 3 * 40
+    assert image[:256].std() > 10  # films were drawn, not a blank canvas
+    bad = runner.invoke(cli, ["data", "preview", "--data", str(tmp_path / "ph"), "--out", str(tmp_path / "p.jpg")])
+    assert bad.exit_code == 2 and "must be a .png" in bad.output and not (tmp_path / "p.jpg").exists()

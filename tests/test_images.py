@@ -87,3 +87,18 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_encode_pgm_rejects_impossible_depth() -> None:
     with pytest.raises(MammoError, match="17-bit"):
         encode_pgm(np.zeros((2, 2), np.float32), 17)
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path: Path) -> None:
+    """mkstemp/mkdtemp create private files; finished outputs must be readable like any other file."""
+    import os
+
+    from mammo_tf.io.atomic import atomic_dir
+
+    write_image(tmp_path / "a.png", np.zeros((4, 4), np.float32), 8)
+    with atomic_dir(tmp_path / "d"):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -92,7 +92,8 @@ def render_preview(
         tile_image = _film_tile(paths[image_id], findings[findings["image_id"] == image_id], tile)
         _label(tile_image, image_id)
         tiles.append(tile_image)
-    top = np.concatenate(tiles, axis=1)
+    gap = np.zeros((tile, 4, 3), np.uint8)
+    top = np.concatenate([part for t in tiles for part in (t, gap)][:-1], axis=1)
     patch_px = (top.shape[1] - 4) // per_class - 4
     strips = _patch_rows(catalog, per_class, patch_px, top.shape[1], seed)
     return np.concatenate([top, *strips], axis=0)
