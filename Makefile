@@ -30,8 +30,8 @@ demo: $(STAMP) ## the main job on the phantom: make a dataset, summarise it, dra
 lint: $(STAMP) ## ruff lint
 	$(BIN)/ruff check .
 
-bench: $(STAMP) ## measure the tf.data pipelines against a model step; writes BENCHMARKS.md
-	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md
+bench: $(STAMP) ## measure the tf.data pipelines against float32 and bf16 model steps; writes BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md --bf16 on
 
 data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored)
 	$(BIN)/mammo-tf data import $(MIAS_ARCHIVE) --dest data/mias

@@ -213,7 +213,7 @@ def sample(args: argparse.Namespace, results: Results) -> tuple[Any, Any]:
     else:
         kind = "MAMMO_DATA" if os.environ.get("MAMMO_DATA") else "cached phantom"
     results.data = (
-        f"{kind}: {catalog.source} layout ({catalog.n_images} images, {catalog.n_patients} patients) at {catalog.root}"
+        f"{kind}: {catalog.source} ({catalog.n_images} images, {catalog.n_patients} patients) at {catalog.root}"
     )
     # Two calls each: the first may also fill the per-image preprocessing cache (breast masks).
     for call in ("first", "second"):
@@ -367,6 +367,10 @@ def _model_rows(r: Results, args: argparse.Namespace) -> tuple[list[tuple[str, s
     if "sr_bf16_step" in r.rounds:
         bf16 = r.median("sr_bf16_step")
         rows.append(("SR train step, mixed_bfloat16", _ms(bf16), f"consumes {args.batch / bf16:.0f} pairs/s"))
+        paired = zip(r.rounds["sr_bf16_step"], r.rounds["sr_step"], strict=True)
+        ratio = statistics.median(b / f for b, f in paired)
+        note = "median of per-round ratios; < 1 means bf16 is faster"
+        rows.append(("**SR step bf16 ÷ float32**", f"**{ratio:.2f}**", note))
         room["SR (bf16)"] = headroom(r, "sr_rate", "sr_bf16_step", args.batch)
     else:
         rows.append(("SR train step, mixed_bfloat16", "skipped", r.bf16_note))
@@ -482,7 +486,6 @@ def write_section(path: Path, section: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with atomic_file(path, "w") as handle:
-        os.fchmod(handle.fileno(), 0o644)  # mkstemp makes 0600 files; this one is committed and shared
         handle.write(text)
 
 

@@ -32,7 +32,12 @@ def data() -> None:
     default="table",
     help="table: summary; csv: the findings table, one row per annotation line; json: summary.",
 )
-def info(data: Path | None, fmt: str) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also list findings whose centre lies outside the breast mask (reads every annotated image).",
+)
+def info(data: Path | None, fmt: str, check: bool) -> None:
     """Summarise a dataset: images, patients, class x severity, coordinates known."""
     from mammo_tf.data.catalog import load_catalog
 
@@ -41,6 +46,15 @@ def info(data: Path | None, fmt: str) -> None:
         click.echo(catalog.findings_table().to_csv(index=False, lineterminator="\n"), nl=False)
         return
     summary = catalog.summary()
+    if check:
+        from mammo_tf.data.preprocess import findings_in_breast
+
+        findings = catalog.findings
+        outside = findings[findings["has_coords"] & ~findings_in_breast(catalog)]
+        summary["outside_breast"] = [
+            {"image_id": r.image_id, "abnormality": r.abnormality, "line": int(r.source_line)}
+            for r in outside.itertuples()
+        ]
     if fmt == "json":
         click.echo(json.dumps(summary, indent=2))
         return
@@ -54,9 +68,15 @@ def info(data: Path | None, fmt: str) -> None:
         f"{summary['abnormal_with_coords']} with coordinates, {summary['abnormal_without_coords']} without"
     )
     click.echo("")
-    click.echo(f"{'class':<8}{'severity':>9}{'lines':>7}{'images':>8}")
+    click.echo(f"{'class':<8}{'severity':>9}{'lines':>7}{'images':>8}{'with x,y':>10}")
     for row in summary["classes"]:
-        click.echo(f"{row['abnormality']:<8}{row['severity']:>9}{row['lines']:>7}{row['images']:>8}")
+        click.echo(
+            f"{row['abnormality']:<8}{row['severity']:>9}{row['lines']:>7}{row['images']:>8}{row['with_coords']:>10}"
+        )
+    if check:
+        outside = summary["outside_breast"]
+        listed = ", ".join(f"{f['image_id']} {f['abnormality']} (line {f['line']})" for f in outside)
+        click.echo(f"\ncentre outside the breast: {len(outside)}{': ' + listed if outside else ''}")
 
 
 @data.command()

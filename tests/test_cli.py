@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def test_info_table_and_json(mias_source: Path) -> None:
     result = CliRunner().invoke(cli, ["data", "info", "--data", str(mias_source)])
     assert result.exit_code == 0, result.output
     assert "322 of 161 patients" in result.output
-    assert re.search(r"CALC\s+B\s+15\s+12", result.output) and re.search(r"CALC\s+M\s+15\s+13", result.output)
+    assert re.search(r"CALC\s+B\s+15\s+12\s+15\n", result.output)
+    assert re.search(r"CALC\s+M\s+15\s+13\s+12\n", result.output)  # three malignant lines are *NOTE 3*
     result = CliRunner().invoke(cli, ["data", "info", "--data", str(mias_source), "--format", "json"])
     assert '"annotation_lines": 330' in result.output
 
@@ -140,3 +142,38 @@ def test_preview_draws_films_and_patch_strips(tmp_path: Path) -> None:
     assert image[:256].std() > 10  # films were drawn, not a blank canvas
     bad = runner.invoke(cli, ["data", "preview", "--data", str(tmp_path / "ph"), "--out", str(tmp_path / "p.jpg")])
     assert bad.exit_code == 2 and "must be a .png" in bad.output and not (tmp_path / "p.jpg").exists()
+
+
+@pytest.mark.mias
+def test_info_check_flags_the_two_centres_outside_the_breast(mias_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["data", "info", "--data", str(mias_dir), "--check", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    outside = json.loads(result.output)["outside_breast"]
+    assert [f["image_id"] for f in outside] == ["mdb212", "mdb214"]
+
+
+def test_info_check_on_phantom_finds_every_centre_inside(tmp_path: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(cli, ["data", "phantom", "--n", "4", "--size", "256", "--out", str(tmp_path / "ph")])
+    result = runner.invoke(cli, ["data", "info", "--data", str(tmp_path / "ph"), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "(phantom)" in result.output and "centre outside the breast: 0" in result.output
+
+
+@pytest.mark.mias
+def test_preview_on_real_mias(mias_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["data", "preview", "--data", str(mias_dir), "--out", str(tmp_path / "m.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.png").stat().st_size > 10_000
+
+
+def test_import_of_a_phantom_needs_no_verify(tmp_path: Path) -> None:
+    """The import route takes any MIAS-layout copy with --no-verify; the official checksums refuse it."""
+    runner = CliRunner()
+    runner.invoke(cli, ["data", "phantom", "--n", "2", "--size", "128", "--out", str(tmp_path / "ph")])
+    refused = runner.invoke(cli, ["data", "import", str(tmp_path / "ph"), "--dest", str(tmp_path / "a")])
+    assert refused.exit_code == 2 and "incomplete mini-MIAS" in refused.output
+    assert not (tmp_path / "a").exists()
+    result = runner.invoke(cli, ["data", "import", str(tmp_path / "ph"), "--dest", str(tmp_path / "b"), "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["Info.txt", "mdb001.pgm", "mdb002.pgm"]

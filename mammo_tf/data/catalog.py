@@ -113,7 +113,7 @@ class Catalog:
         return self.findings_with_patients().sort_values("source_line", kind="stable")[columns]
 
     def image_labels(self) -> pd.Series:
-        """One label per image for stratification: 'M' or 'B' calcification, else 'other'/'normal'."""
+        """One label per image for stratification: 'calc-M', 'calc-B', 'other' (abnormal) or 'normal'."""
         calc = self.findings[self.findings["abnormality"] == CALCIFICATION]
         label = pd.Series("normal", index=self.images["image_id"].to_numpy(), dtype="string")
         abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL, "image_id"])
@@ -130,7 +130,7 @@ class Catalog:
         table = (
             findings.assign(severity=findings["severity"].replace("", "-"))
             .groupby(["abnormality", "severity"], sort=True)
-            .agg(lines=("image_id", "size"), images=("image_id", "nunique"))
+            .agg(lines=("image_id", "size"), images=("image_id", "nunique"), with_coords=("has_coords", "sum"))
             .reset_index()
         )
         return {
@@ -146,7 +146,7 @@ class Catalog:
             "bit_depths": sorted(int(b) for b in self.images["bit_depth"].unique()),
             "splits": {k: int(v) for k, v in self.images["split"].value_counts().sort_index().items()},
             "classes": [
-                {k: (int(v) if k in ("lines", "images") else str(v)) for k, v in rec.items()}
+                {k: (str(v) if k in ("abnormality", "severity") else int(v)) for k, v in rec.items()}
                 for rec in table.to_dict("records")
             ],
         }

@@ -165,7 +165,9 @@ def load_mias(folder: str | Path, seed: int = 0) -> Catalog:
         )
     images = pd.DataFrame.from_records(images)
     findings = _to_array_coordinates(info, rows, images.set_index("image_id"))
-    catalog = Catalog(images=images, findings=findings, source="mias", root=folder)
+    # A phantom is MIAS-layout data with a ground-truth file beside it: say which one the user is looking at.
+    source = "phantom" if (folder / "phantom_truth.csv").is_file() else "mias"
+    catalog = Catalog(images=images, findings=findings, source=source, root=folder)
     split = split_images(catalog.images, catalog.image_labels(), seed=seed)
     return Catalog(catalog.images.assign(split=split), catalog.findings, catalog.source, folder)
 
