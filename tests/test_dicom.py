@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
+from dicom_builders import make_dataset, save
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
-    DigitalMammographyXRayImageStorageForPresentation,
-    ExplicitVRLittleEndian,
     JPEG2000Lossless,
     RLELossless,
 )
@@ -30,28 +29,6 @@ from mammo_tf.io.dicom import (
 from mammo_tf.io.images import read_image
 
 STORED_12 = np.array([[0, 100, 1000], [2000, 2048, 4095]], np.uint16)
-
-
-def make_dataset(
-    pixels: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2", **attributes: object
-) -> Dataset:
-    """A minimal MG dataset: set_pixel_data fills Rows, Columns, Bits*, Pixel Representation."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    ds.SOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    ds.Modality = "MG"
-    ds.set_pixel_data(pixels, photometric, bits_stored)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    for keyword, value in attributes.items():
-        setattr(ds, keyword, value)
-    return ds
-
-
-def save(ds: Dataset, path: Path) -> Path:
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def lut_item(descriptor: list[int], data: list[int]) -> Dataset:

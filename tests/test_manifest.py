@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian
+from dicom_builders import make_dataset, save
 
 from mammo_tf.data.catalog import FINDING_COLUMNS, IMAGE_COLUMNS, load_catalog
 from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest, probe_image
@@ -20,17 +19,7 @@ HEADER = "path,patient_id,image_id,laterality,view,tissue,abnormality,severity,r
 
 
 def write_dicom(path: Path, pixels: np.ndarray, bits_stored: int = 12, photometric: str = "MONOCHROME2") -> Path:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    ds.SOPClassUID = DigitalMammographyXRayImageStorageForPresentation
-    ds.Modality = "MG"
-    ds.set_pixel_data(pixels, photometric, bits_stored)
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    return save(make_dataset(pixels, bits_stored, photometric), path)
 
 
 def write_png(path: Path, shape: tuple[int, ...], dtype: type = np.uint8) -> Path:

@@ -21,11 +21,11 @@ from mammo_tf.data.samplers import (
     MALIGNANT,
     NORMAL,
     Patches,
+    PatchReport,
     SRPairs,
     accept_patch,
     degrade,
     sample_patches,
-    sample_patches_with_report,
     sample_sr_pairs,
 )
 from mammo_tf.errors import MammoError
@@ -208,7 +208,8 @@ def test_sr_pairs_reject_bad_arguments(catalog: Catalog, kwargs: dict) -> None:
 
 
 def test_patches_shapes_labels_and_report(catalog: Catalog) -> None:
-    patches, report = sample_patches_with_report(catalog, patch_size=P, per_cluster=4, jitter=4, normal_per_image=3)
+    report = PatchReport()
+    patches = sample_patches(catalog, patch_size=P, per_cluster=4, jitter=4, normal_per_image=3, report=report)
     n = len(patches.labels)
     assert isinstance(patches, Patches)
     assert patches.images.shape == (n, P, P, 1) and patches.images.dtype == np.float32

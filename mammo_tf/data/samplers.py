@@ -296,7 +296,7 @@ def _normal_patches(prepared, findings, count, patch_size, rng, report) -> list[
     return centres
 
 
-def sample_patches_with_report(
+def sample_patches(
     catalog: Catalog,
     *,
     patch_size: int = 64,
@@ -305,14 +305,23 @@ def sample_patches_with_report(
     normal_per_image: int = 4,
     split: str | None = None,
     seed: int = 0,
-) -> tuple[Patches, PatchReport]:
-    """sample_patches, also returning what was dropped and why."""
+    report: PatchReport | None = None,
+) -> Patches:
+    """Calcification-cluster and normal-tissue patches under one acceptance rule (see accept_patch).
+
+    CALC findings with a centre inside the breast give `per_cluster` patches each, centres jittered
+    uniformly within min(jitter, radius) pixels, labelled BENIGN/MALIGNANT by severity. Every image of
+    the split gives `normal_per_image` NORMAL patches farther than radius + patch_size/2 from every
+    finding, except images with findings lacking coordinates (calcifications could be anywhere).
+    Patches come from the prepared (chest wall left) image; centres are in original array coordinates.
+    Pass a PatchReport as `report` to learn what was kept and dropped, and why.
+    """
     patch_size = _check_int("patch_size", patch_size, 8)
     per_cluster = _check_int("per_cluster", per_cluster, 0)
     jitter = _check_int("jitter", jitter, 0)
     normal_per_image = _check_int("normal_per_image", normal_per_image, 0)
     images = _select_images(catalog, split)
-    report = PatchReport()
+    report = report if report is not None else PatchReport()
     out: dict[str, list] = {k: [] for k in ("images", "labels", "image_id", "patient_id", "row", "col")}
     by_image = dict(tuple(catalog.findings.groupby("image_id", sort=False)))
     empty = catalog.findings.iloc[:0]
@@ -354,7 +363,7 @@ def sample_patches_with_report(
             out["row"].append(original[0])
             out["col"].append(original[1])
     shape = (len(out["images"]), patch_size, patch_size, 1)
-    patches = Patches(
+    return Patches(
         images=np.stack(out["images"]).reshape(shape).astype(np.float32) if out["images"] else np.zeros(shape, "f4"),
         labels=np.array(out["labels"], dtype=np.int32),
         image_id=np.array(out["image_id"], dtype=str),
@@ -362,34 +371,3 @@ def sample_patches_with_report(
         centre_row=np.array(out["row"], dtype=np.int64),
         centre_col=np.array(out["col"], dtype=np.int64),
     )
-    return patches, report
-
-
-def sample_patches(
-    catalog: Catalog,
-    *,
-    patch_size: int = 64,
-    per_cluster: int = 8,
-    jitter: int = 16,
-    normal_per_image: int = 4,
-    split: str | None = None,
-    seed: int = 0,
-) -> Patches:
-    """Calcification-cluster and normal-tissue patches under one acceptance rule (see accept_patch).
-
-    CALC findings with a centre inside the breast give `per_cluster` patches each, centres jittered
-    uniformly within min(jitter, radius) pixels, labelled BENIGN/MALIGNANT by severity. Every image of
-    the split gives `normal_per_image` NORMAL patches farther than radius + patch_size/2 from every
-    finding, except images with findings lacking coordinates (calcifications could be anywhere).
-    Patches come from the prepared (chest wall left) image; centres are in original array coordinates.
-    sample_patches_with_report also says what was dropped and why.
-    """
-    return sample_patches_with_report(
-        catalog,
-        patch_size=patch_size,
-        per_cluster=per_cluster,
-        jitter=jitter,
-        normal_per_image=normal_per_image,
-        split=split,
-        seed=seed,
-    )[0]
