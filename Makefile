@@ -33,8 +33,9 @@ lint: $(STAMP) ## ruff lint
 bench: $(STAMP) ## measure the tf.data pipelines against float32 and bf16 model steps; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md --bf16 on
 
-data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored)
-	$(BIN)/mammo-tf data import $(MIAS_ARCHIVE) --dest data/mias
+data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored), once
+	@if [ -f data/mias/Info.txt ]; then echo "data/mias is already there"; \
+	else $(BIN)/mammo-tf data import $(MIAS_ARCHIVE) --dest data/mias; fi
 
 clean: ## remove the virtualenv, caches and demo runs (not data/)
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
