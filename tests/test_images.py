@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mammo_tf.errors import MammoError
-from mammo_tf.io.images import encode_pgm, image_size, read_image, read_pgm_header, write_image
+from mammo_tf.io.images import encode_pgm, probe_image, read_image, read_pgm_header, write_image
 
 
 @pytest.mark.parametrize("bit_depth", [8, 12, 16])
@@ -44,7 +44,7 @@ def test_16_bit_raster_round_trip(tmp_path: Path, suffix: str) -> None:
     write_image(tmp_path / f"x{suffix}", values / 65535.0, 16)
     image = read_image(tmp_path / f"x{suffix}")
     assert image.bit_depth == 16 and np.array_equal(np.round(image.pixels * 65535).astype(np.uint16), values)
-    assert image_size(tmp_path / f"x{suffix}") == (16, 16)
+    assert probe_image(tmp_path / f"x{suffix}") == (16, 16, 16)
 
 
 def test_grey_stored_as_bgr_is_accepted_colour_is_refused(tmp_path: Path) -> None:

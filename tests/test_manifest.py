@@ -11,9 +11,9 @@ import pytest
 from dicom_builders import make_dataset, save
 
 from mammo_tf.data.catalog import FINDING_COLUMNS, IMAGE_COLUMNS, load_catalog
-from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest, probe_image
+from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest
 from mammo_tf.errors import MammoError
-from mammo_tf.io.images import encode_pgm
+from mammo_tf.io.images import encode_pgm, probe_image
 
 HEADER = "path,patient_id,image_id,laterality,view,tissue,abnormality,severity,row,col,radius"
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from pathlib import Path
 
 import pandas as pd
 
 from mammo_tf.data.catalog import NORMAL, Catalog
 from mammo_tf.errors import MammoError, located
-from mammo_tf.io.images import DICOM_SUFFIXES, PGM_SUFFIXES, SUPPORTED_SUFFIXES, read_image, read_pgm_header
+from mammo_tf.io.images import SUPPORTED_SUFFIXES, probe_image
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED = ("path", "patient_id")
@@ -45,7 +44,6 @@ SEVERITIES = {"": "", "B": "B", "BENIGN": "B", "BENIGN_WITHOUT_CALLBACK": "B", "
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test"}
 FIRST_DATA_LINE = 2
 _WHOLE = re.compile(r"^\d+(\.0*)?$")  # "12" or "12.0" (spreadsheets export integer columns as floats)
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # --- reading the table ----------------------------------------------------------------------------
@@ -165,42 +163,6 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
 
 
 # --- images -----------------------------------------------------------------------------------------
-
-
-def _png_grey_header(path: Path) -> tuple[int, int, int] | None:
-    """(height, width, bit_depth) of a greyscale PNG from its IHDR chunk, or None to decode instead."""
-    with open(path, "rb") as handle:
-        head = handle.read(26)
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack(">II", head[16:24])
-    depth, colour_type = head[24], head[25]
-    if colour_type != 0 or depth not in (1, 2, 4, 8, 16):
-        return None  # colour or palette: read_image decides whether the channels are grey
-    # OpenCV expands 1/2/4-bit grey to uint8, so such files read as 8-bit.
-    return height, width, 16 if depth == 16 else 8
-
-
-def probe_image(path: Path) -> tuple[int, int, int]:
-    """(height, width, bit_depth) of an image file, from the header where the format allows."""
-    suffix = path.suffix.lower()
-    if suffix in DICOM_SUFFIXES:
-        from mammo_tf.io.dicom import probe_dicom
-
-        return probe_dicom(path)
-    if suffix in PGM_SUFFIXES:
-        header = read_pgm_header(path)
-        return header.height, header.width, header.bit_depth
-    if suffix == ".png":
-        try:
-            fast = _png_grey_header(path)
-        except OSError as err:
-            raise located(path, f"cannot read: {err.strerror or err}") from None
-        if fast is not None:
-            return fast
-    image = read_image(path)
-    height, width = image.pixels.shape
-    return height, width, image.bit_depth
 
 
 def _image_records(manifest: Path, rows: pd.DataFrame) -> pd.DataFrame:

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mammo_tf.data.catalog import Catalog
+from mammo_tf.data.catalog import CALCIFICATION, Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.atomic import write_bytes_atomic
 
 # BGR colours for OpenCV drawing.
 _MASK = (80, 200, 80)
 _SEVERITY = {"B": (0, 215, 255), "M": (60, 60, 255), "": (255, 160, 60)}
-_PATCH_CLASSES = ("normal", "benign", "malignant")
 
 
 def _film_tile(path: str, findings, tile: int) -> np.ndarray:
@@ -58,15 +57,15 @@ def _patch_rows(catalog: Catalog, per_class: int, patch_px: int, width: int, see
     """One strip per class of sampled patches (64 px patches shown at `patch_px`)."""
     import cv2
 
-    from mammo_tf.data.samplers import sample_patches
+    from mammo_tf.data.samplers import CLASS_NAMES, sample_patches
 
     # Sample from the calcification films and as many other films: enough for a strip, fast on 322 films.
     findings = catalog.findings
-    calc_ids = list(dict.fromkeys(findings.loc[findings["abnormality"] == "CALC", "image_id"]))
+    calc_ids = list(dict.fromkeys(findings.loc[findings["abnormality"] == CALCIFICATION, "image_id"]))
     others = [i for i in catalog.images["image_id"] if i not in set(calc_ids)][: max(per_class, len(calc_ids))]
     patches = sample_patches(catalog.subset(calc_ids + others), split=None, seed=seed)
     rows = []
-    for label, name in enumerate(_PATCH_CLASSES):
+    for label, name in enumerate(CLASS_NAMES):
         strip = np.zeros((patch_px + 18, width, 3), np.uint8)
         members = np.flatnonzero(patches.labels == label)
         chosen = members[np.linspace(0, len(members) - 1, min(per_class, len(members))).astype(int)]
@@ -84,7 +83,7 @@ def render_preview(
 ) -> np.ndarray:
     """uint8 BGR image: `films` annotated films (calcification cases first), then patch strips per class."""
     findings = catalog.findings
-    calc_ids = findings.loc[(findings["abnormality"] == "CALC") & findings["has_coords"], "image_id"]
+    calc_ids = findings.loc[(findings["abnormality"] == CALCIFICATION) & findings["has_coords"], "image_id"]
     order = list(dict.fromkeys([*calc_ids, *catalog.images["image_id"]]))[:films]
     paths = catalog.images.set_index("image_id")["path"]
     tiles = []

@@ -9,6 +9,7 @@ write atomically.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ PGM_SUFFIXES = {".pgm"}
 RASTER_SUFFIXES = {".png", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 SUPPORTED_SUFFIXES = PGM_SUFFIXES | RASTER_SUFFIXES | DICOM_SUFFIXES
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,41 @@ def read_image(path: str | Path) -> Image:
     raise located(path, f"unsupported image type '{suffix}' (use one of {sorted(SUPPORTED_SUFFIXES)})")
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image, reading only the header where the format allows."""
+def _png_grey_header(path: Path) -> tuple[int, int, int] | None:
+    """(height, width, bit_depth) of a greyscale PNG from its IHDR chunk, or None to decode instead."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    depth, colour_type = head[24], head[25]
+    if colour_type != 0 or depth not in (1, 2, 4, 8, 16):
+        return None  # colour or palette: read_image decides whether the channels are grey
+    # OpenCV expands 1/2/4-bit grey to uint8, so such files read as 8-bit.
+    return height, width, 16 if depth == 16 else 8
+
+
+def probe_image(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, bit_depth) of an image file, from the header where the format allows."""
     path = Path(path)
-    if path.suffix.lower() in PGM_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in DICOM_SUFFIXES:
+        from mammo_tf.io.dicom import probe_dicom
+
+        return probe_dicom(path)
+    if suffix in PGM_SUFFIXES:
         header = read_pgm_header(path)
-        return header.height, header.width
-    return read_image(path).pixels.shape
+        return header.height, header.width, header.bit_depth
+    if suffix == ".png":
+        try:
+            fast = _png_grey_header(path)
+        except OSError as err:
+            raise located(path, f"cannot read: {err.strerror or err}") from None
+        if fast is not None:
+            return fast
+    image = read_image(path)
+    height, width = image.pixels.shape
+    return height, width, image.bit_depth
 
 
 def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
