@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 MIAS_ARCHIVE ?= ../shared/data/mias/all-mias.tar.gz
 DEMO_DIR ?= runs/demo
 
-.PHONY: install test demo lint bench data clean
+SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias
+
+.PHONY: install test demo lint bench data clean pretrained-sr ship-sr
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,21 +23,35 @@ install: $(STAMP) ## create .venv and install mammo-tf with its pinned dependenc
 test: $(STAMP) ## run the whole test suite (CI runs exactly this; MIAS tests need ../shared/data/mias)
 	$(BIN)/pytest -q
 
-demo: $(STAMP) ## the main job on the phantom: make a dataset, summarise it, draw it, sample it
+demo: $(STAMP) ## the main job on the phantom: dataset, summary, preview, a quick SR GAN, upscale and evaluate-sr
 	rm -rf $(DEMO_DIR)
 	$(BIN)/mammo-tf data phantom --n 8 --size 512 --seed 0 --out $(DEMO_DIR)/phantom
 	$(BIN)/mammo-tf data info --data $(DEMO_DIR)/phantom
 	$(BIN)/mammo-tf data preview --data $(DEMO_DIR)/phantom --out $(DEMO_DIR)/preview.png
+	$(BIN)/mammo-tf train-sr --data $(DEMO_DIR)/phantom --preset quick --run-dir $(DEMO_DIR)/sr
+	$(BIN)/mammo-tf upscale $(DEMO_DIR)/phantom/mdb001.pgm --model $(DEMO_DIR)/sr --risk-map --out $(DEMO_DIR)/upscaled
+	$(BIN)/mammo-tf evaluate-sr --model $(DEMO_DIR)/sr --data $(DEMO_DIR)/phantom --out $(DEMO_DIR)/evaluate-sr
 
 lint: $(STAMP) ## ruff lint
 	$(BIN)/ruff check .
 
-bench: $(STAMP) ## measure the tf.data pipelines against float32 and bf16 model steps; writes BENCHMARKS.md
+bench: $(STAMP) ## pipelines vs model steps; SR training steps/s and whole-image upscaling; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md --bf16 on
+	$(BIN)/python benchmarks/bench_sr.py --out BENCHMARKS.md
 
 data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored), once
 	@if [ -f data/mias/Info.txt ]; then echo "data/mias is already there"; \
 	else $(BIN)/mammo-tf data import $(MIAS_ARCHIVE) --dest data/mias; fi
+
+pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the background (resumes a started run); log in $(SR_RUN)/train.log
+	mkdir -p $(SR_RUN)
+	resume=$$([ -f $(SR_RUN)/checkpoints/last.keras ] && echo --resume); \
+	nohup $(BIN)/mammo-tf train-sr --data data/mias --preset standard --precision float32 --seed 0 \
+		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
+	@echo "training in the background: tail -f $(SR_RUN)/train.log"
+
+ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the phantom; write saved_models/sr-x2*
+	$(BIN)/mammo-tf ship-sr $(SR_RUN) --data data/mias --out saved_models
 
 clean: ## remove the virtualenv, caches and demo runs (not data/)
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,4 +1,9 @@
-"""`mammo-tf data ...`: inspect, fetch, import and synthesise datasets."""
+"""`mammo-tf data ...`: inspect, fetch, import and synthesise datasets.
+
+Every path is a type from `mammo_tf_cli.paths`, checked before a command runs.
+This module imports nothing from `main.py` (main imports it), so the CLI's
+imports point one way.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,20 @@ from pathlib import Path
 
 import click
 
-from mammo_tf_cli.main import SectionedGroup
+from mammo_tf_cli.paths import InputDataset, InputFolderOrFile, OutputFile, OutputFolder
+
+ARCHIVE_ENDINGS = (".tar.gz", ".tgz", ".tar", ".zip")
 
 DATA_OPTION = click.option(
     "--data",
-    type=click.Path(path_type=Path),
+    type=InputDataset(),
     default=None,
     help="Dataset: MIAS-layout folder, folder with manifest.csv, or a manifest .csv "
     "[default: $MAMMO_DATA, else the cached phantom].",
 )
 
 
-@click.group(cls=SectionedGroup, section="data")
+@click.group()
 def data() -> None:
     """Inspect, fetch, import and synthesise datasets."""
 
@@ -81,7 +88,7 @@ def info(data: Path | None, fmt: str, check: bool) -> None:
 
 @data.command()
 @click.argument("dataset", type=click.Choice(["mias"]))
-@click.option("--dest", type=click.Path(path_type=Path), default=Path("data/mias"), help="Folder to create.")
+@click.option("--dest", type=OutputFolder(), default=Path("data/mias"), help="Folder to create.")
 @click.option("--url", default=None, help="Mirror of all-mias.tar.gz [default: the official PEIPA address].")
 def fetch(dataset: str, dest: Path, url: str | None) -> None:
     """Download a public dataset, verify its checksums and unpack it atomically."""
@@ -92,8 +99,8 @@ def fetch(dataset: str, dest: Path, url: str | None) -> None:
 
 
 @data.command(name="import")
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("--dest", type=click.Path(path_type=Path), default=Path("data/mias"), help="Folder to create.")
+@click.argument("src", type=InputFolderOrFile(*ARCHIVE_ENDINGS))
+@click.option("--dest", type=OutputFolder(), default=Path("data/mias"), help="Folder to create.")
 @click.option("--no-verify", is_flag=True, help="Accept copies whose files differ from the official checksums.")
 def import_(src: Path, dest: Path, no_verify: bool) -> None:
     """Import mini-MIAS from a folder, .tar.gz or .zip (the offline route)."""
@@ -105,7 +112,7 @@ def import_(src: Path, dest: Path, no_verify: bool) -> None:
 
 @data.command()
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, help="Number of images (pairs per patient).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create.")
+@click.option("--out", type=OutputFolder(), required=True, help="Folder to create.")
 @click.option("--seed", type=int, default=0, help="Same seed, byte-identical files.")
 @click.option("--size", type=click.IntRange(min=128), default=1024, help="Image side in pixels.")
 def phantom(n: int, out: Path, seed: int, size: int) -> None:
@@ -118,7 +125,7 @@ def phantom(n: int, out: Path, seed: int, size: int) -> None:
 
 @data.command()
 @DATA_OPTION
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="PNG file to write.")
+@click.option("--out", type=OutputFile(".png"), required=True, help="PNG file to write.")
 @click.option("--films", type=click.IntRange(1, 16), default=4, help="Films to draw (calcification cases first).")
 @click.option("--seed", type=int, default=0, help="Seed of the patch sampler.")
 def preview(data: Path | None, out: Path, films: int, seed: int) -> None:

@@ -20,9 +20,9 @@ from mammo_tf.errors import MammoError
 # the tool is visible from day one without pretending they exist.
 SECTIONS = {
     "data": ("Data", ""),
-    "train": ("Training", "planned: train-sr, train-gan, train-classifier"),
-    "sample": ("Sampling", "planned: upscale, synth"),
-    "evaluate": ("Evaluation", "planned: evaluate-sr, evaluate-gan, study"),
+    "train": ("Training", "planned: train-gan"),
+    "sample": ("Sampling", "planned: synth"),
+    "evaluate": ("Evaluation", "planned: evaluate-gan, evaluate-aug"),
     "export": ("Export", "planned: export"),
 }
 
@@ -73,7 +73,9 @@ class SectionedGroup(click.Group):
             click.echo("mammo-tf: aborted", err=True)
             sys.exit(1)
         except MammoError as err:
-            click.echo(f"mammo-tf: error: {err}", err=True)
+            # One line whatever the message holds (a library's multi-line text must not break the contract).
+            message = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+            click.echo(f"mammo-tf: error: {message}", err=True)
             sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -94,8 +96,22 @@ def cli() -> None:
 
 def _register() -> None:
     from mammo_tf_cli.data import data
+    from mammo_tf_cli.evaluate import evaluate_sr, ship_sr
+    from mammo_tf_cli.sample import detect, upscale
+    from mammo_tf_cli.train import train_classifier, train_sr
 
     cli.add_command(data)
+    commands = (
+        ("train", train_sr),
+        ("train", train_classifier),
+        ("sample", upscale),
+        ("sample", detect),
+        ("evaluate", evaluate_sr),
+        ("export", ship_sr),
+    )
+    for section, command in commands:
+        command.section = section  # set here: the command modules do not import this one back
+        cli.add_command(command)
 
 
 _register()

@@ -1,156 +1,38 @@
-"""The Catalog: every source (MIAS, phantom, manifest) becomes the same two pandas tables.
+"""`load_catalog`: from a path (or nothing) to a Catalog, dispatching to the source readers.
 
-images   one row per image file
-    image_id     str   unique id ("mdb001")
-    patient_id   str   images of one patient share it; splits never separate them
-    path         str   absolute path of the pixel file
-    laterality   str   "L", "R" or "" if unknown
-    view         str   "MLO", "CC", ... or ""
-    tissue       str   MIAS background tissue "F", "G", "D" or ""
-    height       int   pixel rows
-    width        int   pixel columns
-    bit_depth    int   bits per pixel in the file
-    split        str   "train", "val" or "test" (patient-level, see splits.py)
+The data package is layered so that every import points one way
+(tests/test_import_layers.py walks the imports and fails on a cycle):
 
-findings  one row per annotation line, in source order (NORM lines included)
-    image_id     str
-    abnormality  str   CALC, CIRC, SPIC, MISC, ARCH, ASYM, NORM (or a manifest's own label)
-    severity     str   "B", "M" or "" (none for NORM)
-    x, y         Int64 coordinates exactly as the source gives them (<NA> if unknown)
-    row, col     Int64 array coordinates (row 0 = top row) (<NA> if unknown)
-    radius       Int64 radius in pixels (<NA> if unknown)
-    has_coords   bool  the finding has a known centre
-    source_line  int   line number in the source file (for error messages and audits)
+    schema.py                      Catalog and the two tables' schema (imports no mammo_tf.data module)
+    mias.py, manifest.py,          the source readers: build Catalogs from schema.py
+    phantom.py
+    fetch.py                       gets mini-MIAS onto the disk, checks copies with mias.py
+    catalog.py                     this module: the one dispatcher over all of them
+
+`Catalog` and the schema's names are re-exported here, so the documented
+`from mammo_tf.data.catalog import Catalog, load_catalog` keeps working;
+modules below this one import them from schema.py instead.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
+from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest
+from mammo_tf.data.mias import ARCHIVE_NAME, INFO_NAME, load_mias
+from mammo_tf.data.schema import CALCIFICATION, FINDING_COLUMNS, IMAGE_COLUMNS, NORMAL, Catalog
+from mammo_tf.errors import located
 
-from mammo_tf.errors import MammoError, located
-
-IMAGE_COLUMNS = {
-    "image_id": "string",
-    "patient_id": "string",
-    "path": "string",
-    "laterality": "string",
-    "view": "string",
-    "tissue": "string",
-    "height": "int64",
-    "width": "int64",
-    "bit_depth": "int64",
-    "split": "string",
-}
-FINDING_COLUMNS = {
-    "image_id": "string",
-    "abnormality": "string",
-    "severity": "string",
-    "x": "Int64",
-    "y": "Int64",
-    "row": "Int64",
-    "col": "Int64",
-    "radius": "Int64",
-    "has_coords": "bool",
-    "source_line": "int64",
-}
-CALCIFICATION = "CALC"
-NORMAL = "NORM"
-
-
-def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"catalog table lacks columns {missing}")
-    return frame[list(columns)].astype(columns).reset_index(drop=True)
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """The images and findings tables of one dataset, checked against the schema above."""
-
-    images: pd.DataFrame
-    findings: pd.DataFrame
-    source: str
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "images", _typed(self.images, IMAGE_COLUMNS))
-        object.__setattr__(self, "findings", _typed(self.findings, FINDING_COLUMNS))
-        if self.images["image_id"].duplicated().any():
-            dupes = self.images.loc[self.images["image_id"].duplicated(), "image_id"].tolist()
-            raise MammoError(f"{self.root}: duplicate image ids {dupes[:5]}")
-        unknown = set(self.findings["image_id"]) - set(self.images["image_id"])
-        if unknown:
-            raise MammoError(f"{self.root}: findings name unknown images {sorted(unknown)[:5]}")
-
-    @property
-    def n_images(self) -> int:
-        return len(self.images)
-
-    @property
-    def n_patients(self) -> int:
-        return int(self.images["patient_id"].nunique())
-
-    def findings_with_patients(self) -> pd.DataFrame:
-        """Findings joined with their image's patient, tissue, size and split."""
-        cols = ["image_id", "patient_id", "tissue", "height", "width", "split", "path"]
-        return self.findings.merge(self.images[cols], on="image_id", how="left", validate="many_to_one")
-
-    def subset(self, image_ids) -> Catalog:
-        """The catalog restricted to `image_ids` (and their findings)."""
-        keep = list(image_ids)
-        images = self.images[self.images["image_id"].isin(keep)]
-        findings = self.findings[self.findings["image_id"].isin(keep)]
-        return Catalog(images, findings, self.source, self.root)
-
-    def findings_table(self) -> pd.DataFrame:
-        """The findings as users read them: source x/y beside array row/col, one row per annotation line."""
-        columns = ["image_id", "patient_id", "tissue", "abnormality", "severity", "x", "y", "row", "col", "radius"]
-        return self.findings_with_patients().sort_values("source_line", kind="stable")[columns]
-
-    def image_labels(self) -> pd.Series:
-        """One label per image for stratification: 'calc-M', 'calc-B', 'other' (abnormal) or 'normal'."""
-        calc = self.findings[self.findings["abnormality"] == CALCIFICATION]
-        label = pd.Series("normal", index=self.images["image_id"].to_numpy(), dtype="string")
-        abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL, "image_id"])
-        label[label.index.isin(list(abnormal))] = "other"
-        for severity in ("B", "M"):  # malignant wins when an image has both
-            ids = set(calc.loc[calc["severity"] == severity, "image_id"])
-            label[label.index.isin(list(ids))] = f"calc-{severity}"
-        return label
-
-    def summary(self) -> dict:
-        """Counts a user checks first: images, patients, class x severity, coordinates known."""
-        findings = self.findings
-        abnormal = findings[findings["abnormality"] != NORMAL]
-        table = (
-            findings.assign(severity=findings["severity"].replace("", "-"))
-            .groupby(["abnormality", "severity"], sort=True)
-            .agg(lines=("image_id", "size"), images=("image_id", "nunique"), with_coords=("has_coords", "sum"))
-            .reset_index()
-        )
-        return {
-            "source": self.source,
-            "root": str(self.root),
-            "images": self.n_images,
-            "patients": self.n_patients,
-            "annotation_lines": int(len(findings)),
-            "abnormal_findings": int(len(abnormal)),
-            "abnormal_with_coords": int(abnormal["has_coords"].sum()),
-            "abnormal_without_coords": int((~abnormal["has_coords"]).sum()),
-            "tissue": {k: int(v) for k, v in self.images["tissue"].value_counts().sort_index().items() if k},
-            "bit_depths": sorted(int(b) for b in self.images["bit_depth"].unique()),
-            "splits": {k: int(v) for k, v in self.images["split"].value_counts().sort_index().items()},
-            "classes": [
-                {k: (str(v) if k in ("abnormality", "severity") else int(v)) for k, v in rec.items()}
-                for rec in table.to_dict("records")
-            ],
-        }
-
+__all__ = [
+    "CALCIFICATION",
+    "FINDING_COLUMNS",
+    "IMAGE_COLUMNS",
+    "NORMAL",
+    "Catalog",
+    "default_data_dir",
+    "load_catalog",
+]
 
 def default_data_dir() -> Path | None:
     """The dataset named by MAMMO_DATA, or None (callers then use the cached phantom)."""
@@ -166,8 +48,6 @@ def load_catalog(data: str | Path | None = None, seed: int = 0) -> Catalog:
           else the cached phantom dataset.
     seed: seeds the patient-level train/val/test split where the source has none.
     """
-    from mammo_tf.data import mias
-
     if data is None:
         data = default_data_dir()
     if data is None:
@@ -177,23 +57,32 @@ def load_catalog(data: str | Path | None = None, seed: int = 0) -> Catalog:
     path = Path(data)
     if not path.exists():
         raise located(path, "no such file or folder")
-    manifest_name = "manifest.csv"
     if path.is_file():
         if path.suffix.lower() == ".csv":
-            return _load_manifest(path, seed)
-        if path.name == mias.INFO_NAME:
-            return mias.load_mias(path.parent, seed=seed)
-        raise located(path, "not a dataset: give a folder, an Info.txt or a manifest .csv")
-    if (path / mias.INFO_NAME).is_file():
-        return mias.load_mias(path, seed=seed)
-    if (path / manifest_name).is_file():
-        return _load_manifest(path / manifest_name, seed)
-    if not any(path.iterdir()):
-        raise located(path, f"folder is empty (expected {mias.INFO_NAME} or {manifest_name})")
-    raise located(path, f"no {mias.INFO_NAME} or {manifest_name} in this folder")
+            return load_manifest(path, seed=seed)
+        if path.name == INFO_NAME:
+            return _load_mias(path.parent, seed)
+        raise located(path, f"not a dataset: give a folder, an {INFO_NAME} or a manifest .csv")
+    if not path.is_dir():
+        raise located(path, f"not a folder or a regular file (a dataset is a folder, {INFO_NAME} or a manifest .csv)")
+    if (path / INFO_NAME).is_file():
+        return _load_mias(path, seed)
+    if (path / MANIFEST_NAME).is_file():
+        return load_manifest(path / MANIFEST_NAME, seed=seed)
+    try:
+        empty = not any(path.iterdir())
+    except OSError as err:
+        raise located(path, f"cannot list the folder: {err.strerror or err}") from None
+    if empty:
+        raise located(path, f"folder is empty (expected {INFO_NAME} or {MANIFEST_NAME})")
+    raise located(path, f"no {INFO_NAME} or {MANIFEST_NAME} in this folder")
 
 
-def _load_manifest(path: Path, seed: int) -> Catalog:
-    from mammo_tf.data.manifest import load_manifest
+def _load_mias(folder: Path, seed: int) -> Catalog:
+    """A MIAS-layout folder; one holding the distribution archive instead of the PGMs is unpacked once (cached)."""
+    pixel_folder = None
+    if not any(folder.glob("mdb*.pgm")) and (folder / ARCHIVE_NAME).is_file():
+        from mammo_tf.data.fetch import unpacked_archive
 
-    return load_manifest(path, seed=seed)
+        pixel_folder = unpacked_archive(folder / ARCHIVE_NAME)
+    return load_mias(folder, seed=seed, pixel_folder=pixel_folder)

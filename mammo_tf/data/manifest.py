@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammo_tf.data.catalog import NORMAL, Catalog
+from mammo_tf.data.schema import NORMAL, Catalog
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.images import SUPPORTED_SUFFIXES, probe_image
 

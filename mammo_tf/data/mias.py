@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammo_tf.data.catalog import Catalog
+from mammo_tf.data.schema import Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.images import read_pgm_header
 
@@ -116,22 +116,12 @@ def _patient_and_side(image_id: str) -> tuple[str, str]:
     return f"mias-p{(number + 1) // 2:03d}", ("R" if number % 2 else "L")
 
 
-def _image_folder(folder: Path, image_ids: list[str]) -> Path:
-    """The folder holding the PGMs: `folder` itself, or the unpacked distribution archive found there."""
-    if any((folder / f"{i}.pgm").exists() for i in image_ids):
-        return folder
-    if (folder / ARCHIVE_NAME).is_file():
-        from mammo_tf.data.fetch import unpacked_archive
-
-        return unpacked_archive(folder / ARCHIVE_NAME)
-    return folder
-
-
-def load_mias(folder: str | Path, seed: int = 0) -> Catalog:
+def load_mias(folder: str | Path, seed: int = 0, pixel_folder: str | Path | None = None) -> Catalog:
     """Load a MIAS-layout folder (Info.txt + mdbNNN.pgm) as a Catalog.
 
-    A folder that holds the distribution archive instead of the PGMs (like
-    shared/data/mias) is unpacked once into the cache and verified.
+    pixel_folder: where the PGMs are, if not beside Info.txt. `load_catalog`
+    passes the unpacked copy of the distribution archive here when `folder`
+    holds all-mias.tar.gz instead of the PGMs (like shared/data/mias).
     Every PGM header is checked (magic, size, truncation); pixels are read later.
     """
     from mammo_tf.data.splits import split_images
@@ -140,13 +130,16 @@ def load_mias(folder: str | Path, seed: int = 0) -> Catalog:
     info = folder / INFO_NAME
     rows = parse_info(info)
     image_ids = list(dict.fromkeys(rows["image_id"]))
-    pixel_folder = _image_folder(folder, image_ids)
+    pixel_folder = folder if pixel_folder is None else Path(pixel_folder)
     images = []
     for image_id in image_ids:
         pgm = pixel_folder / f"{image_id}.pgm"
         if not pgm.is_file():
             line = int(rows.loc[rows["image_id"] == image_id, "source_line"].iloc[0])
-            raise located(info, f"lists {image_id} but {pgm} is missing", line)
+            hint = ""
+            if (folder / ARCHIVE_NAME).is_file() and pixel_folder == folder:
+                hint = f" (the folder holds {ARCHIVE_NAME}: load_catalog unpacks it)"
+            raise located(info, f"lists {image_id} but {pgm} is missing{hint}", line)
         header = read_pgm_header(pgm)
         patient, side = _patient_and_side(image_id)
         images.append(

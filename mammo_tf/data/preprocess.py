@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from mammo_tf.data.catalog import Catalog
+from mammo_tf.data.schema import Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.atomic import atomic_file
 from mammo_tf.io.images import read_image

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mammo_tf.data.catalog import CALCIFICATION, Catalog
+from mammo_tf.data.schema import CALCIFICATION, Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.atomic import write_bytes_atomic
 

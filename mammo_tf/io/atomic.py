@@ -1,17 +1,23 @@
 """Atomic writes: a failed command leaves nothing half-written behind.
 
 Everything is written under a temporary name in the destination's own folder
-(same filesystem) and renamed into place only when complete.
+(same filesystem) and renamed into place only when complete. A destination
+whose folder cannot be created or written (a read-only disk, /proc, a file in
+the way) is a MammoError naming the destination, raised before anything is
+written, so library callers get the same one-line error as the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from mammo_tf.errors import located
 
 
 def _umask() -> int:
@@ -20,21 +26,67 @@ def _umask() -> int:
     return mask
 
 
+def _make_parent(path: Path) -> list[Path]:
+    """Create the folder that will hold `path`; returns the folders it created (outermost first)."""
+    missing = [p for p in path.parents if not p.exists()][::-1]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _remove_created(missing)
+        existing = next((p for p in path.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise located(path, f"cannot create its folder: {existing} is not a folder") from None
+        raise located(path, f"cannot create its folder {path.parent} ({err.strerror or err})") from None
+    if not path.parent.is_dir():
+        raise located(path, f"cannot write here: {path.parent} is not a folder")
+    return missing
+
+
+def _remove_created(folders: list[Path]) -> None:
+    """Remove the parent folders a failed write created (only if still empty), deepest first."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+@contextlib.contextmanager
+def _temporary(path: Path, make) -> Iterator[tuple]:
+    """`make(dir=...)` a temporary name beside `path`; a MammoError if impossible; created parents go on error."""
+    created = _make_parent(path)
+    try:
+        tmp = make(dir=path.parent)
+    except OSError as err:
+        _remove_created(created)
+        raise located(path, f"cannot write in {path.parent} ({err.strerror or err})") from None
+    try:
+        yield tmp
+    except BaseException:
+        _remove_created(created)
+        raise
+
+
+def _publish(tmp: str | Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as err:
+        raise located(path, f"cannot move the finished output into place ({err.strerror or err})") from None
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
     """Open a temporary file beside `path`; rename it to `path` on success, delete it on error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    make = functools.partial(tempfile.mkstemp, prefix=f".{path.name}.", suffix=".part")
+    with _temporary(path, make) as (fd, tmp):
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual permissions
+        try:
+            with os.fdopen(fd, mode) as handle:
+                yield handle
+            _publish(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -50,12 +102,24 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     `path` must not exist yet (callers decide whether to refuse or replace).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    make = functools.partial(tempfile.mkdtemp, prefix=f".{path.name}.", suffix=".part")
+    with _temporary(path, make) as tmp:
+        os.chmod(tmp, 0o777 & ~_umask())
+        try:
+            yield Path(tmp)
+            _publish(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` (same filesystem, e.g. for a download), always removed on exit."""
+    path = Path(path)
+    make = functools.partial(tempfile.mkdtemp, prefix=f".{path.name}.", suffix=".tmp")
+    with _temporary(path, make) as tmp:
+        try:
+            yield Path(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -24,17 +24,24 @@ Presentation LUT Shape is not applied: in DX/MG objects it only restates the
 MONOCHROME1/2 polarity, so applying it as well would invert twice.
 Compressed transfer syntaxes decode through pydicom's plugins (numpy covers
 RLE; pylibjpeg + libjpeg/openjpeg cover JPEG, JPEG-LS and JPEG 2000).
+
+Files are untrusted bytes: whatever pydicom raises while reading, parsing an
+element or decoding pixels means a bad file, and becomes one MammoError naming
+it; pydicom's warnings about malformed elements are silenced while reading.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mammo_tf.errors import located
-from mammo_tf.io.images import Image
+from mammo_tf.errors import MammoError, located
+from mammo_tf.io.base import Image
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -142,11 +149,46 @@ def to_unit_pixels(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return bright_is_dense(normalise(values, value_range), str(ds.PhotometricInterpretation))
 
 
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception's text on one line (pydicom lists every plugin it tried on lines of their own)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def bad_file_errors(path: Path, what: str = "cannot read DICOM") -> Iterator[None]:
+    """Inside: pydicom's warnings are silenced, and any exception but a MammoError means a bad file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        except MammoError:
+            raise
+        except Exception as err:  # untrusted bytes: pydicom raises ValueError, NotImplementedError, struct.error, ...
+            raise located(path, f"{what} ({type(err).__name__}: {_one_line(err)})") from None
+
+
+def _positive_int(ds: Dataset, keyword: str, path: Path, maximum: int) -> int:
+    value = ds.get(keyword)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise located(path, f"DICOM {keyword} is not a number ({value!r})") from None
+    if not 1 <= number <= maximum:
+        raise located(path, f"DICOM {keyword} {number} is out of range (1..{maximum})")
+    return number
+
+
 def check_single_grey(ds: Dataset, path: Path) -> None:
     """Refuse what is not one greyscale frame, naming the file (before any pixel is decoded)."""
     for keyword in ("Rows", "Columns", "BitsStored", "PhotometricInterpretation"):
         if ds.get(keyword) in (None, ""):
             raise located(path, f"DICOM lacks {keyword}: not an image object")
+    _positive_int(ds, "Rows", path, 65535)
+    _positive_int(ds, "Columns", path, 65535)
+    bits = _positive_int(ds, "BitsStored", path, 32)
+    if ds.get("BitsAllocated") is not None and bits > _positive_int(ds, "BitsAllocated", path, 64):
+        raise located(path, f"DICOM BitsStored {bits} exceeds BitsAllocated {ds.BitsAllocated}")
     photometric = str(ds.PhotometricInterpretation)
     samples = int(ds.get("SamplesPerPixel") or 1)
     if samples != 1 or photometric not in GREYSCALE:
@@ -161,13 +203,20 @@ def _read_dataset(path: Path, stop_before_pixels: bool) -> Dataset:
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except FileNotFoundError:
         raise located(path, "file not found") from None
     except InvalidDicomError:
         raise located(path, "not a DICOM file (no 'DICM' preamble)") from None
     except Exception as err:  # untrusted bytes: pydicom raises many types (EOFError, struct.error, ...)
-        raise located(path, f"cannot read DICOM ({type(err).__name__}: {err})") from None
+        raise located(path, f"cannot read DICOM ({type(err).__name__}: {_one_line(err)})") from None
+    # pydicom parses element values lazily, on first access: parse them all now, inside the caller's
+    # bad_file_errors block, so an element damaged into an unknown VR or a bad length fails here.
+    for dataset in (getattr(ds, "file_meta", None), ds):
+        if dataset is not None:
+            for _ in dataset.iterall():
+                pass
+    return ds
 
 
 def _stored_pixels(ds: Dataset, path: Path) -> np.ndarray:
@@ -176,36 +225,49 @@ def _stored_pixels(ds: Dataset, path: Path) -> np.ndarray:
     try:
         return ds.pixel_array
     except Exception as err:  # missing decoder plugin, truncated or corrupt pixel data
+        name, hint = _syntax_and_hint(ds)
+        raise located(path, f"cannot decode {name} pixel data{hint}: {_one_line(err)}") from None
+
+
+def _syntax_and_hint(ds: Dataset) -> tuple[str, str]:
+    """The transfer syntax's name, and an install hint when no decoder for it is available."""
+    try:
+        from pydicom.pixels import get_decoder
+
         syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
         name = getattr(syntax, "name", str(syntax))
-        hint = ""
-        if syntax is not None and getattr(syntax, "is_compressed", False) and "plugin" in str(err).lower():
-            hint = " (install pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg)"
-        raise located(path, f"cannot decode {name} pixel data{hint}: {err}") from None
+        if syntax is None or not syntax.is_compressed:
+            return name, ""
+        try:
+            available = get_decoder(syntax).is_available
+        except NotImplementedError:  # no decoder exists for this syntax at all
+            return name, ""
+        return name, "" if available else " (install pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg)"
+    except Exception:  # the UID itself is damaged ("UID is not a transfer syntax")
+        return "(unknown transfer syntax)", ""
 
 
 def read_dicom(path: str | Path) -> Image:
     """Read a single-frame greyscale DICOM: float32 [H, W] in [0, 1] (1 = dense), bit_depth = BitsStored."""
     path = Path(path)
-    ds = _read_dataset(path, stop_before_pixels=False)
-    check_single_grey(ds, path)
-    arr = _stored_pixels(ds, path)
+    with bad_file_errors(path):
+        ds = _read_dataset(path, stop_before_pixels=False)
+        check_single_grey(ds, path)
+        arr = _stored_pixels(ds, path)
     if arr.ndim != 2:
         raise located(path, f"expected one 2D frame, decoded shape {arr.shape}")
     try:
         pixels = to_unit_pixels(arr, ds)
     except (ValueError, TypeError, NotImplementedError, AttributeError, KeyError, IndexError) as err:
         # Bad LUT descriptors, window width < 1, unknown VOI LUT Function, ...: the file is at fault.
-        raise located(path, f"cannot apply the modality/VOI LUT ({type(err).__name__}: {err})") from None
+        raise located(path, f"cannot apply the modality/VOI LUT ({type(err).__name__}: {_one_line(err)})") from None
     return Image(pixels, int(ds.BitsStored))
 
 
 def probe_dicom(path: str | Path) -> tuple[int, int, int]:
     """(height, width, bit_depth) from the header alone (pixel data is not read or decoded)."""
     path = Path(path)
-    ds = _read_dataset(path, stop_before_pixels=True)
-    check_single_grey(ds, path)
-    try:
+    with bad_file_errors(path):
+        ds = _read_dataset(path, stop_before_pixels=True)
+        check_single_grey(ds, path)
         return int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
-    except (TypeError, ValueError) as err:
-        raise located(path, f"bad Rows/Columns/BitsStored ({err})") from None

@@ -10,6 +10,7 @@ write atomically.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,24 +18,18 @@ import numpy as np
 
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.atomic import write_bytes_atomic
+from mammo_tf.io.base import Image
+from mammo_tf.io.native import captured_stderr, opencv
+
+__all__ = ["Image", "PgmHeader", "encode_pgm", "probe_image", "quantize", "read_image", "read_pgm_header",
+           "write_image"]
 
 PGM_SUFFIXES = {".pgm"}
 RASTER_SUFFIXES = {".png", ".tif", ".tiff"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 SUPPORTED_SUFFIXES = PGM_SUFFIXES | RASTER_SUFFIXES | DICOM_SUFFIXES
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@dataclass(frozen=True)
-class Image:
-    """A greyscale image.
-
-    pixels: float32 [H, W] in [0, 1] (1 = brightest = most attenuating tissue).
-    bit_depth: bits per pixel of the source (8, 12, 16, ...).
-    """
-
-    pixels: np.ndarray
-    bit_depth: int
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # colour type -> depths
 
 
 @dataclass(frozen=True)
@@ -97,12 +92,74 @@ def read_pgm_header(path: str | Path) -> PgmHeader:
     return header
 
 
-def _imread_unchanged(path: Path) -> np.ndarray:
-    import cv2
+def _png_ihdr(path: Path, walk: bool = True) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) of a PNG whose chunk layout is sound, else a MammoError.
 
-    array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    None when the file does not start with the PNG signature (OpenCV then sniffs
+    the content). With `walk`, every chunk header is checked up to IEND (seeks,
+    no pixel data: ~10 ms for a 20 MB film), so a damaged file is refused here
+    in one line before OpenCV decodes it: libpng would print to stderr, and a
+    chunk length damaged into gigabytes makes OpenCV allocate that much.
+    Without `walk` (probing a manifest's sizes) only the IHDR chunk is checked.
+    """
+
+    def corrupt(what: str) -> MammoError:
+        return located(path, f"cannot decode image: corrupt PNG ({what})")
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb", buffering=0) as handle:  # unbuffered: read 8 bytes per chunk, not the whole file
+            if handle.read(8) != _PNG_SIGNATURE:
+                return None
+            pos, ihdr = 8, None
+            while True:
+                head = handle.read(8)
+                if len(head) < 8:
+                    raise corrupt("truncated: it ends before its IEND chunk")
+                length, kind = struct.unpack(">I4s", head)
+                if pos + 12 + length > size:
+                    name = kind.decode("ascii") if kind.isalpha() else f"0x{kind.hex()}"
+                    raise corrupt(f"truncated: {name} chunk at byte {pos} claims {length} bytes, the file has {size}")
+                if ihdr is None:
+                    ihdr = _check_ihdr(kind, handle.read(length + 4), corrupt)
+                    if not walk:
+                        return ihdr
+                else:
+                    handle.seek(length + 4, 1)
+                if kind == b"IEND":
+                    return ihdr
+                pos += 12 + length
+    except OSError as err:
+        raise located(path, f"cannot read: {err.strerror or err}") from None
+
+
+def _check_ihdr(kind: bytes, body: bytes, corrupt) -> tuple[int, int, int, int]:
+    """The first chunk must be a 13-byte IHDR with a matching CRC and values the format allows."""
+    if kind != b"IHDR" or len(body) != 17:
+        raise corrupt("the first chunk is not a 13-byte IHDR")
+    if zlib.crc32(kind + body[:13]) != struct.unpack(">I", body[13:])[0]:
+        raise corrupt("IHDR checksum mismatch")
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", body[:13])
+    if not (0 < width < 2**31 and 0 < height < 2**31) or depth not in _PNG_DEPTHS.get(colour, ()) or (
+        compression or filtering or interlace > 1
+    ):
+        raise corrupt(f"impossible IHDR: {width}x{height}, depth {depth}, colour type {colour}")
+    return width, height, depth, colour
+
+
+def _imread_unchanged(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".png":
+        _png_ihdr(path)
+    cv2 = opencv()
+    failure = ""
+    with captured_stderr() as noise:  # libpng prints its errors on fd 2: they go into our message instead
+        try:
+            array = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error as err:
+            array, failure = None, str(err).strip().splitlines()[-1]
     if array is None:
-        raise located(path, "cannot decode image (corrupt or unsupported file)")
+        detail = failure or (noise[-1] if noise else "")
+        raise located(path, "cannot decode image: corrupt or unsupported file" + (f" ({detail})" if detail else ""))
     return array
 
 
@@ -139,7 +196,7 @@ def read_image(path: str | Path) -> Image:
     """Read a PGM, PNG, TIFF or DICOM file as float32 [H, W] in [0, 1] with its bit depth."""
     path = Path(path)
     if not path.is_file():
-        raise located(path, "file not found")
+        raise located(path, "not a regular file" if path.exists() else "file not found")
     suffix = path.suffix.lower()
     if suffix in PGM_SUFFIXES:
         return _read_pgm(path)
@@ -154,13 +211,11 @@ def read_image(path: str | Path) -> Image:
 
 def _png_grey_header(path: Path) -> tuple[int, int, int] | None:
     """(height, width, bit_depth) of a greyscale PNG from its IHDR chunk, or None to decode instead."""
-    with open(path, "rb") as handle:
-        head = handle.read(26)
-    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+    ihdr = _png_ihdr(path, walk=False)
+    if ihdr is None:
         return None
-    width, height = struct.unpack(">II", head[16:24])
-    depth, colour_type = head[24], head[25]
-    if colour_type != 0 or depth not in (1, 2, 4, 8, 16):
+    width, height, depth, colour_type = ihdr
+    if colour_type != 0:
         return None  # colour or palette: read_image decides whether the channels are grey
     # OpenCV expands 1/2/4-bit grey to uint8, so such files read as 8-bit.
     return height, width, 16 if depth == 16 else 8
@@ -178,10 +233,7 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
         header = read_pgm_header(path)
         return header.height, header.width, header.bit_depth
     if suffix == ".png":
-        try:
-            fast = _png_grey_header(path)
-        except OSError as err:
-            raise located(path, f"cannot read: {err.strerror or err}") from None
+        fast = _png_grey_header(path)
         if fast is not None:
             return fast
     image = read_image(path)
@@ -216,8 +268,7 @@ def write_image(path: str | Path, pixels: np.ndarray, bit_depth: int) -> None:
         return
     if suffix not in RASTER_SUFFIXES:
         raise located(path, f"cannot write '{suffix}' images (use .pgm, .png or .tif)")
-    import cv2
-
+    cv2 = opencv()
     # PNG/TIFF store 8 or 16 bits; a 12-bit source is written in 16-bit containers, scaled to full range.
     container = 8 if bit_depth <= 8 else 16
     ok, encoded = cv2.imencode(suffix, quantize(pixels, container))

@@ -1,0 +1,183 @@
+"""Benchmark the SR GAN: training steps/s (compact and large generator, float32 and bf16, both phases) and
+whole-image upscaling (seconds, megapixels/s, peak memory; tiled against untiled time at equal output).
+
+Training rounds are interleaved across the configurations, so ratios compare numbers taken under the same
+load. Each upscale case runs in a fresh process; its peak memory is that process's peak RSS minus the peak
+RSS of a process that only loaded TensorFlow and the model (so it is what the image costs).
+Writes the section between ``<!-- bench_sr:start -->`` and ``<!-- bench_sr:end -->`` of the output file.
+
+    .venv/bin/python benchmarks/bench_sr.py --out BENCHMARKS.md [--rounds 3] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import machine_info  # noqa: E402
+
+START, END = "<!-- bench_sr:start -->", "<!-- bench_sr:end -->"
+HEADING = "# Benchmarks\n\nMeasured on the machine named in each section; regenerate with `make bench`.\n"
+
+
+def train_rounds(rounds: int, steps: int, bf16: bool) -> dict[str, list[float]]:
+    """Seconds per step, per configuration (generator x precision x phase), one list entry per round."""
+    import numpy as np
+    import tensorflow as tf
+
+    from mammo_tf.config import resolve_sr_config
+    from mammo_tf.models.sr import compiled_srgan
+    from mammo_tf.training.distribute import set_precision
+
+    batch = 16
+    lr = tf.constant(np.random.default_rng(0).random((batch, 48, 48, 1)), tf.float32)
+    hr = tf.constant(np.random.default_rng(1).random((batch, 96, 96, 1)), tf.float32)
+    data = tf.data.Dataset.from_tensors(((lr, tf.fill([batch], 1 / 255)), hr)).repeat()
+    models = {}
+    for generator in ("compact", "large"):
+        for policy in ("float32", "mixed_bfloat16") if bf16 else ("float32",):
+            set_precision(policy)
+            models[(generator, policy)] = compiled_srgan(resolve_sr_config("standard", generator=generator))
+            set_precision("float32")
+    times: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for (generator, policy), model in models.items():
+            for phase in ("pretrain", "gan"):
+                model.phase, model.train_function = phase, None
+                model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # trace
+                start = time.perf_counter()
+                model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+                times.setdefault(f"{generator}|{policy}|{phase}", []).append((time.perf_counter() - start) / steps)
+    return times
+
+
+WORKER = r"""
+import json, resource, sys, time
+import numpy as np
+from mammo_tf.config import resolve_sr_config
+from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
+from mammo_tf.models.sr import build_sr_generator
+h, w, bits, tile, repeat = (int(v) for v in sys.argv[1:6])
+generator = build_sr_generator(resolve_sr_config("standard"))
+model = SRModel(generator, 2, receptive_margin(generator), "bench", None)
+upscale_array(model, np.zeros((64, 64), np.float32), bits, tile=None)  # warm-up: load kernels
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if h:
+    image = np.random.default_rng(0).random((h, w)).astype(np.float32)
+    seconds = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = upscale_array(model, image, bits, tile=tile or None)
+        seconds.append(time.perf_counter() - start)
+    checksum = float(np.asarray(out, np.float64).sum())
+else:
+    seconds, checksum = [0.0], 0.0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_mib": peak, "base_mib": base, "checksum": checksum}))
+"""
+
+
+def upscale_case(h: int, w: int, bits: int, tile: int, repeat: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, str(h), str(w), str(bits), str(tile), str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def render(machine: dict, command: str, train: dict, cases: dict, total: float) -> str:
+    med = {k: statistics.median(v) for k, v in train.items()}
+    lines = [
+        START,
+        "## SR GAN: training steps and whole-image upscaling (`benchmarks/bench_sr.py`)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: `nproc` {machine['nproc']}, {machine['cpu']}, {machine['ram']} RAM; Python {machine['python']}, "
+        f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}; {machine['date']}; total {total:.0f} s.",
+        "",
+        "Training step, batch 16 of LR 48² -> HR 96² (x2), median of interleaved rounds; 'pretrain' is the L1 step, "
+        "'gan' adds the discriminator step and the adversarial + feature-matching terms.",
+        "",
+        "| generator | precision | phase | s/step | steps/s | ÷ compact float32 same phase |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, value in med.items():
+        generator, policy, phase = key.split("|")
+        ratios = [a / b for a, b in zip(train[key], train[f"compact|float32|{phase}"], strict=True)]
+        lines.append(
+            f"| {generator} | {policy} | {phase} | {value:.3f} | {1 / value:.2f} | {statistics.median(ratios):.2f} |"
+        )
+    lines += [
+        "",
+        "Whole-image upscaling x2 with the compact generator (fresh process per case; memory = peak RSS of the case "
+        "minus that of a process that only loaded the model):",
+        "",
+        "| input | tile | seconds | output MP/s | peak memory added |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, case in cases.items():
+        seconds = statistics.median(case["seconds"])
+        h, w, tile = case["h"], case["w"], case["tile"]
+        lines.append(
+            f"| {name} | {tile or 'untiled'} | {seconds:.2f} | {4 * h * w / 1e6 / seconds:.2f} | "
+            f"{case['peak_mib'] - case['base_mib']:.0f} MiB |"
+        )
+    tiled, untiled = cases["1024² film, tiled"], cases["1024² film, untiled"]
+    ratio = statistics.median(tiled["seconds"]) / statistics.median(untiled["seconds"])
+    same = abs(tiled["checksum"] - untiled["checksum"]) / max(abs(untiled["checksum"]), 1.0)
+    lines += [
+        "",
+        f"**Tiled ÷ untiled time on the 1024² film: {ratio:.2f}** (goal <= 1.1); outputs agree "
+        f"(relative checksum difference {same:.1e}; the test suite checks tiled == untiled within 1e-5).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    from mammo_tf.io.atomic import atomic_file
+
+    text = path.read_text() if path.exists() else HEADING
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--bf16", choices=("on", "off"), default="on")
+    args = parser.parse_args(argv)
+    command = " ".join([".venv/bin/python", "benchmarks/bench_sr.py", *(sys.argv[1:] if argv is None else argv)])
+    start = time.perf_counter()
+    train = train_rounds(args.rounds, args.steps, args.bf16 == "on")
+    cases = {}
+    for name, (h, w, bits, tile, repeat) in {
+        "1024² film, untiled": (1024, 1024, 8, 0, 3),
+        "1024² film, tiled": (1024, 1024, 8, 512, 3),
+        "4096×3328 16-bit, tiled": (4096, 3328, 16, 512, 1),
+    }.items():
+        cases[name] = {**upscale_case(h, w, bits, tile, repeat), "h": h, "w": w, "tile": tile}
+    section = render(machine_info(), command, train, cases, time.perf_counter() - start)
+    write_section(args.out, section)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`mammo-tf evaluate-sr ...`: what the models are worth. Parse, call one library function, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.paths import InputFolder, OutputFolder
+
+
+@click.command(name="evaluate-sr", context_settings={"show_default": True})
+@click.option("--model", default=None, help="Shipped model name, a .keras file or a run directory [default: sr-x2].")
+@DATA_OPTION
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", help="Patients to score.")
+@click.option(
+    "--out",
+    type=OutputFolder(),
+    default=None,
+    help="Folder for report.md, metrics.json, per_image.csv, crops.png [default: print only].",
+)
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
+def evaluate_sr(model, data, split, out, max_images) -> None:
+    """Score an SR model on held-out patients against bicubic.
+
+    PSNR/SSIM inside the breast mask against nearest, bicubic and Lanczos, with a patient-level bootstrap
+    CI of the gain; the consistency error; specks kept and created.
+    """
+    from mammo_tf.evaluation.sr_eval import evaluate_sr as run
+
+    metrics = run(model, data, split=split, out=out, max_images=max_images)
+    click.echo(f"{metrics['model']} x{metrics['scale']} on {metrics['split']} ({metrics['patients']} patients)")
+    for name, v in metrics["variants"].items():
+        g = v["gain_over_bicubic_db"]
+        click.echo(
+            f"  {name:>6} LR: SR {v['psnr_sr']:.2f} dB, bicubic {v['psnr_bicubic']:.2f} dB, "
+            f"gain {g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}], "
+            f"consistency {v['consistency_error_max']:.1e}"
+        )
+    s = metrics["specks"]
+    click.echo(f"  spurious specks: SR {s.get('spurious_sr', 0)}, bicubic {s.get('spurious_bicubic', 0)}")
+    if out:
+        click.echo(f"wrote {out}/report.md")
+
+
+@click.command(name="ship-sr", context_settings={"show_default": True})
+@click.argument("run_dir", type=InputFolder())
+@DATA_OPTION
+@click.option(
+    "--out",
+    type=OutputFolder(must_be_new_or_empty=False),
+    default=Path("saved_models"),
+    help="Folder of shipped models.",
+)
+@click.option("--name", default="sr-x2", help="Prefix: <name>-psnr, <name>-gan and <name> (the upscale default).")
+def ship_sr(run_dir, data, out, name) -> None:
+    """Ship an SR run's generators with model cards.
+
+    Evaluates them on the test patients and the phantom, writes <name>-psnr, <name>-gan and <name>.
+    """
+    from mammo_tf.evaluation.cards import ship_sr as run
+
+    summary = run(run_dir, data, out, prefix=name)
+    for which, path in summary["shipped"].items():
+        click.echo(f"{which:>8}: {path}")
+    click.echo(f"default: {summary['default']} ({summary['reason']})")

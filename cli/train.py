@@ -1,0 +1,90 @@
+"""`mammo-tf train-sr ...`: the trainers. Each command parses, calls one library function, prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.paths import InputFolder, OutputFolder
+
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "mixed_bfloat16"]),
+    default="auto",
+    help="auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX, else float32 (recorded in config.json).",
+)
+
+
+@click.command(name="train-sr", context_settings={"show_default": True})
+@DATA_OPTION
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", help="Upscaling factor.")
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "standard"]),
+    default="standard",
+    help="quick: minutes on 2 CPU cores (make demo); standard: the shipped models (hours, resumable).",
+)
+@click.option(
+    "--generator",
+    type=click.Choice(["compact", "large"]),
+    default="compact",
+    help="compact: 32 filters x 8 blocks (CPU); large: 64 x 16 (GPU).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Total steps, split between pretraining and GAN fine-tuning as in the preset.",
+)
+@click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="Run directory (new, or --resume).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@PRECISION_OPTION
+@click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
+def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, seed) -> None:
+    """Train the SR GAN on the training patients.
+
+    L1 pretraining, then adversarial fine-tuning; validation on the validation patients. The run
+    directory gets config.json, checkpoints, TensorBoard logs, comparison images and metrics.
+    """
+    from mammo_tf.training.sr_trainer import train_sr as run_training
+
+    out = run_training(
+        data,
+        run_dir,
+        preset=preset,
+        resume=resume,
+        scale=int(scale),
+        generator=generator,
+        steps=steps,
+        precision=precision,
+        seed=seed,
+    )
+    click.echo(f"run finished: {out} (generator.keras, metrics.json)")
+
+
+@click.command(name="train-classifier", context_settings={"show_default": True})
+@DATA_OPTION
+@click.option("--synthetic", type=InputFolder(), default=None, help="Folder written by `mammo-tf synth`.")
+@click.option("--synthetic-ratio", type=click.FloatRange(min=0), default=0.0,
+              help="Synthetic patches per real patch, per class (needs --synthetic).")
+@click.option("--task", type=click.Choice(["easy", "matched"]), default="easy",
+              help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.")
+@click.option("--preset", type=click.Choice(["quick", "standard"]), default="standard",
+              help="quick: 300 steps; standard: 3000 steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps [default: the preset's].")
+@click.option("--run-dir", type=OutputFolder(), required=True, help="Run directory to create.")
+@PRECISION_OPTION
+@click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
+def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_dir, precision, seed) -> None:
+    """Train the calcification classifier on the training patients.
+
+    Calcification vs normal tissue, with benign vs malignant as an exploratory second head; flips, rot90
+    and small intensity changes in every arm. Validation AUC and threshold on the validation patients.
+    """
+    from mammo_tf.training.classifier_trainer import train_classifier as run_training
+
+    out = run_training(data, run_dir, preset=preset, synthetic=synthetic, synthetic_ratio=synthetic_ratio,
+                       task=task, steps=steps, precision=precision, seed=seed)
+    click.echo(f"run finished: {out} (classifier.keras, metrics.json)")

@@ -1,0 +1,155 @@
+"""The Catalog and its schema: every source (MIAS, phantom, manifest) becomes the same two pandas tables.
+
+The bottom of the data layer: it imports no other mammo_tf.data module. The
+source readers (mias.py, manifest.py) build Catalogs from here, and
+catalog.py's `load_catalog` dispatches to them (and re-exports this module).
+
+images   one row per image file
+    image_id     str   unique id ("mdb001")
+    patient_id   str   images of one patient share it; splits never separate them
+    path         str   absolute path of the pixel file
+    laterality   str   "L", "R" or "" if unknown
+    view         str   "MLO", "CC", ... or ""
+    tissue       str   MIAS background tissue "F", "G", "D" or ""
+    height       int   pixel rows
+    width        int   pixel columns
+    bit_depth    int   bits per pixel in the file
+    split        str   "train", "val" or "test" (patient-level, see splits.py)
+
+findings  one row per annotation line, in source order (NORM lines included)
+    image_id     str
+    abnormality  str   CALC, CIRC, SPIC, MISC, ARCH, ASYM, NORM (or a manifest's own label)
+    severity     str   "B", "M" or "" (none for NORM)
+    x, y         Int64 coordinates exactly as the source gives them (<NA> if unknown)
+    row, col     Int64 array coordinates (row 0 = top row) (<NA> if unknown)
+    radius       Int64 radius in pixels (<NA> if unknown)
+    has_coords   bool  the finding has a known centre
+    source_line  int   line number in the source file (for error messages and audits)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mammo_tf.errors import MammoError
+
+IMAGE_COLUMNS = {
+    "image_id": "string",
+    "patient_id": "string",
+    "path": "string",
+    "laterality": "string",
+    "view": "string",
+    "tissue": "string",
+    "height": "int64",
+    "width": "int64",
+    "bit_depth": "int64",
+    "split": "string",
+}
+FINDING_COLUMNS = {
+    "image_id": "string",
+    "abnormality": "string",
+    "severity": "string",
+    "x": "Int64",
+    "y": "Int64",
+    "row": "Int64",
+    "col": "Int64",
+    "radius": "Int64",
+    "has_coords": "bool",
+    "source_line": "int64",
+}
+CALCIFICATION = "CALC"
+NORMAL = "NORM"
+
+
+def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"catalog table lacks columns {missing}")
+    return frame[list(columns)].astype(columns).reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The images and findings tables of one dataset, checked against the schema above."""
+
+    images: pd.DataFrame
+    findings: pd.DataFrame
+    source: str
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", _typed(self.images, IMAGE_COLUMNS))
+        object.__setattr__(self, "findings", _typed(self.findings, FINDING_COLUMNS))
+        if self.images["image_id"].duplicated().any():
+            dupes = self.images.loc[self.images["image_id"].duplicated(), "image_id"].tolist()
+            raise MammoError(f"{self.root}: duplicate image ids {dupes[:5]}")
+        unknown = set(self.findings["image_id"]) - set(self.images["image_id"])
+        if unknown:
+            raise MammoError(f"{self.root}: findings name unknown images {sorted(unknown)[:5]}")
+
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.images["patient_id"].nunique())
+
+    def findings_with_patients(self) -> pd.DataFrame:
+        """Findings joined with their image's patient, tissue, size and split."""
+        cols = ["image_id", "patient_id", "tissue", "height", "width", "split", "path"]
+        return self.findings.merge(self.images[cols], on="image_id", how="left", validate="many_to_one")
+
+    def subset(self, image_ids) -> Catalog:
+        """The catalog restricted to `image_ids` (and their findings)."""
+        keep = list(image_ids)
+        images = self.images[self.images["image_id"].isin(keep)]
+        findings = self.findings[self.findings["image_id"].isin(keep)]
+        return Catalog(images, findings, self.source, self.root)
+
+    def findings_table(self) -> pd.DataFrame:
+        """The findings as users read them: source x/y beside array row/col, one row per annotation line."""
+        columns = ["image_id", "patient_id", "tissue", "abnormality", "severity", "x", "y", "row", "col", "radius"]
+        return self.findings_with_patients().sort_values("source_line", kind="stable")[columns]
+
+    def image_labels(self) -> pd.Series:
+        """One label per image for stratification: 'calc-M', 'calc-B', 'other' (abnormal) or 'normal'."""
+        calc = self.findings[self.findings["abnormality"] == CALCIFICATION]
+        label = pd.Series("normal", index=self.images["image_id"].to_numpy(), dtype="string")
+        abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL, "image_id"])
+        label[label.index.isin(list(abnormal))] = "other"
+        for severity in ("B", "M"):  # malignant wins when an image has both
+            ids = set(calc.loc[calc["severity"] == severity, "image_id"])
+            label[label.index.isin(list(ids))] = f"calc-{severity}"
+        return label
+
+    def summary(self) -> dict:
+        """Counts a user checks first: images, patients, class x severity, coordinates known."""
+        findings = self.findings
+        abnormal = findings[findings["abnormality"] != NORMAL]
+        table = (
+            findings.assign(severity=findings["severity"].replace("", "-"))
+            .groupby(["abnormality", "severity"], sort=True)
+            .agg(lines=("image_id", "size"), images=("image_id", "nunique"), with_coords=("has_coords", "sum"))
+            .reset_index()
+        )
+        return {
+            "source": self.source,
+            "root": str(self.root),
+            "images": self.n_images,
+            "patients": self.n_patients,
+            "annotation_lines": int(len(findings)),
+            "abnormal_findings": int(len(abnormal)),
+            "abnormal_with_coords": int(abnormal["has_coords"].sum()),
+            "abnormal_without_coords": int((~abnormal["has_coords"]).sum()),
+            "tissue": {k: int(v) for k, v in self.images["tissue"].value_counts().sort_index().items() if k},
+            "bit_depths": sorted(int(b) for b in self.images["bit_depth"].unique()),
+            "splits": {k: int(v) for k, v in self.images["split"].value_counts().sort_index().items()},
+            "classes": [
+                {k: (str(v) if k in ("abnormality", "severity") else int(v)) for k, v in rec.items()}
+                for rec in table.to_dict("records")
+            ],
+        }

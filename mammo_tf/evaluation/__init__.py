@@ -1,0 +1,1 @@
+"""What the models are worth: metrics, statistics and reports."""

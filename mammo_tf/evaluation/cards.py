@@ -1,0 +1,187 @@
+"""Shipping trained SR models: evaluate, write a model card, copy the generator into saved_models/<name>/.
+
+    saved_models/<name>/model.keras   the EMA generator (float32 weights)
+    saved_models/<name>/card.json     data, split, steps, hours, machine, config, evaluate-sr numbers, curve data
+    saved_models/<name>/card.md       the same for people, with curve.png (validation gain over bicubic vs hours)
+
+`ship_sr` ships the PSNR model and (when the run reached it) the GAN model, and makes `sr-x2` (the
+upscale default) a copy of the GAN model only if its PSNR stays within 0.1 dB of the PSNR model's and it
+creates no more spurious specks than bicubic on the phantom; otherwise of the PSNR model. The reason is
+written in the card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from mammo_tf.errors import located
+from mammo_tf.evaluation.report import metrics_json
+from mammo_tf.io.atomic import atomic_dir
+
+GAN_PSNR_TOLERANCE_DB = 0.1
+
+
+def _curve(records: list[dict], out: Path) -> list[dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [
+        {"hours": r["seconds"] / 3600, "step": r["step"], "phase": r["phase"], "gain_db": r["val_gain_db"]}
+        for r in records
+        if "val_gain_db" in r
+    ]
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=120)
+    for phase, marker in (("pretrain", "o"), ("gan", "s")):
+        pts = [p for p in points if p["phase"] == phase]
+        if pts:
+            ax.plot([p["hours"] for p in pts], [p["gain_db"] for p in pts], marker=marker, ms=3, label=phase)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("training hours (2 CPU cores)")
+    ax.set_ylabel("PSNR gain over bicubic (dB)")
+    ax.set_title("validation crops, 8-bit LR", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return points
+
+
+def _table(metrics: dict) -> list[str]:
+    rows = [
+        "| LR | SR PSNR | bicubic | gain [95 % CI] | worst image | SSIM SR / bicubic | max |D(SR)-LR| |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, v in metrics["variants"].items():
+        g = v["gain_over_bicubic_db"]
+        ssim = f"{v['ssim_sr']:.4f} / {v['ssim_bicubic']:.4f}" if "ssim_sr" in v else "-"
+        rows.append(
+            f"| {name} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {g['estimate']:+.3f} "
+            f"[{g['low']:+.3f}, {g['high']:+.3f}] | {v['worst_image']['image_id']} "
+            f"({v['worst_image']['gain_db']:+.3f}) | {ssim} | {v['consistency_error_max']:.1e} |"
+        )
+    return rows
+
+
+def write_card(
+    run_dir: Path, model_file: Path, name: str, out_root: Path, test: dict, phantom: dict | None, note: str = ""
+) -> Path:
+    """saved_models/<name>/ with model.keras, card.json, card.md, curve.png (atomic; replaces an older one)."""
+    config = json.loads((run_dir / "config.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    target = out_root / name
+    old = target.with_name(f".{name}.old")
+    with atomic_dir(target.with_name(f".{name}.new")) as tmp:
+        shutil.copy2(model_file, tmp / "model.keras")
+        curve = _curve(records, tmp / "curve.png")
+        hours = state.get("seconds", 0) / 3600
+        card = {
+            "name": name,
+            "kind": "sr",
+            "scale": config["scale"],
+            "source_file": model_file.name,
+            "training": {
+                "data": config["source"],
+                "split": "patient-level train/val/test (seed 0), trained on train patients",
+                "train_patients": len(config["train_patients"]),
+                "steps": state["step"],
+                "planned_steps": config["pretrain_steps"] + config["gan_steps"],
+                "phase": state["phase"],
+                "finished": bool(state.get("finished")),
+                "hours": round(hours, 2),
+                "precision": config["precision_resolved"],
+                "machine": final.get("machine"),
+                "config": {k: v for k, v in config.items() if k not in ("train_patients", "data")},
+            },
+            "evaluate_sr_test": {k: v for k, v in test.items() if k != "per_image"},
+            "evaluate_sr_phantom": {k: v for k, v in phantom.items() if k != "per_image"} if phantom else None,
+            "validation_curve": curve,
+            "note": note,
+        }
+        (tmp / "card.json").write_text(metrics_json(card))
+        lines = [
+            f"# {name}: x{config['scale']} SR generator ({model_file.stem})",
+            "",
+            f"Trained by `mammo-tf train-sr` on {config['source']} training patients ({len(config['train_patients'])}"
+            f" patients), {state['step']} of {card['training']['planned_steps']} steps ({state['phase']} phase"
+            f"{', finished' if state.get('finished') else ', not finished'}), {hours:.2f} h on "
+            f"{(final.get('machine') or {}).get('cpus', '?')} CPU cores, {config['precision_resolved']}.",
+            "",
+            f"## evaluate-sr on the {test['source']} {test['split']} patients ({test['patients']} patients)",
+            "",
+            *_table(test),
+            "",
+            f"Specks (8-bit LR): spurious SR {test['specks'].get('spurious_sr')}, bicubic "
+            f"{test['specks'].get('spurious_bicubic')} (HR detections {test['specks'].get('specks_hr')}).",
+        ]
+        if phantom:
+            s = phantom["specks"]
+            lines += [
+                "",
+                f"Phantom ({phantom['patients']} test patients): gain "
+                f"{phantom['variants']['8-bit']['gain_over_bicubic_db']['estimate']:+.3f} dB (8-bit LR); true specks "
+                f"found HR {s.get('truth_found_hr')}, bicubic {s.get('truth_found_bicubic')}, SR "
+                f"{s.get('truth_found_sr')} of {s.get('truth_specks')}; spurious SR {s.get('spurious_sr')}, "
+                f"bicubic {s.get('spurious_bicubic')}.",
+            ]
+        lines += ["", "![validation gain over bicubic against training hours](curve.png)", ""]
+        if note:
+            lines += [note, ""]
+        (tmp / "card.md").write_text("\n".join(lines))
+    if target.exists():
+        target.rename(old)
+    target.with_name(f".{name}.new").rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def ship_sr(
+    run_dir: str | Path,
+    data: str | Path | None,
+    out_root: str | Path,
+    *,
+    prefix: str = "sr-x2",
+    max_images: int | None = None,
+) -> dict:
+    """Evaluate the run's PSNR (and GAN) generators on `data` test patients and the phantom; write the cards."""
+    from mammo_tf.evaluation.sr_eval import evaluate_sr
+    from mammo_tf.training.sr_trainer import GAN_MODEL, LATEST_MODEL, PSNR_MODEL
+
+    run_dir, out_root = Path(run_dir), Path(out_root)
+    candidates = {"psnr": run_dir / PSNR_MODEL, "gan": run_dir / GAN_MODEL}
+    if not candidates["psnr"].is_file():  # pretraining not finished: ship the latest EMA generator, said so
+        candidates["psnr"] = run_dir / LATEST_MODEL
+    if not candidates["psnr"].is_file():
+        raise located(run_dir, "no generator to ship (generator_psnr.keras / generator.keras)")
+    shipped, results = {}, {}
+    for which, path in candidates.items():
+        if not path.is_file():
+            continue
+        test = evaluate_sr(path, data, split="test", max_images=max_images)
+        phantom = evaluate_sr(path, None, split="test", max_images=max_images)
+        results[which] = (test, phantom)
+        shipped[which] = write_card(run_dir, path, f"{prefix}-{which}", out_root, test, phantom)
+    choice, reason = "psnr", "the GAN model is not trained yet"
+    if "gan" in results:
+        (pt, _pp), (gt, gp) = results["psnr"], results["gan"]
+        drop = pt["variants"]["8-bit"]["psnr_sr"] - gt["variants"]["8-bit"]["psnr_sr"]
+        spurious, bicubic = gp["specks"].get("spurious_sr", 0), gp["specks"].get("spurious_bicubic", 0)
+        if drop <= GAN_PSNR_TOLERANCE_DB and spurious <= bicubic:
+            choice, reason = (
+                "gan",
+                f"the GAN model is within {drop:.3f} dB of the PSNR model and adds no spurious specks",
+            )
+        else:
+            reason = (
+                f"the GAN model loses {drop:.3f} dB against the PSNR model (tolerance {GAN_PSNR_TOLERANCE_DB}) "
+                f"or creates more spurious specks than bicubic on the phantom ({spurious} vs {bicubic})"
+            )
+    test, phantom = results[choice]
+    note = f"Default `upscale` model: a copy of `{prefix}-{choice}`, because {reason}."
+    shipped["default"] = write_card(run_dir, candidates[choice], prefix, out_root, test, phantom, note)
+    return {"shipped": {k: str(v) for k, v in shipped.items()}, "default": choice, "reason": reason}

@@ -1,0 +1,241 @@
+"""evaluate-sr: an SR model against nearest, bicubic and Lanczos on held-out patients' whole films.
+
+Protocol (stated in every report):
+- HR = the film as stored (cropped to a multiple of the scale); LR = its exact s x s box average, in three
+  variants: float (unrounded), rounded to 8 bits and to 16 bits, as files would store it. The 8-bit
+  variant is the primary one (MIAS and ANCHORS.md section 6 use it).
+- PSNR (data range 1.0) and SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) inside the breast
+  mask of the HR film (mammo_tf.data.preprocess), `scale` border pixels cropped.
+- Gain over bicubic per image, mean with a patient-level bootstrap 95 % CI, and the worst image.
+- Consistency error max |D(SR) - LR| (float: should be < 1e-5; files: within half a grey level).
+- Specks (data/specks.py, one threshold per film from the HR image): on phantom data, the share of true
+  specks (phantom_truth.csv) found in HR, bicubic and SR; on any data, spurious specks = detections in
+  SR (or bicubic) with no HR detection within 2 px.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mammo_tf.errors import MammoError
+
+VARIANTS = (("float", None), ("8-bit", 8), ("16-bit", 16))
+PRIMARY = "8-bit"
+BASELINES = ("nearest", "bicubic", "lanczos")
+MATCH_PX = 2.0
+
+
+def _quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
+    if bits is None:
+        return pixels.astype(np.float32)
+    levels = (1 << bits) - 1
+    return (np.round(np.clip(pixels, 0, 1) * levels) / levels).astype(np.float32)
+
+
+def _truth(catalog) -> pd.DataFrame | None:
+    from mammo_tf.data.phantom import TRUTH_NAME
+
+    path = Path(catalog.root) / TRUTH_NAME
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """HR pixels float32 [H, W] (cropped to a multiple of scale) and the breast mask, original orientation."""
+    from mammo_tf.data.preprocess import prepare
+    from mammo_tf.io.images import read_image
+
+    pixels = read_image(path).pixels
+    prepared = prepare(path)
+    mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
+    h, w = (pixels.shape[0] // scale) * scale, (pixels.shape[1] // scale) * scale
+    return pixels[:h, :w], mask[:h, :w]
+
+
+def _speck_counts(hr, candidates: dict[str, np.ndarray], mask, truth_rc) -> dict[str, float]:
+    from mammo_tf.data.specks import detect_specks, match_specks, robust_threshold, speck_response
+
+    threshold = robust_threshold(speck_response(hr), mask)
+    found_hr = detect_specks(hr, mask, threshold=threshold)
+    out: dict[str, float] = {"specks_hr": len(found_hr)}
+    for name, image in candidates.items():
+        found = detect_specks(image, mask, threshold=threshold)
+        near_hr = match_specks(found_hr, found["row"], found["col"], MATCH_PX) if len(found) else np.zeros(0, bool)
+        out[f"spurious_{name}"] = int((~near_hr).sum())
+        if truth_rc is not None:
+            out[f"truth_found_{name}"] = int(match_specks(found, *truth_rc, MATCH_PX).sum())
+    if truth_rc is not None:
+        out["truth_specks"] = len(truth_rc[0])
+        out["truth_found_hr"] = int(match_specks(found_hr, *truth_rc, MATCH_PX).sum())
+    return out
+
+
+def _crop(image: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
+    r0 = int(np.clip(row - half, 0, image.shape[0] - 2 * half))
+    c0 = int(np.clip(col - half, 0, image.shape[1] - 2 * half))
+    return image[r0 : r0 + 2 * half, c0 : c0 + 2 * half]
+
+
+def evaluate_sr(
+    model: str | Path | None = None,
+    data: str | Path | None = None,
+    *,
+    split: str = "test",
+    out: str | Path | None = None,
+    max_images: int | None = None,
+) -> dict:
+    """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.evaluation.sr import area_downsample, consistency_error, crop_border, interpolate, psnr, ssim
+    from mammo_tf.evaluation.stats import bootstrap_ci
+    from mammo_tf.inference.upscale import load_sr_model, upscale_array
+
+    started = time.monotonic()
+    sr_model = load_sr_model(model)
+    s = sr_model.scale
+    catalog = load_catalog(data)
+    images = catalog.images[catalog.images["split"] == split]
+    if images.empty:
+        raise MammoError(f"{catalog.root}: no images in split {split!r}")
+    if max_images:
+        images = images.head(max_images)
+    truth = _truth(catalog)
+    calcs = catalog.findings[(catalog.findings["abnormality"] == "CALC") & catalog.findings["has_coords"]]
+    rows, crops = [], []
+    for image in images.itertuples():
+        hr, mask = _film(image.path, s)
+        eval_mask = crop_border(mask, s)
+        lr_float = area_downsample(hr, s).astype(np.float32)
+        for variant, bits in VARIANTS:
+            lr = _quantise(lr_float, bits)
+            sr = upscale_array(sr_model, lr, bits)
+            outputs = {"sr": sr, **{name: interpolate(lr, s, name) for name in BASELINES}}
+            row = {"image_id": image.image_id, "patient_id": image.patient_id, "variant": variant}
+            for name, estimate in outputs.items():
+                row[f"psnr_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), eval_mask)
+            half_step = 0.0 if bits is None else 0.5 / ((1 << bits) - 1)
+            row["consistency_error"] = consistency_error(sr, lr, s)
+            row["consistency_excess"] = max(0.0, row["consistency_error"] - half_step)
+            if variant == PRIMARY:
+                for name in ("sr", "bicubic", "lanczos"):
+                    row[f"ssim_{name}"] = ssim(crop_border(outputs[name], s), crop_border(hr, s), eval_mask)
+                mine = truth[truth["image_id"] == image.image_id] if truth is not None else None
+                truth_rc = (mine["row"].to_numpy(), mine["col"].to_numpy()) if mine is not None else None
+                row.update(_speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
+                for finding in calcs[calcs["image_id"] == image.image_id].itertuples():
+                    if len(crops) < 6:
+                        r, c = int(finding.row), int(finding.col)
+                        crops.append(
+                            (
+                                image.image_id,
+                                [
+                                    _crop(np.repeat(np.repeat(lr, s, 0), s, 1), r, c, 32),
+                                    _crop(outputs["bicubic"], r, c, 32),
+                                    _crop(sr, r, c, 32),
+                                    _crop(hr, r, c, 32),
+                                ],
+                            )
+                        )
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    metrics = _summarise(table, sr_model, catalog, split, bootstrap_ci)
+    metrics["seconds"] = round(time.monotonic() - started, 1)
+    if out is not None:
+        _write(Path(out), metrics, table, crops)
+    return metrics
+
+
+def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci) -> dict:
+    variants = {}
+    for variant, group in table.groupby("variant", sort=False):
+        gain = (group["psnr_sr"] - group["psnr_bicubic"]).to_numpy()
+        worst = group.iloc[int(np.argmin(gain))]
+        entry = {
+            "images": len(group),
+            **{f"psnr_{m}": float(group[f"psnr_{m}"].mean()) for m in ("sr", *BASELINES)},
+            "gain_over_bicubic_db": bootstrap_ci(gain, group["patient_id"].to_numpy()).as_dict(),
+            "worst_image": {"image_id": worst["image_id"], "gain_db": float(gain.min())},
+            "images_below_bicubic": int((gain < 0).sum()),
+            "consistency_error_max": float(group["consistency_error"].max()),
+            "consistency_excess_max": float(group["consistency_excess"].max()),
+        }
+        if "ssim_sr" in group and group["ssim_sr"].notna().any():
+            entry.update({f"ssim_{m}": float(group[f"ssim_{m}"].mean()) for m in ("sr", "bicubic", "lanczos")})
+        variants[variant] = entry
+    primary = table[table["variant"] == PRIMARY]
+    specks = {k: int(primary[k].sum()) for k in primary.columns if k.startswith(("spurious_", "truth_", "specks_"))}
+    return {
+        "model": sr_model.model_id,
+        "scale": sr_model.scale,
+        "data": str(catalog.root),
+        "source": catalog.source,
+        "split": split,
+        "patients": int(primary["patient_id"].nunique()),
+        "protocol": {
+            "psnr": "data range 1.0, inside the HR breast mask, border = scale px cropped",
+            "ssim": "11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, same mask and crop",
+            "lr": "exact box average of HR; float, or rounded to 8 / 16 bits",
+            "ci": "patient-level percentile bootstrap, 2000 resamples, 95 %",
+            "specks": f"white top-hat r=4, threshold 6 robust SD of the HR response per film, "
+            f"match within {MATCH_PX} px",
+        },
+        "variants": variants,
+        "specks": specks,
+        "per_image": table.to_dict("records"),
+    }
+
+
+def _write(out: Path, metrics: dict, table: pd.DataFrame, crops) -> None:
+    from mammo_tf.evaluation.report import grid, label, metrics_json, report_folder, to_uint8, write_png
+
+    with report_folder(out) as tmp:
+        (tmp / "metrics.json").write_text(metrics_json(metrics))
+        table.to_csv(tmp / "per_image.csv", index=False)
+        if crops:
+            names = ("LR", "bicubic", "SR", "HR")
+            rows = [
+                [label(to_uint8(t, 3), f"{image_id} {n}") for t, n in zip(tiles, names, strict=True)]
+                for image_id, tiles in crops
+            ]
+            write_png(tmp / "crops.png", grid(rows))
+        (tmp / "report.md").write_text(render_markdown(metrics, bool(crops)))
+
+
+def render_markdown(m: dict, has_crops: bool) -> str:
+    lines = [
+        f"# evaluate-sr: {m['model']} (x{m['scale']})",
+        "",
+        f"Data: {m['data']} ({m['source']}), split `{m['split']}`, {m['patients']} patients.",
+        "",
+        "Conventions: " + "; ".join(f"{k}: {v}" for k, v in m["protocol"].items()) + ".",
+        "",
+        "| LR variant | images | SR PSNR | bicubic | Lanczos | nearest | gain over bicubic [95 % CI] | worst image "
+        "| below bicubic | SSIM SR / bicubic | max abs D(SR) - LR | beyond half a grey level |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, v in m["variants"].items():
+        g = v["gain_over_bicubic_db"]
+        ssim = f"{v['ssim_sr']:.4f} / {v['ssim_bicubic']:.4f}" if "ssim_sr" in v else "-"
+        lines.append(
+            f"| {name} | {v['images']} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {v['psnr_lanczos']:.2f} | "
+            f"{v['psnr_nearest']:.2f} | {g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}] | "
+            f"{v['worst_image']['image_id']} ({v['worst_image']['gain_db']:+.3f}) | {v['images_below_bicubic']} | "
+            f"{ssim} | {v['consistency_error_max']:.2e} | {v['consistency_excess_max']:.1e} |"
+        )
+    s = m["specks"]
+    lines += ["", f"## Specks ({PRIMARY} LR)", ""]
+    lines.append(
+        f"- HR detections: {s.get('specks_hr', 0)}; spurious (no HR speck within {MATCH_PX} px): "
+        f"SR {s.get('spurious_sr', 0)}, bicubic {s.get('spurious_bicubic', 0)}."
+    )
+    if "truth_specks" in s:
+        lines.append(
+            f"- Phantom ground truth: {s['truth_specks']} specks; found in HR {s['truth_found_hr']}, "
+            f"bicubic {s['truth_found_bicubic']}, SR {s['truth_found_sr']}."
+        )
+    if has_crops:
+        lines += ["", "## Crops at calcifications (LR, bicubic, SR, HR; 64 px, shown x3)", "", "![crops](crops.png)"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Using trained models on real inputs: tiling, whole-image SR, sampling, detection."""

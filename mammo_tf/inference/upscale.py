@@ -1,0 +1,187 @@
+"""Whole-image SR: any size, tiled on the host, the input's bit depth (and DICOM-ness) kept.
+
+    upscale_array(model, pixels, bit_depth)  float32 [h, w] -> float32 [h*s, w*s], both in [0, 1]
+    upscale_files(inputs, out_dir, ...)       one output per input; a failed image does not stop the others
+
+The quantisation step of the input (1 / (2^bits - 1)) goes to the generator's consistency projection, so the
+output box-averages back to the input within half a grey level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mammo_tf.errors import MammoError, located
+from mammo_tf.inference.tiling import tiled_apply
+
+DEFAULT_TILE = 512
+FORMATS = ("auto", "png", "tiff", "dicom")
+RISK_FULL_SCALE = 0.05  # a risk-map pixel of 255 means the SR departs from bicubic by >= 5 % of full scale
+
+
+@dataclass(frozen=True)
+class SRModel:
+    """A loaded SR generator with what inference needs to know about it."""
+
+    generator: object
+    scale: int
+    margin: int  # receptive radius in LR pixels (tiles blend outside it)
+    model_id: str
+    path: Path
+
+
+def receptive_margin(generator) -> int:
+    """An upper bound of the generator's receptive radius in LR pixels: every 3x3 conv counted at LR, + bicubic."""
+    import keras
+
+    convs = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
+    return sum(int(layer.kernel_size[0]) // 2 for layer in convs) + 3
+
+
+def load_sr_model(spec: str | Path | None = None) -> SRModel:
+    """The SR generator named by `spec` (shipped name, .keras file or run directory; None = shipped default)."""
+    from mammo_tf.inference.registry import load_keras, model_id, resolve_model_path
+    from mammo_tf.models.sr import generator_scale
+
+    path = resolve_model_path(spec, "sr")
+    generator = load_keras(path)
+    scale = generator_scale(generator)
+    if scale is None:
+        raise located(path, f"not a mammo-tf SR generator (model {generator.name!r})")
+    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path)
+
+
+def default_overlap(model: SRModel) -> int:
+    """The smallest overlap (LR pixels) for which tiled output equals untiled output."""
+    return 2 * model.margin + 2
+
+
+def quant_step_for(bit_depth: int | None) -> float:
+    """0 for float inputs (None), else one grey level of a `bit_depth`-bit file in units of full scale."""
+    return 0.0 if not bit_depth else 1.0 / ((1 << int(bit_depth)) - 1)
+
+
+def upscale_array(
+    model: SRModel,
+    pixels: np.ndarray,
+    bit_depth: int | None,
+    *,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int | None = None,
+    batch: int = 4,
+) -> np.ndarray:
+    """Super-resolve float32 [h, w] in [0, 1]; tile=None runs the whole image in one call."""
+    pixels = np.asarray(pixels, np.float32)
+    q = quant_step_for(bit_depth)
+
+    def apply(tiles: np.ndarray) -> np.ndarray:
+        steps = np.full([len(tiles)], q, np.float32)
+        return np.asarray(model.generator([tiles, steps], training=False))
+
+    if tile is None:
+        return apply(pixels[None, ..., None])[0, ..., 0]
+    overlap = default_overlap(model) if overlap is None else overlap
+    return tiled_apply(apply, pixels, scale=model.scale, tile=tile, overlap=overlap, margin=model.margin, batch=batch)
+
+
+def risk_map(sr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
+    """|SR - bicubic(LR)| / RISK_FULL_SCALE clipped to [0, 1]: where, and how much, the model added detail."""
+    from mammo_tf.evaluation.sr import interpolate
+
+    return np.clip(np.abs(sr - interpolate(lr, scale, "bicubic")) / RISK_FULL_SCALE, 0.0, 1.0)
+
+
+def output_suffix(path: Path, fmt: str) -> str:
+    """Output extension for `path` under --format (auto keeps the input's format)."""
+    suffix = path.suffix.lower()
+    if fmt == "auto":
+        return ".tif" if suffix == ".tiff" else suffix
+    if fmt == "dicom":
+        if suffix not in (".dcm", ".dicom"):
+            raise located(path, "--format dicom needs a DICOM input (a DICOM out is derived from the DICOM in)")
+        return ".dcm"
+    return {"png": ".png", "tiff": ".tif"}[fmt]
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    source: Path
+    output: Path | None
+    error: str | None = None
+    risk: Path | None = None
+
+
+def upscale_file(
+    model: SRModel,
+    source: Path,
+    out_dir: Path,
+    *,
+    fmt: str = "auto",
+    tile=DEFAULT_TILE,
+    overlap: int | None = None,
+    with_risk: bool = False,
+) -> UpscaleResult:
+    """Read one image, super-resolve it, write it at its own bit depth (DICOM derived from DICOM)."""
+    from mammo_tf.io.images import read_image, write_image
+
+    suffix = output_suffix(source, fmt)
+    image = read_image(source)
+    sr = upscale_array(model, image.pixels, image.bit_depth, tile=tile, overlap=overlap)
+    out = out_dir / f"{source.stem}_x{model.scale}{suffix}"
+    if suffix == ".dcm":
+        from mammo_tf.io.dicom_write import write_derived_dicom
+
+        write_derived_dicom(
+            source, out, sr, zoom=model.scale, description=f"mammo-tf x{model.scale} SR ({model.model_id})"
+        )
+    else:
+        write_image(out, sr, image.bit_depth)
+    risk = None
+    if with_risk:
+        risk = out_dir / f"{source.stem}_x{model.scale}_risk.png"
+        write_image(risk, risk_map(sr, image.pixels, model.scale), 8)
+    return UpscaleResult(source, out, risk=risk)
+
+
+def upscale_files(
+    inputs: list[Path],
+    out_dir: str | Path,
+    *,
+    model: str | Path | None = None,
+    scale: int | None = None,
+    tile: int | None = DEFAULT_TILE,
+    overlap: int | None = None,
+    with_risk: bool = False,
+    fmt: str = "auto",
+    on_result=None,
+) -> list[UpscaleResult]:
+    """Upscale every input into out_dir; a failing image yields a result with its one-line error.
+
+    scale: the factor asked for; MammoError if the model was trained for another one.
+    on_result: called with each UpscaleResult as soon as it is known (for progress output).
+    """
+    if fmt not in FORMATS:
+        raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    sr_model = load_sr_model(model)
+    if scale is not None and scale != sr_model.scale:
+        raise located(sr_model.path, f"this model upscales x{sr_model.scale}, not x{scale}")
+    if tile is not None:
+        from mammo_tf.inference.tiling import check_tiling
+
+        check_tiling(tile, default_overlap(sr_model) if overlap is None else overlap, sr_model.margin)
+    out_dir = Path(out_dir)
+    results = []
+    for source in inputs:
+        try:
+            result = upscale_file(
+                sr_model, Path(source), out_dir, fmt=fmt, tile=tile, overlap=overlap, with_risk=with_risk
+            )
+        except MammoError as err:
+            result = UpscaleResult(Path(source), None, str(err))
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

@@ -1,0 +1,1 @@
+"""What is learned: functional network builders and the GAN wrappers. No file I/O here."""

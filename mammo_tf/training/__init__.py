@@ -1,0 +1,1 @@
+"""How models are learned: the run-directory contract, strategy and precision, the trainers."""

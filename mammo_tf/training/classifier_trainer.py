@@ -1,0 +1,171 @@
+"""train-classifier: the calcification classifier on the training patients, real and optionally synthetic.
+
+Validation on the validation patients' patches: AUC of calcification vs normal (scikit-learn), and the
+threshold that maximises sensitivity + specificity there (recorded for detect and the study). The run
+directory follows training/runs.py; the trained model is exported as ``classifier.keras``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mammo_tf.config import ClassifierConfig, resolve_classifier_config
+from mammo_tf.data.samplers import NORMAL, Patches
+from mammo_tf.errors import MammoError, located
+
+MODEL_NAME = "classifier.keras"
+
+
+def read_synthetic(folder: str | Path) -> Patches:
+    """Patches written by `mammo-tf synth` (manifest.csv with file and class columns; PNG or .npy files)."""
+    import pandas as pd
+
+    from mammo_tf.data.samplers import CLASS_NAMES
+    from mammo_tf.io.images import read_image
+
+    folder = Path(folder)
+    manifest = folder / "manifest.csv"
+    if not manifest.is_file():
+        raise located(folder, "no manifest.csv: not a folder written by `mammo-tf synth`")
+    table = pd.read_csv(manifest)
+    if not {"file", "class"} <= set(table.columns):
+        raise located(manifest, "needs the columns file and class")
+    unknown = set(table["class"]) - set(CLASS_NAMES)
+    if unknown:
+        raise located(manifest, f"unknown classes {sorted(unknown)} (expected {', '.join(CLASS_NAMES)})")
+    images = []
+    for name in table["file"]:
+        path = folder / name
+        images.append(np.load(path) if path.suffix == ".npy" else read_image(path).pixels)
+    images = np.stack([np.asarray(i, np.float32).reshape(i.shape[0], i.shape[1], 1) for i in images])
+    n = len(table)
+    return Patches(
+        images=images,
+        labels=np.array([CLASS_NAMES.index(c) for c in table["class"]], np.int32),
+        image_id=np.array([f"synthetic:{f}" for f in table["file"]]),
+        patient_id=np.array(["synthetic"] * n),
+        centre_row=np.zeros(n, np.int64),
+        centre_col=np.zeros(n, np.int64),
+    )
+
+
+def mix_synthetic(real: Patches, synthetic: Patches, ratio: float, seed: int) -> Patches:
+    """Real patches plus round(ratio x n_real(class)) synthetic patches of each class present in both."""
+    from mammo_tf.data.tasks import concat, subset
+
+    if ratio <= 0:
+        return real
+    rng = np.random.default_rng(seed)
+    picks = []
+    for label in np.unique(real.labels):
+        pool = np.flatnonzero(synthetic.labels == label)
+        want = int(round(ratio * np.sum(real.labels == label)))
+        if pool.size and want:
+            picks.append(rng.choice(pool, size=want, replace=want > pool.size))
+    return concat([real, subset(synthetic, np.concatenate(picks))]) if picks else real
+
+
+def task_patches(catalog, config: ClassifierConfig, split: str, seed: int) -> Patches:
+    """Real patches of `split` for config.task (easy, or matched negatives)."""
+    from mammo_tf.data.samplers import sample_patches
+    from mammo_tf.data.tasks import TASK_OVERSAMPLE, matched_task
+
+    matched = config.task == "matched"
+    normals = config.normal_per_image * (TASK_OVERSAMPLE if matched else 1)
+    patches = sample_patches(
+        catalog, patch_size=config.patch_size, per_cluster=config.per_cluster, jitter=config.jitter,
+        normal_per_image=normals, split=split, seed=seed,
+    )
+    return matched_task(patches, catalog, seed=seed) if matched else patches
+
+
+def predict(model, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    """{'calc', 'malignant'} probabilities float [N] for float32 [N, P, P, 1] patches."""
+    outs = [model(images[i : i + batch], training=False) for i in range(0, len(images), batch)]
+    return {k: np.concatenate([np.asarray(o[k]) for o in outs]) if outs else np.zeros(0) for k in ("calc", "malignant")}
+
+
+def scores(model, patches: Patches) -> dict[str, float]:
+    """Validation AUCs and the sensitivity + specificity maximising threshold."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    probs = predict(model, patches.images)
+    is_calc = (patches.labels != NORMAL).astype(int)
+    out: dict[str, float] = {}
+    if 0 < is_calc.sum() < len(is_calc):
+        out["val_auc"] = float(roc_auc_score(is_calc, probs["calc"]))
+        fpr, tpr, thr = roc_curve(is_calc, probs["calc"])
+        best = int(np.argmax(tpr - fpr))
+        out.update(threshold=float(min(thr[best], 1.0)), val_sensitivity=float(tpr[best]),
+                   val_specificity=float(1 - fpr[best]))
+    calc = patches.labels != NORMAL
+    malignant = (patches.labels[calc] == 2).astype(int)
+    if 0 < malignant.sum() < len(malignant):
+        out["val_auc_malignant_exploratory"] = float(roc_auc_score(malignant, probs["malignant"][calc]))
+    return out
+
+
+def train_classifier(
+    data: str | Path | None,
+    run_dir: str | Path,
+    *,
+    preset: str = "standard",
+    synthetic: str | Path | None = None,
+    verbose: int | str = "auto",
+    catalog=None,
+    train_split: str = "train",
+    val_split: str = "val",
+    **overrides,
+) -> Path:
+    """Train a CalcificationClassifier; returns the run directory (classifier.keras, metrics.json inside).
+
+    catalog / train_split / val_split let the study train on a fold's patients without files of its own.
+    """
+    import keras
+
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.pipelines import patch_dataset
+    from mammo_tf.models.classifier import compiled_classifier
+    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
+    from mammo_tf.training.runs import Run, fit_in_run, save_keras_atomic
+
+    config = resolve_classifier_config(preset, **overrides)
+    if config.synthetic_ratio > 0 and synthetic is None:
+        raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
+    policy = resolve_precision(config.precision)
+    catalog = catalog if catalog is not None else load_catalog(data)
+    train = task_patches(catalog, config, train_split, config.seed)
+    val = task_patches(catalog, config, val_split, config.seed + 1)
+    real_train = train
+    if synthetic is not None:
+        train = mix_synthetic(train, read_synthetic(synthetic), config.synthetic_ratio, config.seed)
+    record = {
+        **config.to_dict(), "kind": "classifier", "data": str(catalog.root), "source": catalog.source,
+        "synthetic": str(synthetic) if synthetic else None, "precision_resolved": policy,
+        "train_patients": sorted(set(real_train.patient_id.tolist())),
+        "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train.labels))},
+    }
+    run = Run.create(run_dir, record)
+    if len(np.unique(train.labels != NORMAL)) < 2:
+        raise MammoError(f"{catalog.root}: the training patients give only one class of patches")
+    dataset = patch_dataset(train, config.batch_size, balanced=True, seed=config.seed)
+    previous = keras.mixed_precision.dtype_policy().name
+    set_precision(policy)
+    keras.utils.set_random_seed(config.seed)
+    try:
+        with strategy().scope():
+            model = compiled_classifier(config.patch_size, config.width, config.learning_rate)
+
+        def on_validate(model, step: int) -> dict[str, float]:
+            save_keras_atomic(model, run.path / MODEL_NAME)
+            return scores(model, val) if len(val.labels) else {}
+
+        fit_in_run(model, dataset, run, phase="train", start=0, end=config.steps, interval=config.val_every,
+                   on_validate=on_validate, verbose=verbose)
+        run.finish({**(scores(model, val) if len(val.labels) else {}), "steps": config.steps,
+                    "val_patches": int(len(val.labels)), "hours": round(run.seconds / 3600, 3)})
+    finally:
+        set_precision(previous)
+    return run.path

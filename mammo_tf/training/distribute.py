@@ -1,0 +1,62 @@
+"""Strategy and precision: the two machine-dependent choices every trainer makes the same way.
+
+Trainers build models, optimizers and metrics inside ``strategy().scope()`` and average losses over the
+GLOBAL batch (``tf.nn.compute_average_loss``), so mirrored or multi-worker training can be added here
+later without reshaping a trainer. Today only the default strategy is offered.
+
+Precision: ``resolve_precision("auto")`` picks ``mixed_bfloat16`` only where it is a measured speed-up
+(a GPU, or a CPU with ``avx512_bf16`` or AMX; on a CPU without them a bf16 SR step took 8.96x the
+float32 time, BENCHMARKS.md) and float32 otherwise. The choice is recorded in the run's config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mammo_tf.errors import MammoError
+
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo is unreadable)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_precision(requested: str, *, flags: set[str] | None = None, gpu: bool | None = None) -> str:
+    """'float32' or 'mixed_bfloat16' for a requested 'auto' | 'float32' | 'mixed_bfloat16'."""
+    if requested not in PRECISIONS:
+        raise MammoError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    gpu = has_gpu() if gpu is None else gpu
+    flags = cpu_flags() if flags is None else flags
+    return "mixed_bfloat16" if gpu or any(f in flags for f in _BF16_CPU_FLAGS) else "float32"
+
+
+def set_precision(policy: str) -> None:
+    """Set the global Keras dtype policy. Must run BEFORE layers are built (STACK_NOTES section 5)."""
+    import keras
+
+    keras.mixed_precision.set_dtype_policy(policy)
+
+
+def strategy():
+    """The tf.distribute strategy trainers build under (the default, single-device strategy today)."""
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy()

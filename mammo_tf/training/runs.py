@@ -1,0 +1,296 @@
+"""The run-directory contract, shared by every trainer (train-sr, train-gan, train-classifier). READY.
+
+A run directory holds everything one training run wrote, and nothing else writes there:
+
+    config.json        the resolved config, written (atomically) before step one
+    state.json         {"step", "phase", "seconds", "finished"}: where the last checkpoint stands
+    checkpoints/last.keras   the whole wrapper model (networks + optimizer state), saved atomically
+    metrics.jsonl      one JSON object per log/validation event: {"step", "phase", "seconds", ...}
+    metrics.json       the final metrics, written when the run finishes
+    tb/                TensorBoard event files (scalars and images)
+    train.log          optional: the console output of a background run (may exist before the run starts)
+    samples/           images written at each validation (e.g. LR/bicubic/SR/HR crops, sample grids)
+    <artifact files>   models the trainer exports (e.g. generator.keras)
+
+Rules:
+- A new run refuses a folder that exists and is not empty unless ``resume=True``.
+- ``resume=True`` refuses a folder without a checkpoint, and a folder whose config.json differs from the
+  new resolved config in anything but the keys listed in ``RESUMABLE_KEYS`` (total steps may grow).
+- Checkpoints are written to a temporary name in the same folder and renamed, so a killed process leaves
+  the previous checkpoint intact. They are written only while every logged loss is finite (NaN guard).
+
+Usage (a trainer)::
+
+    run = Run.create(run_dir, config_dict, resume=resume)          # MammoError on a bad folder / config
+    model = run.load_checkpoint() if run.resumed else build_and_compile()
+    fit_in_run(model, dataset, run, phase="pretrain", start=run.step, end=n_steps, interval=500,
+               on_validate=lambda model, step: {"val_psnr": ...})
+    run.finish({"val_psnr": ...})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mammo_tf.errors import MammoError, located
+from mammo_tf.io.atomic import write_bytes_atomic
+
+CONFIG_NAME = "config.json"
+STATE_NAME = "state.json"
+CHECKPOINT = Path("checkpoints") / "last.keras"
+JSONL_NAME = "metrics.jsonl"
+LOG_NAME = "train.log"
+FINAL_NAME = "metrics.json"
+# Keys of the resolved config that may differ on --resume (the rest must match exactly).
+RESUMABLE_KEYS = frozenset({"gan_steps", "steps"})  # a resumed run may be extended (GAN phase)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    keys = (set(old) | set(new)) - RESUMABLE_KEYS
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+class Run:
+    """One run directory. Create with ``Run.create``; the trainer owns the model, this class the files."""
+
+    def __init__(self, path: Path, config: dict, state: dict, resumed: bool) -> None:
+        self.path = path
+        self.config = config
+        self.state = state
+        self.resumed = resumed
+        self._writer = None
+        self._started = time.monotonic() - float(state.get("seconds", 0.0))
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, config: dict, *, resume: bool = False) -> Run:
+        """Open a new run (folder absent or empty) or resume one (same config, a checkpoint present)."""
+        path = Path(path)
+        config = json.loads(_dumps(config))  # exactly what config.json will hold
+        if path.exists() and not path.is_dir():
+            raise located(path, "run directory is a file, not a folder")
+        existing = path.is_dir() and any(p.name != LOG_NAME for p in path.iterdir())
+        if resume:
+            if not (path / CHECKPOINT).is_file() or not (path / STATE_NAME).is_file():
+                raise located(path, "--resume: no checkpoint in this run directory")
+            old = json.loads((path / CONFIG_NAME).read_text())
+            changed = _config_diff(old, config)
+            if changed:
+                raise located(
+                    path, f"--resume: run directory was made with another config (differs in {', '.join(changed)})"
+                )
+            state = json.loads((path / STATE_NAME).read_text())
+            run = cls(path, config, state, resumed=True)
+        else:
+            if existing:
+                raise located(path, "run directory exists and is not empty (use --resume, or another --run-dir)")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise located(path, f"cannot create run directory: {err.strerror or err}") from None
+            run = cls(path, config, {"step": 0, "phase": None, "seconds": 0.0, "finished": False}, resumed=False)
+        write_bytes_atomic(path / CONFIG_NAME, _dumps(config).encode())
+        return run
+
+    # -- state ----------------------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+    @property
+    def seconds(self) -> float:
+        """Training wall time so far, summed over resumed sessions."""
+        return time.monotonic() - self._started
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def save_checkpoint(self, model, step: int, phase: str, extra: dict | None = None) -> None:
+        """Save the wrapper model (with optimizer state) atomically, then record the step."""
+        target = self.path / CHECKPOINT
+        save_keras_atomic(model, target)
+        self.state = {"step": int(step), "phase": phase, "seconds": round(self.seconds, 1), "finished": False}
+        if extra:
+            self.state.update(extra)
+        write_bytes_atomic(self.path / STATE_NAME, _dumps(self.state).encode())
+
+    def load_checkpoint(self):
+        """The model saved by the last checkpoint (the defining modules must be imported)."""
+        import keras
+
+        return keras.models.load_model(self.path / CHECKPOINT, compile=True)
+
+    # -- logs -----------------------------------------------------------------------------------------
+    def log(self, step: int, phase: str, values: dict[str, float]) -> None:
+        """Append one JSONL record and write the same scalars to TensorBoard."""
+        record = {"step": int(step), "phase": phase, "seconds": round(self.seconds, 1)}
+        record.update({k: float(v) for k, v in values.items()})
+        with open(self.path / JSONL_NAME, "a") as handle:
+            handle.write(json.dumps(record, default=_json_default) + "\n")
+        writer = self._tensorboard()
+        import tensorflow as tf
+
+        with writer.as_default():
+            for key, value in values.items():
+                tf.summary.scalar(f"{phase}/{key}", float(value), step=int(step))
+        writer.flush()
+
+    def image(self, name: str, step: int, pixels: np.ndarray) -> Path:
+        """Write float32 [H, W] in [0, 1] to samples/<name>-<step>.png (8-bit, for looking) and to TensorBoard."""
+        from mammo_tf.io.images import write_image
+
+        out = self.path / "samples" / f"{name}-{int(step):07d}.png"
+        write_image(out, pixels, 8)
+        import tensorflow as tf
+
+        with self._tensorboard().as_default():
+            tf.summary.image(name, np.clip(pixels, 0, 1)[None, ..., None], step=int(step))
+        return out
+
+    def finish(self, metrics: dict) -> Path:
+        """Write metrics.json and mark the run finished."""
+        out = self.path / FINAL_NAME
+        write_bytes_atomic(out, _dumps(metrics).encode())
+        self.state["finished"] = True
+        self.state["seconds"] = round(self.seconds, 1)
+        write_bytes_atomic(self.path / STATE_NAME, _dumps(self.state).encode())
+        return out
+
+    def records(self) -> list[dict]:
+        """Every JSONL record written so far (for curves and reports)."""
+        path = self.path / JSONL_NAME
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def _tensorboard(self):
+        if self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(str(self.path / "tb"))
+        return self._writer
+
+
+def save_keras_atomic(model, target: str | Path) -> None:
+    """``model.save`` to a temporary ``.keras`` beside target, then rename (Keras insists on the suffix)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part.keras", dir=target.parent)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class NonFiniteLoss(MammoError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def fit_in_run(
+    model,
+    dataset,
+    run: Run,
+    *,
+    phase: str,
+    start: int,
+    end: int,
+    interval: int,
+    on_validate: Callable[[Any, int], dict[str, float]] | None = None,
+    log_every: int = 50,
+    verbose: int | str = "auto",
+    checkpoint_extra: Callable[[], dict] | None = None,
+) -> int:
+    """Train ``model`` with ``fit`` from step ``start`` to ``end`` in epochs of ``interval`` steps.
+
+    dataset: an infinite tf.data.Dataset; on resume it is advanced by ``start`` batches so the stream is
+        the one an uninterrupted run would have seen.
+    At every epoch end: ``on_validate(model, step)`` (its values are logged), then an atomic checkpoint.
+    Every ``log_every`` steps the running losses are logged (JSONL + TensorBoard).
+    A NaN/Inf loss stops training and raises NonFiniteLoss naming the step; the checkpoint stays the last
+    good one. Returns the step reached (== end).
+    """
+    if end <= start:
+        return start
+    if (end - start) % interval:
+        raise ValueError(f"steps {start}..{end} are not a whole number of epochs of {interval}")
+    model.train_function = None  # phase switches change what train_step traces
+    guard = _RunCallback(run, phase, start, interval, on_validate, log_every, checkpoint_extra)
+    model.fit(
+        dataset.skip(start) if start else dataset,
+        steps_per_epoch=interval,
+        epochs=end // interval,
+        initial_epoch=start // interval,
+        callbacks=[guard],
+        verbose=verbose,
+        shuffle=False,
+    )
+    if guard.bad_step is not None:
+        raise NonFiniteLoss(
+            f"{run.path}: loss became {guard.bad_value} at step {guard.bad_step} ({phase}); "
+            f"training stopped, last good checkpoint at step {run.step}"
+        )
+    return end
+
+
+class _RunCallback:
+    """Keras callback (built lazily so this module imports without TensorFlow)."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class RunCallback(keras.callbacks.Callback):
+            def __init__(self, run, phase, start, interval, on_validate, log_every, checkpoint_extra):
+                super().__init__()
+                self.run, self.phase, self.step = run, phase, start
+                self.interval, self.on_validate, self.log_every = interval, on_validate, log_every
+                self.checkpoint_extra = checkpoint_extra
+                self.bad_step = None
+                self.bad_value = None
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.step += 1
+                values = {k: float(v) for k, v in (logs or {}).items()}
+                bad = [v for v in values.values() if not math.isfinite(v)]
+                if bad:
+                    self.bad_step, self.bad_value = self.step, bad[0]
+                    self.model.stop_training = True
+                    return
+                if self.step % self.log_every == 0:
+                    self.run.log(self.step, self.phase, values)
+
+            def on_epoch_end(self, epoch, logs=None):
+                if self.bad_step is not None:
+                    return
+                values = self.on_validate(self.model, self.step) if self.on_validate else {}
+                if values:
+                    self.run.log(self.step, self.phase, values)
+                extra = self.checkpoint_extra() if self.checkpoint_extra else None
+                self.run.save_checkpoint(self.model, self.step, self.phase, extra)
+
+        return RunCallback(*args, **kwargs)

@@ -1,0 +1,122 @@
+"""The calcification classifier, its tasks, the synthetic mix, train-classifier and detect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from scipy.stats import ks_2samp
+
+from mammo_tf.data.catalog import load_catalog
+from mammo_tf.data.phantom import cached_phantom_dir
+from mammo_tf.data.samplers import BENIGN, MALIGNANT, NORMAL, sample_patches
+from mammo_tf.data.tasks import intensity, matched_task, positions
+from mammo_tf.models.classifier import CalcificationClassifier, compiled_classifier
+from mammo_tf.training.classifier_trainer import mix_synthetic, read_synthetic, train_classifier
+from mammo_tf_cli.main import cli
+
+
+def _data(labels: list[int], size: int = 16):
+    rng = np.random.default_rng(0)
+    x = rng.random((len(labels), size, size, 1)).astype(np.float32)
+    return tf.data.Dataset.from_tensors((x, np.array(labels, np.int32))).repeat()
+
+
+def test_train_step_moves_the_loss_and_masks_the_malignancy_head() -> None:
+    model = compiled_classifier(16, 4)
+    first = model.fit(_data([0, 1, 2, 0]), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+    second = model.fit(_data([0, 1, 2, 0]), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+    assert first["loss"][0] != second["loss"][0]
+    only_normal = model.fit(_data([0, 0, 0, 0]), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+    assert only_normal["malignant_loss"][0] == 0.0  # benign-vs-malignant loss only on calcification patches
+
+
+def test_classifier_round_trip(tmp_path: Path) -> None:
+    model = compiled_classifier(16, 4)
+    model.fit(_data([0, 1, 2, 1]), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
+    model.save(tmp_path / "c.keras")
+    loaded = keras.models.load_model(tmp_path / "c.keras")
+    assert isinstance(loaded, CalcificationClassifier)
+    x = np.random.default_rng(1).random((3, 16, 16, 1)).astype(np.float32)
+    for key in ("calc", "malignant"):
+        np.testing.assert_array_equal(model(x)[key].numpy(), loaded(x)[key].numpy())
+
+
+def test_matched_task_matches_intensity_and_position() -> None:
+    catalog = load_catalog(None)
+    patches = sample_patches(catalog, normal_per_image=24, seed=0)
+    matched = matched_task(patches, catalog, ratio=2.0, seed=0)
+    assert np.sum(matched.labels != NORMAL) == np.sum(patches.labels != NORMAL)  # every positive kept
+
+    def gap(p) -> float:
+        pos, neg = p.labels != NORMAL, p.labels == NORMAL
+        features = np.column_stack([intensity(p)[:, 0], positions(p, catalog)])
+        return max(ks_2samp(features[pos, j], features[neg, j]).statistic for j in range(features.shape[1]))
+
+    assert gap(matched) < gap(patches)
+
+
+def test_synthetic_folder_and_mix(tmp_path: Path) -> None:
+    folder = tmp_path / "synth"
+    folder.mkdir()
+    rows = []
+    for i, name in enumerate(["normal", "benign", "malignant"] * 2):
+        np.save(folder / f"p{i}.npy", np.full((16, 16), i / 10, np.float32))
+        rows.append({"file": f"p{i}.npy", "class": name, "seed": 0, "model_id": "m"})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    synthetic = read_synthetic(folder)
+    assert synthetic.images.shape == (6, 16, 16, 1) and list(synthetic.labels[:3]) == [NORMAL, BENIGN, MALIGNANT]
+    real = sample_patches(load_catalog(None), patch_size=16, normal_per_image=1, seed=0)
+    mixed = mix_synthetic(real, synthetic, 1.0, seed=0)
+    for label in (NORMAL, BENIGN, MALIGNANT):
+        n_real = np.sum(real.labels == label)
+        assert np.sum(mixed.labels == label) == 2 * n_real
+    assert set(mixed.patient_id) - set(real.patient_id) == {"synthetic"}
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("cls") / "run"
+    train_classifier(None, run, preset="tiny", verbose=0)
+    return run
+
+
+def test_train_classifier_run_directory(classifier_run: Path) -> None:
+    config = json.loads((classifier_run / "config.json").read_text())
+    assert config["kind"] == "classifier" and config["task"] == "easy"
+    metrics = json.loads((classifier_run / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["val_patches"] > 0
+    assert (classifier_run / "classifier.keras").is_file()
+    catalog = load_catalog(None)
+    val_patients = set(catalog.images.loc[catalog.images["split"] != "train", "patient_id"])
+    assert not set(config["train_patients"]) & val_patients
+
+
+def test_detect_heatmap_and_regions(tmp_path: Path, classifier_run: Path) -> None:
+    film = cached_phantom_dir() / "mdb001.pgm"
+    result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--model",
+                                      str(classifier_run), "--stride", "32", "--top", "3"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "d" / "detections.csv")
+    assert 1 <= len(table) <= 3 and list(table["rank"]) == list(range(1, len(table) + 1))
+    assert (table["score"].diff().dropna() <= 0).all()
+    from mammo_tf.io.images import read_image
+
+    heat = read_image(tmp_path / "d" / "mdb001_heatmap.png").pixels
+    assert heat.shape == read_image(film).pixels.shape
+
+
+def test_detect_refuses_a_model_that_is_not_a_classifier(tmp_path: Path) -> None:
+    inputs = keras.Input((4,))
+    other = tmp_path / "other.keras"
+    keras.Model(inputs, keras.layers.Dense(1)(inputs), name="other").save(other)
+    film = cached_phantom_dir() / "mdb001.pgm"
+    result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--model", str(other)])
+    assert result.exit_code == 2 and "not a mammo-tf calcification classifier" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

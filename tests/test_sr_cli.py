@@ -1,0 +1,218 @@
+"""train-sr / upscale / evaluate-sr end to end on the phantom, the run-directory contract, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pydicom
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from dicom_builders import make_dataset, save
+
+from mammo_tf.data.phantom import cached_phantom_dir
+from mammo_tf.errors import MammoError
+from mammo_tf.io.images import read_image, write_image
+from mammo_tf.training.runs import NonFiniteLoss, Run, fit_in_run
+from mammo_tf.training.sr_trainer import train_sr
+from mammo_tf_cli.main import cli
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def one_error_line(result, *needles: str) -> None:
+    """Exit 2, exactly one stderr line, naming what is wrong, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A finished tiny SR run on the default phantom: 4 pretraining + 2 GAN steps, validation every 2."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train_sr(None, run, preset="tiny", verbose=0)
+    return run
+
+
+def test_run_directory_contract(tiny_run: Path) -> None:
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["kind"] == "sr" and config["pretrain_steps"] == 4 and config["gan_steps"] == 2
+    assert config["precision_resolved"] in ("float32", "mixed_bfloat16") and config["train_patients"]
+    records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_psnr" in r] == [2, 4, 6]
+    assert {r["phase"] for r in records} == {"pretrain", "gan"}
+    final = json.loads((tiny_run / "metrics.json").read_text())
+    assert final["steps"] == 6 and np.isfinite(final["val_psnr"]) and final["validation_split"] == "val"
+    for name in ("checkpoints/last.keras", "generator.keras", "generator_psnr.keras", "generator_gan.keras"):
+        assert (tiny_run / name).is_file(), name
+    assert len(list((tiny_run / "samples").glob("compare-*.png"))) == 3
+    assert list((tiny_run / "tb").iterdir())
+    assert not list(tiny_run.rglob("*.part*"))  # atomic writes leave no temporaries
+
+
+def test_resume_continues_step_count_and_schedule(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(tiny_run, run)
+    train_sr(None, run, preset="tiny", resume=True, gan_steps=4, verbose=0)
+    state = json.loads((run / "state.json").read_text())
+    assert state["step"] == 8 and state["finished"]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 8  # no restart from 0
+    model = keras.models.load_model(run / "checkpoints" / "last.keras")
+    assert int(model.g_optimizer.iterations) == 8 and int(model.d_optimizer.iterations) == 4
+
+
+def test_resume_refusals(tiny_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(MammoError, match="no checkpoint"):
+        train_sr(None, tmp_path / "empty", preset="tiny", resume=True)
+    with pytest.raises(MammoError, match="another config .*seed"):
+        train_sr(None, tiny_run, preset="tiny", resume=True, seed=5)
+    with pytest.raises(MammoError, match="not empty"):
+        train_sr(None, tiny_run, preset="tiny")
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    from mammo_tf.config import resolve_sr_config
+    from mammo_tf.models.sr import compiled_srgan
+
+    model = compiled_srgan(resolve_sr_config("tiny"))
+    lr = np.full((2, 8, 8, 1), 0.5, np.float32)
+    good = tf.data.Dataset.from_tensors(((lr, np.zeros(2, np.float32)), np.full((2, 16, 16, 1), 0.5, np.float32)))
+    bad = tf.data.Dataset.from_tensors(((lr, np.zeros(2, np.float32)), np.full((2, 16, 16, 1), np.nan, np.float32)))
+    run = Run.create(tmp_path / "nan", {"kind": "test"})
+    fit_in_run(model, good.repeat(), run, phase="pretrain", start=0, end=2, interval=2, verbose=0)
+    saved = (tmp_path / "nan" / "checkpoints" / "last.keras").read_bytes()
+    with pytest.raises(NonFiniteLoss, match="nan at step 3 .*last good checkpoint at step 2"):
+        fit_in_run(model, bad.repeat(), run, phase="pretrain", start=2, end=4, interval=2, verbose=0)
+    assert json.loads((tmp_path / "nan" / "state.json").read_text())["step"] == 2
+    assert (tmp_path / "nan" / "checkpoints" / "last.keras").read_bytes() == saved
+
+
+def _dicom(path: Path) -> Path:
+    pixels = (np.random.default_rng(0).random((40, 30)) * 4095).astype(np.uint16)
+    ds = make_dataset(
+        pixels, bits_stored=12, PixelSpacing=[0.1, 0.1], WindowCenter=2048, WindowWidth=4096, PatientID="P1"
+    )
+    return save(ds, path)
+
+
+def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
+    run = tmp_path / "quick"
+    result = invoke("train-sr", "--preset", "quick", "--steps", "4", "--run-dir", str(run), "--precision", "float32")
+    assert result.exit_code == 0, result.output
+    assert (run / "generator.keras").is_file()
+
+    phantom = cached_phantom_dir()
+    png16 = tmp_path / "in" / "film16.png"
+    write_image(png16, read_image(phantom / "mdb001.pgm").pixels[:200, :150], 16)
+    dcm = _dicom(tmp_path / "in" / "film.dcm")
+    out = tmp_path / "out"
+    result = invoke(
+        "upscale",
+        str(phantom / "mdb001.pgm"),
+        str(png16),
+        str(dcm),
+        "--out",
+        str(out),
+        "--model",
+        str(run),
+        "--risk-map",
+    )
+    assert result.exit_code == 0, result.output
+    assert read_image(out / "mdb001_x2.pgm").pixels.shape == (2048, 2048)
+    assert read_image(out / "mdb001_x2.pgm").bit_depth == 8
+    sr16 = read_image(out / "film16_x2.png")
+    assert sr16.bit_depth == 16 and sr16.pixels.shape == (400, 300)
+    assert (out / "film16_x2_risk.png").is_file()
+    derived, source = pydicom.dcmread(out / "film_x2.dcm"), pydicom.dcmread(dcm)
+    assert (derived.Rows, derived.Columns) == (80, 60) and derived.BitsStored == 12
+    assert [float(v) for v in derived.PixelSpacing] == [0.05, 0.05]
+    assert derived.SOPInstanceUID != source.SOPInstanceUID and "DERIVED" in derived.ImageType
+    assert derived.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert derived.PatientID == "P1" and "WindowCenter" not in derived
+    back = read_image(out / "film_x2.dcm")  # reads back through the project's own reader
+    from mammo_tf.evaluation.sr import area_downsample
+
+    lr = read_image(dcm).pixels
+    assert np.abs(area_downsample(back.pixels, 2) - lr).max() <= 1.5 / 4095  # half a grey level + rounding
+
+    report = tmp_path / "report"
+    result = invoke("evaluate-sr", "--model", str(tiny_run), "--out", str(report), "--max-images", "1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["variants"]) == {"float", "8-bit", "16-bit"}
+    assert metrics["variants"]["float"]["consistency_error_max"] < 1e-5
+    assert metrics["variants"]["8-bit"]["consistency_excess_max"] < 1e-6
+    assert "truth_specks" in metrics["specks"]  # the phantom's ground truth was used
+    assert "gain over bicubic" in (report / "report.md").read_text()
+
+
+def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -> None:
+    good = cached_phantom_dir() / "mdb002.pgm"
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = invoke("upscale", str(broken), str(good), "--out", str(tmp_path / "out"), "--model", str(tiny_run))
+    one_error_line(result, str(broken))
+    assert (tmp_path / "out" / "mdb002_x2.pgm").is_file()
+    assert not (tmp_path / "out" / "broken_x2.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--scale", "4"], "upscales x2, not x4"),
+        (["--tile", "20", "--overlap", "16"], "smaller than twice the overlap"),
+        (["--tile", "64", "--overlap", "4"], "seams"),
+    ],
+)
+def test_upscale_bad_options(tmp_path: Path, tiny_run: Path, extra: list[str], needle: str) -> None:
+    image = cached_phantom_dir() / "mdb001.pgm"
+    result = invoke("upscale", str(image), "--out", str(tmp_path / "out"), "--model", str(tiny_run), *extra)
+    one_error_line(result, needle)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_upscale_refuses_a_model_that_is_not_sr(tmp_path: Path) -> None:
+    inputs = keras.Input((4,))
+    other = tmp_path / "classifier.keras"
+    keras.Model(inputs, keras.layers.Dense(1)(inputs), name="something_else").save(other)
+    text = tmp_path / "notes.keras"
+    text.write_text("not a model")
+    image = cached_phantom_dir() / "mdb001.pgm"
+    for model, needle in ((other, "not a mammo-tf SR generator"), (text, "cannot load as a Keras model")):
+        result = invoke("upscale", str(image), "--out", str(tmp_path / "out"), "--model", str(model))
+        one_error_line(result, str(model), needle)
+
+
+def test_train_sr_bad_run_dirs(tmp_path: Path, tiny_run: Path) -> None:
+    one_error_line(invoke("train-sr", "--run-dir", str(tmp_path / "none"), "--resume"), "no checkpoint")
+    one_error_line(invoke("train-sr", "--run-dir", str(tiny_run), "--resume", "--preset", "quick"), "another config")
+
+
+def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Path, monkeypatch) -> None:
+    from mammo_tf.evaluation.cards import ship_sr
+
+    summary = ship_sr(tiny_run, None, tmp_path / "models", max_images=1)
+    assert summary["default"] in ("psnr", "gan") and summary["reason"]
+    for name in ("sr-x2-psnr", "sr-x2-gan", "sr-x2"):
+        folder = tmp_path / "models" / name
+        card = json.loads((folder / "card.json").read_text())
+        assert card["training"]["steps"] == 6 and card["evaluate_sr_test"]["variants"]["8-bit"]["psnr_sr"] > 0
+        assert (folder / "curve.png").is_file() and (folder / "model.keras").is_file()
+        assert "evaluate-sr" in (folder / "card.md").read_text()
+    assert "Default `upscale` model" in (tmp_path / "models" / "sr-x2" / "card.md").read_text()
+    monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))  # upscale without --model: the shipped default
+    result = invoke("upscale", str(cached_phantom_dir() / "mdb001.pgm"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "mdb001_x2.pgm").is_file()

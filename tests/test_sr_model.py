@@ -1,0 +1,184 @@
+"""The SR model: consistency projection, generator init, both training phases, .keras round trip, tiling."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mammo_tf.config import resolve_sr_config
+from mammo_tf.evaluation.sr import area_downsample
+from mammo_tf.inference.tiling import tile_layout, tiled_apply
+from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
+from mammo_tf.models.consistency import project
+from mammo_tf.models.sr import SRGAN, build_sr_generator, compiled_srgan
+
+
+def _tiny(**overrides):
+    return resolve_sr_config("tiny", **overrides)
+
+
+def _quantised(x: np.ndarray, bits: int | None) -> np.ndarray:
+    if bits is None:
+        return x.astype(np.float32)
+    levels = (1 << bits) - 1
+    return (np.round(x * levels) / levels).astype(np.float32)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("bits", [None, 8, 16])
+def test_projection_is_consistent_with_saturation(scale: int, bits: int | None) -> None:
+    rng = np.random.default_rng(scale)
+    x = rng.normal(0.5, 0.5, (2, 8 * scale, 12 * scale, 1)).astype(np.float32)  # far outside [0, 1] in places
+    lr = _quantised(np.clip(rng.normal(0.5, 0.3, (2, 8, 12, 1)), 0, 1), bits)
+    lr[0, :2, :3] = 1.0  # saturated LR blocks (markers) and black ones
+    lr[1, -2:, -3:] = 0.0
+    q = 0.0 if bits is None else 1.0 / ((1 << bits) - 1)
+    out = project(x, lr, np.full([2], q, np.float32), scale).numpy()
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    error = np.abs(np.stack([area_downsample(o[..., 0], scale) for o in out]) - lr[..., 0]).max()
+    assert error <= q / 2 + 2e-7
+    if bits is None:
+        assert error < 1e-5
+
+
+def test_projection_leaves_means_inside_the_quantisation_cell_alone() -> None:
+    """Only the part of the residual outside the half-grey-level cell is corrected."""
+    lr = np.full((1, 4, 4, 1), 100 / 255, np.float32)
+    x = np.repeat(np.repeat(lr, 2, 1), 2, 2) + 0.3 / 255  # block means inside the cell
+    x[0, 0, 0, 0] += 0.1 / 255
+    out = project(x, lr, np.full([1], 1 / 255, np.float32), 2).numpy()
+    np.testing.assert_allclose(out, x, atol=1e-7)
+
+
+def test_untrained_generator_is_the_projected_bicubic_interpolation() -> None:
+    config = _tiny(consistency=False)
+    generator = build_sr_generator(config)
+    lr = np.random.default_rng(0).random((1, 9, 13, 1)).astype(np.float32)
+    out = generator([lr, np.zeros([1], np.float32)]).numpy()
+    bicubic = tf.clip_by_value(tf.image.resize(lr, (18, 26), method="bicubic"), 0, 1).numpy()
+    np.testing.assert_allclose(out, bicubic, atol=1e-6)
+    assert out.shape == (1, 18, 26, 1)
+
+
+def _batches(scale: int = 2, n: int = 4):
+    rng = np.random.default_rng(1)
+    hr = rng.random((n, 16 * scale, 16 * scale, 1)).astype(np.float32)
+    lr = np.stack([area_downsample(h[..., 0], scale)[..., None] for h in hr]).astype(np.float32)
+    return tf.data.Dataset.from_tensors(((lr, np.full([n], 1 / 255, np.float32)), hr)).repeat()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_one_step_moves_the_loss_in_both_phases(scale: int) -> None:
+    model = compiled_srgan(_tiny(scale=scale, hr_size=32 * scale // 2 * 2))
+    data = _batches(scale)
+    for phase in ("pretrain", "gan"):
+        model.phase, model.train_function = phase, None
+        g_before = [w.numpy().copy() for w in model.generator.trainable_weights]
+        d_before = [w.numpy().copy() for w in model.discriminator.trainable_weights]
+        first = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+        second = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+        assert first["g_loss"][0] != second["g_loss"][0]
+        assert any(
+            not np.array_equal(a, b.numpy()) for a, b in zip(g_before, model.generator.trainable_weights, strict=False)
+        )
+        d_moved = any(
+            not np.array_equal(a, b.numpy())
+            for a, b in zip(d_before, model.discriminator.trainable_weights, strict=False)
+        )
+        assert d_moved == (phase == "gan")  # D trains only in the adversarial phase
+        if phase == "gan":
+            assert np.isfinite(second["d_loss"][0]) and "adv" in second
+
+
+def test_keras_round_trip_identical_outputs_and_optimizer_state(tmp_path) -> None:
+    model = compiled_srgan(_tiny())
+    model.phase = "gan"
+    model.fit(_batches(), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)
+    path = tmp_path / "srgan.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, SRGAN) and loaded.phase == "gan"
+    lr = np.random.default_rng(2).random((2, 11, 7, 1)).astype(np.float32)
+    q = np.zeros([2], np.float32)
+    np.testing.assert_array_equal(model([lr, q]).numpy(), loaded([lr, q]).numpy())
+    np.testing.assert_array_equal(model.generator([lr, q]).numpy(), loaded.generator([lr, q]).numpy())
+    assert int(loaded.g_optimizer.iterations) == int(model.g_optimizer.iterations) == 2
+    for a, b in zip(model.g_optimizer.variables, loaded.g_optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    loaded.fit(_batches(), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)  # training goes on
+    assert int(loaded.g_optimizer.iterations) == 3
+
+
+def _random_generator(scale: int) -> SRModel:
+    """A tiny generator with random (non-identity) weights, so tiling errors would show."""
+    generator = build_sr_generator(_tiny(scale=scale))
+    rng = np.random.default_rng(3)
+    generator.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in generator.get_weights()])
+    return SRModel(generator, scale, receptive_margin(generator), "random", None)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("shape", [(97, 131), (45, 30), (16, 16)])
+def test_tiled_equals_untiled(scale: int, shape: tuple[int, int]) -> None:
+    model = _random_generator(scale)
+    image = np.random.default_rng(4).random(shape).astype(np.float32)
+    whole = upscale_array(model, image, 8, tile=None)
+    tiled = upscale_array(model, image, 8, tile=4 * model.margin + 12)  # tile >= 2 x the default overlap
+    assert whole.shape == (shape[0] * scale, shape[1] * scale)
+    assert np.abs(whole - tiled).max() < 1e-5
+
+
+def test_tile_layout_covers_with_overlap_and_little_waste() -> None:
+    size, starts = tile_layout(1024, 512, 48)
+    assert len(starts) == 3 and size < 400 and starts[0] == 0 and starts[-1] + size == 1024
+    assert all(b - a <= size - 48 for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_tiling_sends_only_tile_batches_to_the_model() -> None:
+    seen = []
+
+    def apply(tiles):
+        seen.append(tiles.shape)
+        return np.repeat(np.repeat(tiles, 2, 1), 2, 2)
+
+    out = tiled_apply(apply, np.ones((300, 200), np.float32), scale=2, tile=64, overlap=20, margin=8, batch=3)
+    assert out.shape == (600, 400) and np.allclose(out, 1.0)
+    assert all(s[0] <= 3 and s[1] <= 64 and s[2] <= 64 for s in seen)
+
+
+@pytest.mark.parametrize(
+    ("flags", "gpu", "expected"),
+    [
+        ({"avx2"}, False, "float32"),
+        ({"avx512_bf16"}, False, "mixed_bfloat16"),
+        ({"amx_bf16"}, False, "mixed_bfloat16"),
+        (set(), True, "mixed_bfloat16"),
+    ],
+)
+def test_auto_precision_picks_bf16_only_where_it_is_fast(flags, gpu, expected) -> None:
+    from mammo_tf.training.distribute import resolve_precision
+
+    assert resolve_precision("auto", flags=flags, gpu=gpu) == expected
+    assert resolve_precision("float32", flags={"avx512_bf16"}, gpu=True) == "float32"
+
+
+def test_bf16_training_keeps_skip_and_projection_in_float32() -> None:
+    from mammo_tf.training.distribute import set_precision
+
+    set_precision("mixed_bfloat16")
+    try:
+        model = compiled_srgan(_tiny())
+        model.phase = "gan"
+        history = model.fit(_batches(), steps_per_epoch=2, epochs=1, verbose=0, shuffle=False).history
+    finally:
+        set_precision("float32")
+    assert np.isfinite(history["g_loss"][0]) and np.isfinite(history["d_loss"][0])
+    assert model.generator.get_layer("head").compute_dtype == "bfloat16"
+    for name in ("bicubic", "global_skip", "consistency", "tail"):
+        assert model.generator.get_layer(name).compute_dtype == "float32", name
+    lr = np.random.default_rng(5).random((1, 8, 8, 1)).astype(np.float32)
+    out = model.generator([lr, np.zeros([1], np.float32)])
+    assert out.dtype == "float32"
+    assert np.abs(area_downsample(out.numpy()[0, ..., 0], 2) - lr[0, ..., 0]).max() < 1e-5
