@@ -8,8 +8,10 @@ MIAS_ARCHIVE ?= ../shared/data/mias/all-mias.tar.gz
 DEMO_DIR ?= runs/demo
 
 SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias
+SHIPPED_MODELS ?= saved_models
+SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test demo lint bench data clean pretrained-sr ship-sr
+.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan pretrained-classifier export
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +52,27 @@ pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the ba
 		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(SR_RUN)/train.log"
 
+GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias
+CLS_RUN ?= $(HOME)/mammo-runs/calc-classifier-mias
+
+pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS (quick preset, minutes), evaluate it, ship saved_models/synth-64
+	$(BIN)/mammo-tf train-gan --data data/mias --preset quick --seed 0 --run-dir $(GAN_RUN)
+	$(BIN)/mammo-tf evaluate-gan --model $(GAN_RUN) --data data/mias --out $(GAN_RUN)-report
+	$(BIN)/mammo-tf ship $(GAN_RUN) --name synth-64 --report $(GAN_RUN)-report
+
+pretrained-classifier: $(STAMP) data ## train the classifier on the MIAS training patients, ship saved_models/calc-classifier
+	$(BIN)/mammo-tf train-classifier --data data/mias --preset standard --seed 0 --run-dir $(CLS_RUN)
+	$(BIN)/mammo-tf ship $(CLS_RUN) --name calc-classifier
+
 ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the phantom; write saved_models/sr-x2*
 	$(BIN)/mammo-tf ship-sr $(SR_RUN) --data data/mias --out saved_models
+
+export: $(STAMP) ## export every shipped model ($(SHIPPED_MODELS)/*/model.keras) for TF Serving into $(SERVING_DIR), verified
+	@found=0; for model in $(SHIPPED_MODELS)/*/model.keras; do \
+		[ -f "$$model" ] || continue; found=1; name=$$(basename "$$(dirname "$$model")"); \
+		$(BIN)/mammo-tf export "$$model" --name "$$name" --out $(SERVING_DIR) || exit $$?; \
+	done; \
+	if [ $$found = 0 ]; then echo "no shipped models in $(SHIPPED_MODELS)/ (no */model.keras): nothing to export"; fi
 
 clean: ## remove the virtualenv, caches and demo runs (not data/)
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = {}
     for name, (h, w, bits, tile, repeat) in {
         "1024² film, untiled": (1024, 1024, 8, 0, 3),
-        "1024² film, tiled": (1024, 1024, 8, 512, 3),
-        "4096×3328 16-bit, tiled": (4096, 3328, 16, 512, 1),
+        "1024² film, tiled": (1024, 1024, 8, 768, 3),
+        "4096×3328 16-bit, tiled": (4096, 3328, 16, 768, 1),
     }.items():
         cases[name] = {**upscale_case(h, w, bits, tile, repeat), "h": h, "w": w, "tile": tile}
     section = render(machine_info(), command, train, cases, time.perf_counter() - start)

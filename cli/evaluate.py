@@ -32,10 +32,11 @@ def evaluate_sr(model, data, split, out, max_images) -> None:
     metrics = run(model, data, split=split, out=out, max_images=max_images)
     click.echo(f"{metrics['model']} x{metrics['scale']} on {metrics['split']} ({metrics['patients']} patients)")
     for name, v in metrics["variants"].items():
-        g = v["gain_over_bicubic_db"]
+        g, i = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"]
         click.echo(
             f"  {name:>6} LR: SR {v['psnr_sr']:.2f} dB, bicubic {v['psnr_bicubic']:.2f} dB, "
-            f"gain {g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}], "
+            f"gain {g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}] "
+            f"(interior {i['estimate']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}]), "
             f"consistency {v['consistency_error_max']:.1e}"
         )
     s = metrics["specks"]
@@ -65,3 +66,57 @@ def ship_sr(run_dir, data, out, name) -> None:
     for which, path in summary["shipped"].items():
         click.echo(f"{which:>8}: {path}")
     click.echo(f"default: {summary['default']} ({summary['reason']})")
+
+
+@click.command(name="evaluate-aug", context_settings={"show_default": True})
+@DATA_OPTION
+@click.option("--folds", type=click.IntRange(min=2), default=None, help="Patient folds [default: the preset's].")
+@click.option(
+    "--seeds", type=click.IntRange(min=1), default=None, help="Training seeds per arm [default: the preset's]."
+)
+@click.option("--tasks", default=None, help="Comma-separated: easy, matched, film [default: all three].")
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "standard"]),
+    default="standard",
+    help="quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds.",
+)
+@click.option("--sr-model", default=None, help="SR model for the SR utility arm (a run directory or shipped name).")
+@click.option(
+    "--out",
+    type=OutputFolder(must_be_new_or_empty=False),
+    required=True,
+    help="Report folder; its work/ subfolder lets an interrupted study resume.",
+)
+def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out) -> None:
+    """Measure whether synthetic data or SR helps recognition (patient k-fold).
+
+    Arms: real only, real + synthetic (0.5, 1, 2), synthetic only, texture logistic regression, the speck
+    detector, intensity and position probes, and SR utility; paired bootstrap CIs and a verdict per arm.
+    """
+    from mammo_tf.evaluation.study import evaluate_aug as run
+
+    chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
+    metrics = run(data, out=out, preset=preset, folds=folds, seeds=seeds, tasks=chosen, sr_model=sr_model)
+    for task, entry in metrics["tasks"].items():
+        click.echo(task)
+        for arm, a in entry["arms"].items():
+            click.echo(f"  {arm:<45} AUC {a['auc']['estimate']:.3f}  {a['verdict']}")
+    click.echo(f"wrote {out}/report.md")
+
+
+@click.command(name="ship", context_settings={"show_default": True})
+@click.argument("run_dir", type=InputFolder())
+@click.option("--name", required=True, help="Folder name under --out (e.g. synth-64, calc-classifier).")
+@click.option("--report", type=InputFolder(), default=None, help="An evaluate-gan folder to put into the card.")
+@click.option(
+    "--out",
+    type=OutputFolder(must_be_new_or_empty=False),
+    default=Path("saved_models"),
+    help="Folder of shipped models.",
+)
+def ship(run_dir, name, report, out) -> None:
+    """Ship a synthesis or classifier run with a model card."""
+    from mammo_tf.evaluation.cards import ship_run
+
+    click.echo(f"shipped {ship_run(run_dir, name, out, report=report)}")

@@ -20,10 +20,10 @@ from mammo_tf.errors import MammoError
 # the tool is visible from day one without pretending they exist.
 SECTIONS = {
     "data": ("Data", ""),
-    "train": ("Training", "planned: train-gan"),
-    "sample": ("Sampling", "planned: synth"),
-    "evaluate": ("Evaluation", "planned: evaluate-gan, evaluate-aug"),
-    "export": ("Export", "planned: export"),
+    "train": ("Training", ""),
+    "sample": ("Sampling", ""),
+    "evaluate": ("Evaluation", ""),
+    "export": ("Export", ""),
 }
 
 
@@ -96,18 +96,26 @@ def cli() -> None:
 
 def _register() -> None:
     from mammo_tf_cli.data import data
-    from mammo_tf_cli.evaluate import evaluate_sr, ship_sr
+    from mammo_tf_cli.evaluate import evaluate_aug, evaluate_sr, ship, ship_sr
+    from mammo_tf_cli.export import export
+    from mammo_tf_cli.gan import evaluate_gan, synth, train_gan
     from mammo_tf_cli.sample import detect, upscale
     from mammo_tf_cli.train import train_classifier, train_sr
 
     cli.add_command(data)
     commands = (
         ("train", train_sr),
+        ("train", train_gan),
         ("train", train_classifier),
         ("sample", upscale),
+        ("sample", synth),
         ("sample", detect),
         ("evaluate", evaluate_sr),
+        ("evaluate", evaluate_gan),
+        ("evaluate", evaluate_aug),
         ("export", ship_sr),
+        ("export", ship),
+        ("export", export),
     )
     for section, command in commands:
         command.section = section  # set here: the command modules do not import this one back

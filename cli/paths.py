@@ -176,8 +176,9 @@ class InputDataset(_Input):
     name = "dataset"
 
     def __init__(self) -> None:
-        super().__init__(".csv", "Info.txt", folder=True, file=True,
-                         expected="a dataset folder, a manifest .csv or an Info.txt")
+        super().__init__(
+            ".csv", "Info.txt", folder=True, file=True, expected="a dataset folder, a manifest .csv or an Info.txt"
+        )
 
 
 class OutputFolder(_CheckedPath):

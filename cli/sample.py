@@ -19,7 +19,7 @@ from mammo_tf_cli.paths import OutputFolder
 )
 @click.option("--model", default=None, help="Shipped model name, a .keras file or a run directory [default: sr-x2].")
 @click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Refuse a model of another scale.")
-@click.option("--tile", type=click.IntRange(min=8), default=512, help="Tile side in input pixels (0 = whole image).")
+@click.option("--tile", type=click.IntRange(min=0), default=768, help="Tile side in input pixels (0 = whole image).")
 @click.option(
     "--overlap",
     type=click.IntRange(min=0),
@@ -67,10 +67,17 @@ def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt) -> None:
 
 @click.command(name="detect", context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=OutputFolder(must_be_new_or_empty=False), required=True,
-              help="Folder for <name>_heatmap.png and detections.csv.")
-@click.option("--model", default=None,
-              help="Shipped classifier name, a .keras file or a run directory [default: calc-classifier].")
+@click.option(
+    "--out",
+    type=OutputFolder(must_be_new_or_empty=False),
+    required=True,
+    help="Folder for <name>_heatmap.png and detections.csv.",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Shipped classifier name, a .keras file or a run directory [default: calc-classifier].",
+)
 @click.option("--stride", type=click.IntRange(min=1), default=16, help="Grid step between scored patches (px).")
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Regions listed per film.")
 def detect(inputs, out, model, stride, top) -> None:

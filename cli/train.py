@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
@@ -38,7 +36,12 @@ PRECISION_OPTION = click.option(
     default=None,
     help="Total steps, split between pretraining and GAN fine-tuning as in the preset.",
 )
-@click.option("--run-dir", type=click.Path(path_type=Path), required=True, help="Run directory (new, or --resume).")
+@click.option(
+    "--run-dir",
+    type=OutputFolder(must_be_new_or_empty=False),
+    required=True,
+    help="Run directory (new or empty, or an existing run with --resume).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @PRECISION_OPTION
 @click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
@@ -67,12 +70,24 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
 @click.command(name="train-classifier", context_settings={"show_default": True})
 @DATA_OPTION
 @click.option("--synthetic", type=InputFolder(), default=None, help="Folder written by `mammo-tf synth`.")
-@click.option("--synthetic-ratio", type=click.FloatRange(min=0), default=0.0,
-              help="Synthetic patches per real patch, per class (needs --synthetic).")
-@click.option("--task", type=click.Choice(["easy", "matched"]), default="easy",
-              help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.")
-@click.option("--preset", type=click.Choice(["quick", "standard"]), default="standard",
-              help="quick: 300 steps; standard: 3000 steps.")
+@click.option(
+    "--synthetic-ratio",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Synthetic patches per real patch, per class (needs --synthetic).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["easy", "matched"]),
+    default="easy",
+    help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["quick", "standard"]),
+    default="standard",
+    help="quick: 300 steps; standard: 3000 steps.",
+)
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps [default: the preset's].")
 @click.option("--run-dir", type=OutputFolder(), required=True, help="Run directory to create.")
 @PRECISION_OPTION
@@ -85,6 +100,15 @@ def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_
     """
     from mammo_tf.training.classifier_trainer import train_classifier as run_training
 
-    out = run_training(data, run_dir, preset=preset, synthetic=synthetic, synthetic_ratio=synthetic_ratio,
-                       task=task, steps=steps, precision=precision, seed=seed)
+    out = run_training(
+        data,
+        run_dir,
+        preset=preset,
+        synthetic=synthetic,
+        synthetic_ratio=synthetic_ratio,
+        task=task,
+        steps=steps,
+        precision=precision,
+        seed=seed,
+    )
     click.echo(f"run finished: {out} (classifier.keras, metrics.json)")

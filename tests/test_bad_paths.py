@@ -110,6 +110,8 @@ def _damaged_archive(tmp: Path) -> Path:
 
 
 DATASET_IN = {"missing": _missing, "file-not-a-dataset": _a_file, "device": _device}
+
+
 def _truncated_archive(tmp: Path) -> Path:
     """A real .tar.gz cut in the middle of a member: it opens, then fails while copying (was "aborted", exit 1)."""
     import io
@@ -125,14 +127,32 @@ def _truncated_archive(tmp: Path) -> Path:
     return tmp / "cut.tar.gz"
 
 
-ARCHIVE_IN = {"missing": _missing, "file-not-an-archive": _a_file, "device": _device,
-              "damaged-archive": _damaged_archive, "truncated-archive": _truncated_archive}
-FOLDER_OUT = {"file-not-a-folder": _a_file, "device": _device, "parent-uncreatable": _under_proc,
-              "parent-not-permitted": _under_sys, "parent-is-a-file": _under_a_file,
-              "parent-read-only": _under_read_only, "not-empty": _not_empty}
-FILE_OUT = {"folder-not-a-file": _a_folder_named_png, "device": _device_named_png,
-            "parent-uncreatable": _under_proc_png, "parent-is-a-file": _under_a_file_png,
-            "parent-read-only": _under_read_only_png, "wrong-ending": _wrong_ending}
+ARCHIVE_IN = {
+    "missing": _missing,
+    "file-not-an-archive": _a_file,
+    "device": _device,
+    "damaged-archive": _damaged_archive,
+    "truncated-archive": _truncated_archive,
+}
+FOLDER_OUT = {
+    "file-not-a-folder": _a_file,
+    "device": _device,
+    "parent-uncreatable": _under_proc,
+    "parent-not-permitted": _under_sys,
+    "parent-is-a-file": _under_a_file,
+    "parent-read-only": _under_read_only,
+    "not-empty": _not_empty,
+}
+WRITABLE_FOLDER = {k: v for k, v in FOLDER_OUT.items() if k != "not-empty"}  # outputs that add to a folder
+FOLDER_IN = {"missing": _missing, "file-not-a-folder": _a_file, "device": _device}
+FILE_OUT = {
+    "folder-not-a-file": _a_folder_named_png,
+    "device": _device_named_png,
+    "parent-uncreatable": _under_proc_png,
+    "parent-is-a-file": _under_a_file_png,
+    "parent-read-only": _under_read_only_png,
+    "wrong-ending": _wrong_ending,
+}
 
 # command -> (kinds that apply to the parameter under test, argv builder(bad, tmp, dataset))
 COMMANDS = {
@@ -142,8 +162,26 @@ COMMANDS = {
     "phantom --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "phantom", "--n", "2", "--size", "128", "--out", bad]),
     "import SRC": (ARCHIVE_IN, lambda bad, tmp, ds: ["data", "import", bad, "--dest", tmp / "new"]),
     "import --dest": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import", ds, "--dest", bad, "--no-verify"]),
-    "fetch --dest": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "fetch", "mias", "--dest", bad,
-                                                        "--url", "http://127.0.0.1:9/all-mias.tar.gz"]),
+    "fetch --dest": (
+        FOLDER_OUT,
+        lambda bad, tmp, ds: ["data", "fetch", "mias", "--dest", bad, "--url", "http://127.0.0.1:9/all-mias.tar.gz"],
+    ),
+    "train-sr --data": (DATASET_IN, lambda bad, tmp, ds: ["train-sr", "--data", bad, "--run-dir", tmp / "run"]),
+    "train-sr --run-dir": (FOLDER_OUT, lambda bad, tmp, ds: ["train-sr", "--data", ds, "--run-dir", bad]),
+    "upscale --out": (WRITABLE_FOLDER, lambda bad, tmp, ds: ["upscale", ds / "mdb001.pgm", "--out", bad]),
+    "evaluate-sr --data": (DATASET_IN, lambda bad, tmp, ds: ["evaluate-sr", "--data", bad]),
+    "evaluate-sr --out": (FOLDER_OUT, lambda bad, tmp, ds: ["evaluate-sr", "--data", ds, "--out", bad]),
+    "ship-sr RUN_DIR": (FOLDER_IN, lambda bad, tmp, ds: ["ship-sr", bad, "--out", tmp / "models"]),
+    "train-classifier --run-dir": (
+        FOLDER_OUT,
+        lambda bad, tmp, ds: ["train-classifier", "--data", ds, "--run-dir", bad],
+    ),
+    "detect --out": (WRITABLE_FOLDER, lambda bad, tmp, ds: ["detect", ds / "mdb001.pgm", "--out", bad]),
+    "evaluate-aug --out": (WRITABLE_FOLDER, lambda bad, tmp, ds: ["evaluate-aug", "--data", ds, "--out", bad]),
+    "train-gan --run-dir": (FOLDER_OUT, lambda bad, tmp, ds: ["train-gan", "--data", ds, "--run-dir", bad]),
+    "synth --out": (WRITABLE_FOLDER, lambda bad, tmp, ds: ["synth", "--n", "2", "--out", bad]),
+    "evaluate-gan --out": (FOLDER_OUT, lambda bad, tmp, ds: ["evaluate-gan", "--data", ds, "--out", bad]),
+    "export --out": (WRITABLE_FOLDER, lambda bad, tmp, ds: ["export", "sr-x2", "--name", "sr", "--out", bad]),
 }
 ROOT_SKIP = pytest.mark.skipif(IS_ROOT, reason="root writes into a 0555 folder anyway; /proc and /sys cover it")
 CASES = [
@@ -155,13 +193,13 @@ CASES = [
 
 def _tree(root: Path) -> dict[str, tuple[bool, int]]:
     """Every path under `root` with (is folder, size): what a command may not change."""
-    return {str(p.relative_to(root)): (p.is_dir(), 0 if p.is_dir() else p.lstat().st_size)
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.is_dir(), 0 if p.is_dir() else p.lstat().st_size) for p in sorted(root.rglob("*"))
+    }
 
 
 @pytest.mark.parametrize(("command", "kind"), CASES)
-def test_bad_path_is_one_line_exit_2_and_writes_nothing(command: str, kind: str, tmp_path: Path,
-                                                        dataset: Path) -> None:
+def test_bad_path_is_one_line_exit_2_and_writes_nothing(command: str, kind: str, tmp_path: Path, dataset: Path) -> None:
     kinds, argv = COMMANDS[command]
     work = tmp_path / "work"
     work.mkdir()

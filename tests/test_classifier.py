@@ -100,8 +100,21 @@ def test_train_classifier_run_directory(classifier_run: Path) -> None:
 
 def test_detect_heatmap_and_regions(tmp_path: Path, classifier_run: Path) -> None:
     film = cached_phantom_dir() / "mdb001.pgm"
-    result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--model",
-                                      str(classifier_run), "--stride", "32", "--top", "3"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "detect",
+            str(film),
+            "--out",
+            str(tmp_path / "d"),
+            "--model",
+            str(classifier_run),
+            "--stride",
+            "32",
+            "--top",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "d" / "detections.csv")
     assert 1 <= len(table) <= 3 and list(table["rank"]) == list(range(1, len(table) + 1))
@@ -120,3 +133,16 @@ def test_detect_refuses_a_model_that_is_not_a_classifier(tmp_path: Path) -> None
     result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--model", str(other)])
     assert result.exit_code == 2 and "not a mammo-tf calcification classifier" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ship_run_and_the_shipped_default(tmp_path: Path, classifier_run: Path, monkeypatch) -> None:
+    from mammo_tf.evaluation.cards import ship_run
+
+    folder = ship_run(classifier_run, "calc-classifier", tmp_path / "models")
+    card = json.loads((folder / "card.json").read_text())
+    assert card["kind"] == "classifier" and card["training"]["steps"] == 4 and (folder / "card.md").is_file()
+    monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))  # detect without --model: the shipped default
+    film = cached_phantom_dir() / "mdb002.pgm"
+    result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--stride", "64"])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "d" / "detections.csv")["model"].str.startswith("calc-classifier@").all()

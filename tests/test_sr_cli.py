@@ -52,7 +52,9 @@ def test_run_directory_contract(tiny_run: Path) -> None:
     assert {r["phase"] for r in records} == {"pretrain", "gan"}
     final = json.loads((tiny_run / "metrics.json").read_text())
     assert final["steps"] == 6 and np.isfinite(final["val_psnr"]) and final["validation_split"] == "val"
-    for name in ("checkpoints/last.keras", "generator.keras", "generator_psnr.keras", "generator_gan.keras"):
+    assert final["best_pretrain_step"] in (2, 4)  # chosen among pretraining validations only
+    for name in ("checkpoints/last.keras", "generator.keras", "generator_psnr.keras", "generator_gan.keras",
+                 "generator_best.keras"):
         assert (tiny_run / name).is_file(), name
     assert len(list((tiny_run / "samples").glob("compare-*.png"))) == 3
     assert list((tiny_run / "tb").iterdir())

@@ -48,7 +48,9 @@ def positions(patches: Patches, catalog: Catalog) -> np.ndarray:
     info = catalog.images.set_index("image_id")
     out = np.zeros((len(patches.labels), 2))
     flipped = {}
-    for i, (image_id, row, col) in enumerate(zip(patches.image_id, patches.centre_row, patches.centre_col, strict=True)):
+    for i, (image_id, row, col) in enumerate(
+        zip(patches.image_id, patches.centre_row, patches.centre_col, strict=True)
+    ):
         height, width = int(info.at[image_id, "height"]), int(info.at[image_id, "width"])
         if image_id not in flipped:
             flipped[image_id] = prepare(info.at[image_id, "path"]).flipped

@@ -85,6 +85,7 @@ def write_card(
             "kind": "sr",
             "scale": config["scale"],
             "source_file": model_file.name,
+            "selected_step": state.get("best_step") if model_file.name.startswith("generator_best") else None,
             "training": {
                 "data": config["source"],
                 "split": "patient-level train/val/test (seed 0), trained on train patients",
@@ -150,14 +151,15 @@ def ship_sr(
 ) -> dict:
     """Evaluate the run's PSNR (and GAN) generators on `data` test patients and the phantom; write the cards."""
     from mammo_tf.evaluation.sr_eval import evaluate_sr
-    from mammo_tf.training.sr_trainer import GAN_MODEL, LATEST_MODEL, PSNR_MODEL
+    from mammo_tf.training.sr_trainer import BEST_MODEL, GAN_MODEL, LATEST_MODEL, PSNR_MODEL
 
     run_dir, out_root = Path(run_dir), Path(out_root)
-    candidates = {"psnr": run_dir / PSNR_MODEL, "gan": run_dir / GAN_MODEL}
-    if not candidates["psnr"].is_file():  # pretraining not finished: ship the latest EMA generator, said so
-        candidates["psnr"] = run_dir / LATEST_MODEL
-    if not candidates["psnr"].is_file():
-        raise located(run_dir, "no generator to ship (generator_psnr.keras / generator.keras)")
+    # The PSNR model: the pretraining checkpoint with the best validation gain (chosen on validation patients),
+    # else the end of pretraining, else (pretraining unfinished) the latest EMA generator; the card says which.
+    found = [run_dir / n for n in (BEST_MODEL, PSNR_MODEL, LATEST_MODEL) if (run_dir / n).is_file()]
+    if not found:
+        raise located(run_dir, "no generator to ship (generator_best / generator_psnr / generator.keras)")
+    candidates = {"psnr": found[0], "gan": run_dir / GAN_MODEL}
     shipped, results = {}, {}
     for which, path in candidates.items():
         if not path.is_file():
@@ -185,3 +187,64 @@ def ship_sr(
     note = f"Default `upscale` model: a copy of `{prefix}-{choice}`, because {reason}."
     shipped["default"] = write_card(run_dir, candidates[choice], prefix, out_root, test, phantom, note)
     return {"shipped": {k: str(v) for k, v in shipped.items()}, "default": choice, "reason": reason}
+
+
+def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: str | Path | None = None) -> Path:
+    """Ship a synthesis or classifier run: its model, and a card from its config, state, metrics and report.
+
+    report: an evaluation folder (evaluate-gan) whose metrics.json and figures go into the card.
+    """
+    from mammo_tf.inference.registry import RUN_ARTIFACTS
+
+    run_dir, out_root = Path(run_dir), Path(out_root)
+    model_file = next((run_dir / n for n in RUN_ARTIFACTS if (run_dir / n).is_file()), None)
+    if model_file is None or not (run_dir / "config.json").is_file():
+        raise located(run_dir, "not a finished training run (no config.json and model file)")
+    config = json.loads((run_dir / "config.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    evaluation = json.loads((Path(report) / "metrics.json").read_text()) if report else None
+    target = out_root / name
+    staging, old = target.with_name(f".{name}.new"), target.with_name(f".{name}.old")
+    with atomic_dir(staging) as tmp:
+        shutil.copy2(model_file, tmp / "model.keras")
+        card = {
+            "name": name,
+            "kind": config.get("kind"),
+            "source_file": model_file.name,
+            "training": {
+                "data": config.get("source"),
+                "train_patients": len(config.get("train_patients", [])),
+                "steps": state.get("step"),
+                "finished": bool(state.get("finished")),
+                "hours": round(state.get("seconds", 0) / 3600, 3),
+                "precision": config.get("precision_resolved"),
+                "config": {k: v for k, v in config.items() if k != "data"},
+            },
+            "final_metrics": final,
+            "evaluation": evaluation,
+        }
+        (tmp / "card.json").write_text(metrics_json(card))
+        lines = [
+            f"# {name}: {config.get('kind')} model ({model_file.name})",
+            "",
+            f"Trained on {config.get('source')} training patients ({len(config.get('train_patients', []))} "
+            f"patients), {state.get('step')} steps, {card['training']['hours']:.2f} h, "
+            f"{config.get('precision_resolved')}.",
+            "",
+            "Final run metrics (validation patients):",
+            "",
+        ]
+        lines += [f"- {k}: {v}" for k, v in final.items() if isinstance(v, int | float | str)]
+        if report:
+            report = Path(report)
+            for figure in sorted(report.glob("*.png")):
+                shutil.copy2(figure, tmp / figure.name)
+            if (report / "report.md").is_file():
+                lines += ["", "## Evaluation", "", (report / "report.md").read_text()]
+        (tmp / "card.md").write_text("\n".join(lines) + "\n")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target

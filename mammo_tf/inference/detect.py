@@ -43,8 +43,16 @@ def load_classifier(spec: str | Path | None = None):
     return model, model_id(path), int(model.network.input_shape[1])
 
 
-def heatmap(model, pixels: np.ndarray, mask: np.ndarray, patch_size: int, *, stride: int = DEFAULT_STRIDE,
-            top: int = DEFAULT_TOP, batch: int = 256) -> Heatmap:
+def heatmap(
+    model,
+    pixels: np.ndarray,
+    mask: np.ndarray,
+    patch_size: int,
+    *,
+    stride: int = DEFAULT_STRIDE,
+    top: int = DEFAULT_TOP,
+    batch: int = 256,
+) -> Heatmap:
     """Score float32 [H, W] film pixels (original orientation) with its bool breast mask."""
     import cv2
 
@@ -62,8 +70,9 @@ def heatmap(model, pixels: np.ndarray, mask: np.ndarray, patch_size: int, *, str
         probs = np.asarray(model(tiles[..., None].astype(np.float32), training=False)["calc"])
         for (i, j), p in zip(chunk, probs, strict=True):
             grid[i, j] = p
-    full = cv2.resize(grid, (int(cols[-1] - cols[0] + stride), int(rows[-1] - rows[0] + stride)),
-                      interpolation=cv2.INTER_LINEAR)
+    full = cv2.resize(
+        grid, (int(cols[-1] - cols[0] + stride), int(rows[-1] - rows[0] + stride)), interpolation=cv2.INTER_LINEAR
+    )
     probability = np.zeros((height, width), np.float32)
     r0, c0 = int(rows[0] - stride // 2), int(cols[0] - stride // 2)
     r_lo, c_lo = max(r0, 0), max(c0, 0)
@@ -83,8 +92,15 @@ def heatmap(model, pixels: np.ndarray, mask: np.ndarray, patch_size: int, *, str
     return Heatmap(probability, table, float(grid.max()))
 
 
-def detect_files(inputs: list[Path], out_dir: str | Path, *, model: str | Path | None = None,
-                 stride: int = DEFAULT_STRIDE, top: int = DEFAULT_TOP, on_result=None) -> pd.DataFrame:
+def detect_files(
+    inputs: list[Path],
+    out_dir: str | Path,
+    *,
+    model: str | Path | None = None,
+    stride: int = DEFAULT_STRIDE,
+    top: int = DEFAULT_TOP,
+    on_result=None,
+) -> pd.DataFrame:
     """Heatmap PNGs (<stem>_heatmap.png, 255 = probability 1) and detections.csv for every input film.
 
     A film that fails gives its one-line error through on_result(path, None, error) and is left out.

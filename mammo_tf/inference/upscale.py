@@ -17,7 +17,7 @@ import numpy as np
 from mammo_tf.errors import MammoError, located
 from mammo_tf.inference.tiling import tiled_apply
 
-DEFAULT_TILE = 512
+DEFAULT_TILE = 768
 FORMATS = ("auto", "png", "tiff", "dicom")
 RISK_FULL_SCALE = 0.05  # a risk-map pixel of 255 means the SR departs from bicubic by >= 5 % of full scale
 
@@ -30,7 +30,26 @@ class SRModel:
     scale: int
     margin: int  # receptive radius in LR pixels (tiles blend outside it)
     model_id: str
-    path: Path
+    path: Path | None
+
+    def __call__(self, tiles: np.ndarray, quant_step: float) -> np.ndarray:
+        """float32 [B, t, t, 1] -> float32 [B, t*s, t*s, 1] through a graph-compiled generator call."""
+        steps = np.full([len(tiles)], quant_step, np.float32)
+        return np.asarray(_compiled(self.generator)(tiles, steps))
+
+
+_COMPILED: dict[int, object] = {}
+
+
+def _compiled(generator):
+    """One tf.function per generator (graph mode fuses conv + bias + ReLU: ~2x faster than eager on CPU)."""
+    import tensorflow as tf
+
+    key = id(generator)
+    if key not in _COMPILED:
+        _COMPILED.clear()  # one model at a time is all inference needs
+        _COMPILED[key] = tf.function(lambda x, q: generator([x, q], training=False), reduce_retracing=True)
+    return _COMPILED[key]
 
 
 def receptive_margin(generator) -> int:
@@ -71,15 +90,14 @@ def upscale_array(
     *,
     tile: int | None = DEFAULT_TILE,
     overlap: int | None = None,
-    batch: int = 4,
+    batch: int = 1,
 ) -> np.ndarray:
     """Super-resolve float32 [h, w] in [0, 1]; tile=None runs the whole image in one call."""
     pixels = np.asarray(pixels, np.float32)
     q = quant_step_for(bit_depth)
 
     def apply(tiles: np.ndarray) -> np.ndarray:
-        steps = np.full([len(tiles)], q, np.float32)
-        return np.asarray(model.generator([tiles, steps], training=False))
+        return model(tiles, q)
 
     if tile is None:
         return apply(pixels[None, ..., None])[0, ..., 0]

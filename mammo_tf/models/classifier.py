@@ -124,4 +124,3 @@ def compiled_classifier(patch_size: int = 64, width: int = 16, learning_rate: fl
     model.optimizer.build(model.network.trainable_variables)
     model(tf.zeros([1, patch_size, patch_size, 1]))
     return model
-

@@ -260,7 +260,7 @@ def compiled_srgan(config: SRConfig) -> SRGAN:
     model = SRGAN.from_sr_config(config)
     g_lr = TwoPhaseSchedule(config.lr_pretrain, config.pretrain_steps, config.lr_gan_g)
     model.compile(
-        g_optimizer=keras.optimizers.Adam(g_lr, beta_1=0.9, beta_2=0.99),
+        g_optimizer=keras.optimizers.Adam(g_lr, beta_1=0.9, beta_2=0.999),
         d_optimizer=keras.optimizers.Adam(config.lr_gan_d, beta_1=0.9, beta_2=0.99),
     )
     model.build_optimizers()

@@ -75,8 +75,13 @@ def task_patches(catalog, config: ClassifierConfig, split: str, seed: int) -> Pa
     matched = config.task == "matched"
     normals = config.normal_per_image * (TASK_OVERSAMPLE if matched else 1)
     patches = sample_patches(
-        catalog, patch_size=config.patch_size, per_cluster=config.per_cluster, jitter=config.jitter,
-        normal_per_image=normals, split=split, seed=seed,
+        catalog,
+        patch_size=config.patch_size,
+        per_cluster=config.per_cluster,
+        jitter=config.jitter,
+        normal_per_image=normals,
+        split=split,
+        seed=seed,
     )
     return matched_task(patches, catalog, seed=seed) if matched else patches
 
@@ -98,8 +103,9 @@ def scores(model, patches: Patches) -> dict[str, float]:
         out["val_auc"] = float(roc_auc_score(is_calc, probs["calc"]))
         fpr, tpr, thr = roc_curve(is_calc, probs["calc"])
         best = int(np.argmax(tpr - fpr))
-        out.update(threshold=float(min(thr[best], 1.0)), val_sensitivity=float(tpr[best]),
-                   val_specificity=float(1 - fpr[best]))
+        out.update(
+            threshold=float(min(thr[best], 1.0)), val_sensitivity=float(tpr[best]), val_specificity=float(1 - fpr[best])
+        )
     calc = patches.labels != NORMAL
     malignant = (patches.labels[calc] == 2).astype(int)
     if 0 < malignant.sum() < len(malignant):
@@ -115,13 +121,15 @@ def train_classifier(
     synthetic: str | Path | None = None,
     verbose: int | str = "auto",
     catalog=None,
-    train_split: str = "train",
-    val_split: str = "val",
+    synthetic_only: bool = False,
+    patch_transform=None,
     **overrides,
 ) -> Path:
     """Train a CalcificationClassifier; returns the run directory (classifier.keras, metrics.json inside).
 
-    catalog / train_split / val_split let the study train on a fold's patients without files of its own.
+    catalog: an already loaded catalog (the study passes one fold's, its split column set per fold).
+    synthetic_only: train on the synthetic patches alone (validation stays on real patients).
+    patch_transform: Patches -> Patches applied to training and validation patches (e.g. SR of their LR).
     """
     import keras
 
@@ -136,14 +144,27 @@ def train_classifier(
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
     policy = resolve_precision(config.precision)
     catalog = catalog if catalog is not None else load_catalog(data)
-    train = task_patches(catalog, config, train_split, config.seed)
-    val = task_patches(catalog, config, val_split, config.seed + 1)
+    train = task_patches(catalog, config, "train", config.seed)
+    val = task_patches(catalog, config, "val", config.seed + 1)
+    if patch_transform is not None:
+        train, val = patch_transform(train), patch_transform(val)
     real_train = train
-    if synthetic is not None:
+    if synthetic_only:
+        if synthetic is None:
+            raise MammoError("synthetic_only needs the synthetic patches folder")
+        train = read_synthetic(synthetic)
+    elif synthetic is not None:
         train = mix_synthetic(train, read_synthetic(synthetic), config.synthetic_ratio, config.seed)
     record = {
-        **config.to_dict(), "kind": "classifier", "data": str(catalog.root), "source": catalog.source,
-        "synthetic": str(synthetic) if synthetic else None, "precision_resolved": policy,
+        **config.to_dict(),
+        "kind": "classifier",
+        "data": str(catalog.root),
+        "source": catalog.source,
+        "synthetic": str(synthetic) if synthetic else None,
+        "synthetic_only": synthetic_only,
+        "transform": getattr(patch_transform, "__name__", None) if patch_transform else None,
+        "precision_resolved": policy,
+        # The real training patients, also for synthetic-only arms (their synthetic data came from them).
         "train_patients": sorted(set(real_train.patient_id.tolist())),
         "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train.labels))},
     }
@@ -162,10 +183,25 @@ def train_classifier(
             save_keras_atomic(model, run.path / MODEL_NAME)
             return scores(model, val) if len(val.labels) else {}
 
-        fit_in_run(model, dataset, run, phase="train", start=0, end=config.steps, interval=config.val_every,
-                   on_validate=on_validate, verbose=verbose)
-        run.finish({**(scores(model, val) if len(val.labels) else {}), "steps": config.steps,
-                    "val_patches": int(len(val.labels)), "hours": round(run.seconds / 3600, 3)})
+        fit_in_run(
+            model,
+            dataset,
+            run,
+            phase="train",
+            start=0,
+            end=config.steps,
+            interval=config.val_every,
+            on_validate=on_validate,
+            verbose=verbose,
+        )
+        run.finish(
+            {
+                **(scores(model, val) if len(val.labels) else {}),
+                "steps": config.steps,
+                "val_patches": int(len(val.labels)),
+                "hours": round(run.seconds / 3600, 3),
+            }
+        )
     finally:
         set_precision(previous)
     return run.path

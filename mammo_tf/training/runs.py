@@ -52,7 +52,8 @@ JSONL_NAME = "metrics.jsonl"
 LOG_NAME = "train.log"
 FINAL_NAME = "metrics.json"
 # Keys of the resolved config that may differ on --resume (the rest must match exactly).
-RESUMABLE_KEYS = frozenset({"gan_steps", "steps"})  # a resumed run may be extended (GAN phase)
+# A resumed run may be extended (GAN phase); what a trainer records after opening the run is not compared.
+RESUMABLE_KEYS = frozenset({"gan_steps", "steps", "precision_resolved"})
 
 
 def _dumps(obj: Any) -> str:
@@ -84,19 +85,28 @@ class Run:
         self.resumed = resumed
         self._writer = None
         self._started = time.monotonic() - float(state.get("seconds", 0.0))
+        self.existed = True
 
     # -- opening ------------------------------------------------------------------------------------
+    @staticmethod
+    def precheck(path: str | Path, *, resume: bool = False) -> None:
+        """The folder checks of ``create`` alone (no config needed): trainers call it before importing TF."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise located(path, "run directory is a file, not a folder")
+        if resume:
+            if not (path / CHECKPOINT).is_file() or not (path / STATE_NAME).is_file():
+                raise located(path, "--resume: no checkpoint in this run directory")
+        elif path.is_dir() and any(p.name != LOG_NAME for p in path.iterdir()):
+            raise located(path, "run directory exists and is not empty (use --resume, or another --run-dir)")
+
     @classmethod
     def create(cls, path: str | Path, config: dict, *, resume: bool = False) -> Run:
         """Open a new run (folder absent or empty) or resume one (same config, a checkpoint present)."""
         path = Path(path)
         config = json.loads(_dumps(config))  # exactly what config.json will hold
-        if path.exists() and not path.is_dir():
-            raise located(path, "run directory is a file, not a folder")
-        existing = path.is_dir() and any(p.name != LOG_NAME for p in path.iterdir())
+        cls.precheck(path, resume=resume)
         if resume:
-            if not (path / CHECKPOINT).is_file() or not (path / STATE_NAME).is_file():
-                raise located(path, "--resume: no checkpoint in this run directory")
             old = json.loads((path / CONFIG_NAME).read_text())
             changed = _config_diff(old, config)
             if changed:
@@ -106,15 +116,31 @@ class Run:
             state = json.loads((path / STATE_NAME).read_text())
             run = cls(path, config, state, resumed=True)
         else:
-            if existing:
-                raise located(path, "run directory exists and is not empty (use --resume, or another --run-dir)")
+            existed = path.is_dir()
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise located(path, f"cannot create run directory: {err.strerror or err}") from None
             run = cls(path, config, {"step": 0, "phase": None, "seconds": 0.0, "finished": False}, resumed=False)
+            run.existed = existed
         write_bytes_atomic(path / CONFIG_NAME, _dumps(config).encode())
         return run
+
+    def add_to_config(self, key: str, value: Any) -> None:
+        """Add a value the trainer learns after opening the run (e.g. the resolved precision) to config.json."""
+        self.config[key] = json.loads(_dumps(value))
+        write_bytes_atomic(self.path / CONFIG_NAME, _dumps(self.config).encode())
+
+    def discard(self) -> None:
+        """Undo a new run that failed before its first checkpoint: nothing half-written stays behind."""
+        import shutil
+
+        if self.resumed or (self.path / CHECKPOINT).exists():
+            return
+        self._writer = None
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.existed:
+            self.path.mkdir(exist_ok=True)
 
     # -- state ----------------------------------------------------------------------------------------
     @property

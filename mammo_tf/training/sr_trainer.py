@@ -3,7 +3,8 @@
 Two phases in one run directory (training/runs.py): L1 pretraining, then adversarial fine-tuning. At every
 validation the EMA generator is scored against bicubic on fixed validation crops, a comparison image is
 written, the checkpoint is saved, and the EMA generator is exported as ``generator.keras`` (after
-pretraining also ``generator_psnr.keras``, after the GAN phase ``generator_gan.keras``).
+pretraining also ``generator_psnr.keras``, after the GAN phase ``generator_gan.keras``; the pretraining
+validation with the best gain also as ``generator_best.keras``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mammo_tf.config import SRConfig, resolve_sr_config
 from mammo_tf.errors import MammoError
 
 PSNR_MODEL = "generator_psnr.keras"
+BEST_MODEL = "generator_best.keras"  # best validation gain of the pretraining phase (validation patients only)
 GAN_MODEL = "generator_gan.keras"
 LATEST_MODEL = "generator.keras"
 
@@ -142,14 +144,11 @@ def train_sr(
     """Train (or resume) an SR GAN; returns the run directory. overrides: SRConfig fields (None = preset's).
 
     `steps` (total) is accepted as an override and split between the phases in the preset's proportion.
+    Every check a user can fail (config, dataset, run directory) runs before TensorFlow is imported, so its
+    error is the only line on stderr.
     """
-    import keras
-    import tensorflow as tf
-
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.models.sr import GENERATOR_PREFIX, compiled_srgan  # noqa: F401  (registers the classes)
-    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
-    from mammo_tf.training.runs import Run, fit_in_run, save_keras_atomic
+    from mammo_tf.training.runs import Run
 
     total = overrides.pop("steps", None)
     config = resolve_sr_config(preset, **overrides)
@@ -159,19 +158,35 @@ def train_sr(
         share = config.gan_steps / max(config.steps, 1)
         gan = int(round(total * share))
         config = resolve_sr_config(preset, **{**overrides, "pretrain_steps": total - gan, "gan_steps": gan})
-    policy = resolve_precision(config.precision)
     catalog = load_catalog(data)
     record = {
         **config.to_dict(),
         "kind": "sr",
         "data": str(catalog.root),
         "source": catalog.source,
-        "precision_resolved": policy,
         "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
     }
     run = Run.create(run_dir, record, resume=resume)
     if run.state.get("finished") and run.step >= config.steps:
         raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
+    try:
+        return _train(run, catalog, config, verbose)
+    except BaseException:
+        run.discard()  # a new run that failed before its first checkpoint leaves nothing behind
+        raise
+
+
+def _train(run, catalog, config: SRConfig, verbose: int | str) -> Path:
+    """The part of train_sr that needs TensorFlow: data, model, both phases, final metrics."""
+    import keras
+    import tensorflow as tf
+
+    from mammo_tf.models.sr import compiled_srgan
+    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
+    from mammo_tf.training.runs import fit_in_run, save_keras_atomic
+
+    policy = resolve_precision(config.precision)
+    run.add_to_config("precision_resolved", policy)
     pairs, steps = _pairs(catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
     val = validation_set(catalog, config)
     dataset = _dataset(pairs, steps, config)
@@ -183,10 +198,15 @@ def train_sr(
         with strategy().scope():
             model = run.load_checkpoint() if run.resumed else compiled_srgan(config)
 
+        best = {"step": run.state.get("best_step"), "gain": run.state.get("best_gain_db", float("-inf"))}
+
         def on_validate(model, step: int) -> dict[str, float]:
             values, sr = validate(model.ema_generator, val)
             run.image("compare", step, comparison_image(val, sr))
             save_keras_atomic(model.ema_generator, run.path / LATEST_MODEL)
+            if step <= config.pretrain_steps and values["val_gain_db"] > best["gain"]:
+                best.update(step=step, gain=values["val_gain_db"])
+                save_keras_atomic(model.ema_generator, run.path / BEST_MODEL)
             if step == config.pretrain_steps:
                 save_keras_atomic(model.ema_generator, run.path / PSNR_MODEL)
             if step == config.steps and config.gan_steps:
@@ -209,6 +229,7 @@ def train_sr(
                 interval=interval,
                 on_validate=on_validate,
                 verbose=verbose,
+                checkpoint_extra=lambda: {"best_step": best["step"], "best_gain_db": best["gain"]},
             )
         final, _ = validate(model.ema_generator, val)
         run.finish(
@@ -217,6 +238,8 @@ def train_sr(
                 "steps": config.steps,
                 "hours": round(run.seconds / 3600, 3),
                 "validation_split": val.split,
+                "best_pretrain_step": best["step"],
+                "best_pretrain_val_gain_db": best["gain"],
                 "precision": policy,
                 "machine": machine_summary(),
                 "tensorflow": tf.__version__,

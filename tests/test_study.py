@@ -1,0 +1,120 @@
+"""The augmentation study: statistics with known answers, patient-disjoint folds, and the quick study end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mammo_tf.data.catalog import load_catalog
+from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
+from mammo_tf.evaluation.study import evaluate_aug, fold_catalog
+
+
+def test_bootstrap_ci_of_a_mean_matches_the_normal_theory_interval() -> None:
+    values = np.random.default_rng(0).normal(0.0, 1.0, 400)
+    ci = bootstrap_ci(values, n_resamples=4000, seed=1)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(values.size)  # the textbook 95 % interval of a mean
+    assert ci.low == pytest.approx(values.mean() - half, abs=0.02)
+    assert ci.high == pytest.approx(values.mean() + half, abs=0.02)
+
+
+def test_group_bootstrap_is_wider_than_the_naive_one_for_clustered_data() -> None:
+    rng = np.random.default_rng(2)
+    patient_effect = rng.normal(0, 1, 20)
+    groups = np.repeat(np.arange(20), 10)
+    values = patient_effect[groups] + rng.normal(0, 0.1, 200)
+    naive, grouped = bootstrap_ci(values), bootstrap_ci(values, groups)
+    assert (grouped.high - grouped.low) > 2 * (naive.high - naive.low)
+
+
+def test_paired_bootstrap_known_answers() -> None:
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    groups = np.arange(100) // 2
+    noisy = rng.random((2, 100)) + 0.3 * labels
+    result = paired_bootstrap(
+        labels,
+        groups,
+        {"ref": noisy, "same": noisy.copy(), "perfect": labels[None] + 0.0},
+        reference="ref",
+        n_resamples=100,
+    )
+    same = result["same"]["difference"]
+    assert same.estimate == same.low == same.high == 0.0 and verdict(same) == "no detectable effect"
+    assert result["perfect"]["value"].estimate == 1.0 and result["perfect"]["value"].low == 1.0
+    assert verdict(result["perfect"]["difference"]) == "helps"
+
+
+def test_fold_catalog_keeps_patients_on_one_side() -> None:
+    catalog = load_catalog(None)
+    patients = sorted(set(catalog.images["patient_id"]))
+    cat = fold_catalog(catalog, set(patients[:2]), 0.2, seed=0)
+    per_patient = cat.images.groupby("patient_id")["split"].nunique()
+    assert (per_patient == 1).all()
+    assert set(cat.images.loc[cat.images["split"] == "test", "patient_id"]) == set(patients[:2])
+    assert (cat.images["split"] == "val").any() and (cat.images["split"] == "train").any()
+
+
+@pytest.fixture(scope="module")
+def quick_study(tmp_path_factory) -> tuple[Path, dict]:
+    from mammo_tf.training.sr_trainer import train_sr
+
+    root = tmp_path_factory.mktemp("study")
+    sr_run = train_sr(None, root / "sr", preset="tiny", verbose=0)
+    out = root / "report"
+    return out, evaluate_aug(None, out=out, preset="quick", sr_model=sr_run)
+
+
+def test_quick_study_end_to_end(quick_study) -> None:
+    out, metrics = quick_study
+    for name in ("report.md", "metrics.json", "roc.png", "forest.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["tasks"].keys() == metrics["tasks"].keys()
+    tasks = metrics["tasks"]
+    assert {"easy", "matched", "film"} <= set(tasks)
+    easy = tasks["easy"]["arms"]
+    for arm in (
+        "real",
+        "real+synthetic x0.5",
+        "real+synthetic x1",
+        "real+synthetic x2",
+        "synthetic only",
+        "texture logistic regression",
+        "speck detector (patch maximum)",
+        "probe: intensity only",
+        "probe: position only",
+    ):
+        assert arm in easy, arm
+        assert 0.0 <= easy[arm]["auc"]["estimate"] <= 1.0
+        assert easy[arm]["verdict"] in ("reference", "helps", "hurts", "no detectable effect", "baseline")
+    assert easy["real"]["verdict"] == "reference" and easy["probe: position only"]["verdict"] == "baseline"
+    assert list(easy)[0] == "real"
+    report = (out / "report.md").read_text()
+    assert "no detectable effect" in report or "helps" in report or "hurts" in report
+
+
+def test_no_patient_across_folds_and_no_model_saw_its_test_patients(quick_study) -> None:
+    out, metrics = quick_study
+    folds = [set(f) for f in metrics["audit"]["folds"]]
+    assert not folds[0] & folds[1]
+    assert set().union(*folds) == set(load_catalog(None).images["patient_id"])
+    for test, gan in zip(folds, metrics["audit"]["gan_patients"], strict=True):
+        assert not test & set(gan)  # the fold's GAN trained only on that fold's training patients
+    for config in (out / "work").rglob("config.json"):
+        record = json.loads(config.read_text())
+        fold = int(config.relative_to(out / "work").parts[0].removeprefix("fold"))
+        assert not set(record["train_patients"]) & folds[fold], config
+
+
+def test_sr_arm_uses_only_patients_the_sr_model_never_saw(quick_study) -> None:
+    _, metrics = quick_study
+    sr_task = "easy: SR utility (patients the SR model never saw)"
+    excluded = set().union(*map(set, metrics["audit"]["sr_patients_excluded"]))
+    catalog = load_catalog(None)
+    sr_train = set(catalog.images.loc[catalog.images["split"] == "train", "patient_id"])
+    assert excluded <= sr_train
+    if sr_task in metrics["tasks"]:
+        assert "SR-upscaled LR (real-only classifier)" in metrics["tasks"][sr_task]["arms"]
