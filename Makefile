@@ -27,7 +27,7 @@ test: $(STAMP) ## run the whole test suite (CI runs exactly this; MIAS tests nee
 
 demo: $(STAMP) ## the main job on the phantom: dataset, summary, preview, a quick SR GAN, upscale and evaluate-sr
 	rm -rf $(DEMO_DIR)
-	$(BIN)/mammo-tf data phantom --n 8 --size 512 --seed 0 --out $(DEMO_DIR)/phantom
+	$(BIN)/mammo-tf data phantom --n 16 --size 512 --seed 0 --out $(DEMO_DIR)/phantom
 	$(BIN)/mammo-tf data info --data $(DEMO_DIR)/phantom
 	$(BIN)/mammo-tf data preview --data $(DEMO_DIR)/phantom --out $(DEMO_DIR)/preview.png
 	$(BIN)/mammo-tf train-sr --data $(DEMO_DIR)/phantom --preset quick --run-dir $(DEMO_DIR)/sr

@@ -475,14 +475,14 @@ def _interpretation(room: dict[str, float], slowdown: dict[str, float]) -> str:
     )
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (or append it; create the file if absent), atomically."""
+def write_section(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the section between ``start`` and ``end`` of ``path`` (or append it; create the file), atomically."""
     from mammo_tf.io.atomic import atomic_file
 
     text = path.read_text() if path.exists() else HEADING
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with atomic_file(path, "w") as handle:

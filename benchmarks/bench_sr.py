@@ -2,8 +2,8 @@
 whole-image upscaling (seconds, megapixels/s, peak memory; tiled against untiled time at equal output).
 
 Training rounds are interleaved across the configurations, so ratios compare numbers taken under the same
-load. Each upscale case runs in a fresh process; its peak memory is that process's peak RSS minus the peak
-RSS of a process that only loaded TensorFlow and the model (so it is what the image costs).
+load. Each upscale case runs in a fresh process; its memory is the largest resident set sampled while it
+upscales minus the resident set just before (model and input image loaded): what upscaling adds.
 Writes the section between ``<!-- bench_sr:start -->`` and ``<!-- bench_sr:end -->`` of the output file.
 
     .venv/bin/python benchmarks/bench_sr.py --out BENCHMARKS.md [--rounds 3] [--steps 4]
@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import machine_info  # noqa: E402
+from bench_pipeline import machine_info, write_section  # noqa: E402
 
 START, END = "<!-- bench_sr:start -->", "<!-- bench_sr:end -->"
-HEADING = "# Benchmarks\n\nMeasured on the machine named in each section; regenerate with `make bench`.\n"
 
 
 def train_rounds(rounds: int, steps: int, bf16: bool) -> dict[str, list[float]]:
@@ -58,28 +57,39 @@ def train_rounds(rounds: int, steps: int, bf16: bool) -> dict[str, list[float]]:
 
 
 WORKER = r"""
-import json, resource, sys, time
+import json, os, sys, threading, time
 import numpy as np
 from mammo_tf.config import resolve_sr_config
 from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
 from mammo_tf.models.sr import build_sr_generator
+
+def rss_mib():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
 h, w, bits, tile, repeat = (int(v) for v in sys.argv[1:6])
 generator = build_sr_generator(resolve_sr_config("standard"))
 model = SRModel(generator, 2, receptive_margin(generator), "bench", None)
 upscale_array(model, np.zeros((64, 64), np.float32), bits, tile=None)  # warm-up: load kernels
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-if h:
-    image = np.random.default_rng(0).random((h, w)).astype(np.float32)
-    seconds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = upscale_array(model, image, bits, tile=tile or None)
-        seconds.append(time.perf_counter() - start)
-    checksum = float(np.asarray(out, np.float64).sum())
-else:
-    seconds, checksum = [0.0], 0.0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "peak_mib": peak, "base_mib": base, "checksum": checksum}))
+image = np.random.default_rng(0).random((h, w)).astype(np.float32)
+base, peak, done = rss_mib(), [0.0], threading.Event()
+
+def sample():  # the resident set while upscaling, every 20 ms
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_mib())
+        time.sleep(0.02)
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+seconds = []
+for _ in range(repeat):
+    start = time.perf_counter()
+    out = upscale_array(model, image, bits, tile=tile or None)
+    seconds.append(time.perf_counter() - start)
+done.set()
+sampler.join()
+checksum = float(np.asarray(out, np.float64).sum())
+print(json.dumps({"seconds": seconds, "peak_mib": peak[0], "base_mib": base, "checksum": checksum}))
 """
 
 
@@ -93,7 +103,30 @@ def upscale_case(h: int, w: int, bits: int, tile: int, repeat: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def render(machine: dict, command: str, train: dict, cases: dict, total: float) -> str:
+def synth_timing(model: str, rounds: int) -> dict | None:
+    """Seconds for `mammo-tf synth --n 500` (TF start-up included) and for a bare `import tensorflow`, interleaved."""
+    import shutil
+    import tempfile
+
+    if not (Path("saved_models") / model / "model.keras").is_file():
+        return None
+    cli = [sys.executable, "-c", "from mammo_tf_cli.main import main; main()"]
+    synth, bare = [], []
+    for _ in range(rounds):
+        out = Path(tempfile.mkdtemp()) / "synth"
+        start = time.perf_counter()
+        subprocess.run(
+            [*cli, "synth", "--n", "500", "--model", model, "--out", str(out)], check=True, capture_output=True
+        )
+        synth.append(time.perf_counter() - start)
+        shutil.rmtree(out.parent)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
+        bare.append(time.perf_counter() - start)
+    return {"synth": synth, "bare": bare, "model": model}
+
+
+def render(machine: dict, command: str, train: dict, cases: dict, total: float, synth: dict | None = None) -> str:
     med = {k: statistics.median(v) for k, v in train.items()}
     lines = [
         START,
@@ -118,8 +151,9 @@ def render(machine: dict, command: str, train: dict, cases: dict, total: float) 
         )
     lines += [
         "",
-        "Whole-image upscaling x2 with the compact generator (fresh process per case; memory = peak RSS of the case "
-        "minus that of a process that only loaded the model):",
+        "Whole-image upscaling x2 with the compact generator (fresh process per case; memory = the largest resident "
+        "set sampled every 20 ms while upscaling, minus the resident set just before, with the input image and the "
+        "model already in memory):",
         "",
         "| input | tile | seconds | output MP/s | peak memory added |",
         "| --- | --- | --- | --- | --- |",
@@ -138,22 +172,18 @@ def render(machine: dict, command: str, train: dict, cases: dict, total: float) 
         "",
         f"**Tiled ÷ untiled time on the 1024² film: {ratio:.2f}** (goal <= 1.1); outputs agree "
         f"(relative checksum difference {same:.1e}; the test suite checks tiled == untiled within 1e-5).",
-        END,
     ]
+    if synth:
+        ratios = [a / b for a, b in zip(synth["synth"], synth["bare"], strict=True)]
+        lines += [
+            "",
+            f"`mammo-tf synth --n 500 --model {synth['model']}` (16-bit PNGs + manifest, TensorFlow start-up "
+            f"included): median {statistics.median(synth['synth']):.2f} s (goal < 10 s); a bare `import tensorflow` "
+            f"{statistics.median(synth['bare']):.2f} s; **ratio {statistics.median(ratios):.2f}** (goal <= 4), "
+            f"median of {len(ratios)} interleaved rounds.",
+        ]
+    lines.append(END)
     return "\n".join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    from mammo_tf.io.atomic import atomic_file
-
-    text = path.read_text() if path.exists() else HEADING
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with atomic_file(path, "w") as handle:
-        handle.write(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         "4096×3328 16-bit, tiled": (4096, 3328, 16, 768, 1),
     }.items():
         cases[name] = {**upscale_case(h, w, bits, tile, repeat), "h": h, "w": w, "tile": tile}
-    section = render(machine_info(), command, train, cases, time.perf_counter() - start)
-    write_section(args.out, section)
+    synth = synth_timing("synth-64", args.rounds)
+    section = render(machine_info(), command, train, cases, time.perf_counter() - start, synth)
+    write_section(args.out, section, START, END)
     print(section)
     return 0
 

@@ -8,7 +8,7 @@ import click
 
 from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.paths import OutputFolder
-from mammo_tf_cli.train import PRECISION_OPTION
+from mammo_tf_cli.train import PRECISION_OPTION, SEED_OPTION, resumable_run
 
 MODEL_HELP = "Shipped model name, a .keras file or a run directory [default: synth-64]."
 
@@ -23,15 +23,9 @@ MODEL_HELP = "Shipped model name, a .keras file or a run directory [default: syn
     help="quick: minutes on 2 CPU cores; standard: hours (resumable).",
 )
 @click.option("--steps", type=int, default=None, help="Total training steps [default: the preset's].")
-@click.option(
-    "--run-dir",
-    type=OutputFolder(must_be_new_or_empty=False),
-    required=True,
-    help="Run directory (new or empty, or an existing run with --resume).",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@resumable_run
 @PRECISION_OPTION
-@click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
+@SEED_OPTION
 @click.option("--val-every", type=click.IntRange(min=1), default=None, help="Steps between validations.")
 def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, seed, val_every) -> None:
     """Train the class-conditional synthesis GAN on the training patients.

@@ -13,6 +13,22 @@ PRECISION_OPTION = click.option(
     default="auto",
     help="auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX, else float32 (recorded in config.json).",
 )
+SEED_OPTION = click.option(
+    "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
+)
+
+
+def resumable_run(function):
+    """--run-dir (new or empty, or an existing run) and --resume, for trainers that checkpoint."""
+    function = click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")(
+        function
+    )
+    return click.option(
+        "--run-dir",
+        type=OutputFolder(must_be_new_or_empty=False),
+        required=True,
+        help="Run directory (new or empty, or an existing run with --resume).",
+    )(function)
 
 
 @click.command(name="train-sr", context_settings={"show_default": True})
@@ -36,15 +52,9 @@ PRECISION_OPTION = click.option(
     default=None,
     help="Total steps, split between pretraining and GAN fine-tuning as in the preset.",
 )
-@click.option(
-    "--run-dir",
-    type=OutputFolder(must_be_new_or_empty=False),
-    required=True,
-    help="Run directory (new or empty, or an existing run with --resume).",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@resumable_run
 @PRECISION_OPTION
-@click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
+@SEED_OPTION
 def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, seed) -> None:
     """Train the SR GAN on the training patients.
 
@@ -91,7 +101,7 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps [default: the preset's].")
 @click.option("--run-dir", type=OutputFolder(), required=True, help="Run directory to create.")
 @PRECISION_OPTION
-@click.option("--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation.")
+@SEED_OPTION
 def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_dir, precision, seed) -> None:
     """Train the calcification classifier on the training patients.
 

@@ -34,7 +34,7 @@ class SRConfig:
     hr_size: int = 96
     batch_size: int = 16
     n_pairs: int = 16384
-    pretrain_steps: int = 8000
+    pretrain_steps: int = 4000
     gan_steps: int = 1000
     val_every: int = 500
     val_crops: int = 48

@@ -517,7 +517,7 @@ def verify_export(folder: str | Path, checks: list[Check], signatures: dict | No
     Returns {"max_abs_diff": {"<signature>/<output>": float}, "process": "..."}; MammoError naming the folder
     and the first mismatch otherwise.
     """
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # the fresh process runs in its own scratch folder
     with tempfile.TemporaryDirectory(prefix="mammo-verify-") as scratch:
         arrays, spec = {}, {"checks": []}
         for i, check in enumerate(checks):

@@ -18,12 +18,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 
 from mammo_tf.errors import MammoError
 from mammo_tf.export import FLOAT_TOLERANCE, export_info, export_model, float32_copy
 from mammo_tf.inference.registry import load_keras
-from mammo_tf_cli.main import cli
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,18 +32,6 @@ DOCKER = (
 )
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result, *needles: str) -> None:
-    """Exit 2, exactly one stderr line, naming what is wrong, no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def tree(folder: Path) -> list[str]:
@@ -577,3 +564,10 @@ def test_make_export_without_shipped_models(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "nothing to export" in done.stdout and not (tmp_path / "serving").exists()
+
+
+def test_export_with_a_relative_out_folder(tmp_path: Path, monkeypatch, sr_run: Path) -> None:
+    """`make export` passes a relative --out: the fresh verifying process must find the version anyway."""
+    monkeypatch.chdir(tmp_path)
+    target = export_model(sr_run, "relative", out=Path("serving"))
+    assert (tmp_path / "serving" / "relative" / "1" / "saved_model.pb").is_file() and target.name == "1"

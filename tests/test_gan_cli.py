@@ -9,27 +9,14 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("tensorflow")
 
-from mammo_tf_cli.main import cli  # noqa: E402
+from cli_helpers import invoke, one_error_line
 
 TINY_TRAIN = ["--patch-size", "16", "--precision", "float32", "--seed", "0"]
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result, *needles: str) -> None:
-    """Exit 2, exactly one stderr line naming what is wrong, no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 from dicom_builders import make_dataset, save
 
 from mammo_tf.data.phantom import cached_phantom_dir
@@ -18,21 +18,6 @@ from mammo_tf.errors import MammoError
 from mammo_tf.io.images import read_image, write_image
 from mammo_tf.training.runs import NonFiniteLoss, Run, fit_in_run
 from mammo_tf.training.sr_trainer import train_sr
-from mammo_tf_cli.main import cli
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def one_error_line(result, *needles: str) -> None:
-    """Exit 2, exactly one stderr line, naming what is wrong, no traceback."""
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

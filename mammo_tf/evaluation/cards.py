@@ -12,8 +12,10 @@ written in the card.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from mammo_tf.errors import located
@@ -21,6 +23,18 @@ from mammo_tf.evaluation.report import metrics_json
 from mammo_tf.io.atomic import atomic_dir
 
 GAN_PSNR_TOLERANCE_DB = 0.1
+
+
+@contextlib.contextmanager
+def _replacing(target: Path):
+    """Yield a staging folder; on success it replaces `target` (the old one is removed only afterwards)."""
+    staging, old = target.with_name(f".{target.name}.new"), target.with_name(f".{target.name}.old")
+    with atomic_dir(staging) as tmp:
+        yield tmp
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _curve(records: list[dict], out: Path) -> list[dict]:
@@ -52,22 +66,31 @@ def _curve(records: list[dict], out: Path) -> list[dict]:
 
 def _table(metrics: dict) -> list[str]:
     rows = [
-        "| LR | SR PSNR | bicubic | gain [95 % CI] | worst image | SSIM SR / bicubic | max |D(SR)-LR| |",
-        "|---|---|---|---|---|---|---|",
+        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | worst image (interior) "
+        "| below bicubic | SSIM SR / bicubic | max abs D(SR) - LR |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in metrics["variants"].items():
-        g = v["gain_over_bicubic_db"]
+        g, i = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"]
         ssim = f"{v['ssim_sr']:.4f} / {v['ssim_bicubic']:.4f}" if "ssim_sr" in v else "-"
         rows.append(
-            f"| {name} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {g['estimate']:+.3f} "
-            f"[{g['low']:+.3f}, {g['high']:+.3f}] | {v['worst_image']['image_id']} "
-            f"({v['worst_image']['gain_db']:+.3f}) | {ssim} | {v['consistency_error_max']:.1e} |"
+            f"| {name} | {v['images']} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {g['estimate']:+.3f} "
+            f"[{g['low']:+.3f}, {g['high']:+.3f}] | {i['estimate']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}] | "
+            f"{v['interior_worst_image']['image_id']} ({v['interior_worst_image']['gain_db']:+.3f}) | "
+            f"{v['images_below_bicubic']} | {ssim} | {v['consistency_error_max']:.1e} |"
         )
     return rows
 
 
 def write_card(
-    run_dir: Path, model_file: Path, name: str, out_root: Path, test: dict, phantom: dict | None, note: str = ""
+    run_dir: Path,
+    model_file: Path,
+    name: str,
+    out_root: Path,
+    test: dict,
+    phantom: dict | None,
+    note: str = "",
+    report: Path | None = None,
 ) -> Path:
     """saved_models/<name>/ with model.keras, card.json, card.md, curve.png (atomic; replaces an older one)."""
     config = json.loads((run_dir / "config.json").read_text())
@@ -75,11 +98,17 @@ def write_card(
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     target = out_root / name
-    old = target.with_name(f".{name}.old")
-    with atomic_dir(target.with_name(f".{name}.new")) as tmp:
+    with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
         curve = _curve(records, tmp / "curve.png")
+        if report is not None:  # the evaluate-sr report of the test patients: per-image table, crops
+            shutil.copytree(report, tmp / "evaluate-sr")
         hours = state.get("seconds", 0) / 3600
+        machine = final.get("machine") or config.get("machine")
+        if machine is None:  # runs that predate the record: the shipping machine, said so
+            from mammo_tf.training.sr_trainer import machine_summary
+
+            machine = {**machine_summary(), "recorded": "at shipping time; the run did not record its machine"}
         card = {
             "name": name,
             "kind": "sr",
@@ -96,7 +125,7 @@ def write_card(
                 "finished": bool(state.get("finished")),
                 "hours": round(hours, 2),
                 "precision": config["precision_resolved"],
-                "machine": final.get("machine"),
+                "machine": machine,
                 "config": {k: v for k, v in config.items() if k not in ("train_patients", "data")},
             },
             "evaluate_sr_test": {k: v for k, v in test.items() if k != "per_image"},
@@ -111,7 +140,8 @@ def write_card(
             f"Trained by `mammo-tf train-sr` on {config['source']} training patients ({len(config['train_patients'])}"
             f" patients), {state['step']} of {card['training']['planned_steps']} steps ({state['phase']} phase"
             f"{', finished' if state.get('finished') else ', not finished'}), {hours:.2f} h on "
-            f"{(final.get('machine') or {}).get('cpus', '?')} CPU cores, {config['precision_resolved']}.",
+            f"{machine.get('cpus', '?')} CPU cores ({machine.get('processor', '?')}"
+            f"{', avx512_bf16' if machine.get('avx512_bf16') else ''}), {config['precision_resolved']}.",
             "",
             f"## evaluate-sr on the {test['source']} {test['split']} patients ({test['patients']} patients)",
             "",
@@ -134,10 +164,6 @@ def write_card(
         if note:
             lines += [note, ""]
         (tmp / "card.md").write_text("\n".join(lines))
-    if target.exists():
-        target.rename(old)
-    target.with_name(f".{name}.new").rename(target)
-    shutil.rmtree(old, ignore_errors=True)
     return target
 
 
@@ -161,32 +187,39 @@ def ship_sr(
         raise located(run_dir, "no generator to ship (generator_best / generator_psnr / generator.keras)")
     candidates = {"psnr": found[0], "gan": run_dir / GAN_MODEL}
     shipped, results = {}, {}
-    for which, path in candidates.items():
-        if not path.is_file():
-            continue
-        test = evaluate_sr(path, data, split="test", max_images=max_images)
-        phantom = evaluate_sr(path, None, split="test", max_images=max_images)
-        results[which] = (test, phantom)
-        shipped[which] = write_card(run_dir, path, f"{prefix}-{which}", out_root, test, phantom)
-    choice, reason = "psnr", "the GAN model is not trained yet"
-    if "gan" in results:
-        (pt, _pp), (gt, gp) = results["psnr"], results["gan"]
-        drop = pt["variants"]["8-bit"]["psnr_sr"] - gt["variants"]["8-bit"]["psnr_sr"]
-        spurious, bicubic = gp["specks"].get("spurious_sr", 0), gp["specks"].get("spurious_bicubic", 0)
-        if drop <= GAN_PSNR_TOLERANCE_DB and spurious <= bicubic:
-            choice, reason = (
-                "gan",
-                f"the GAN model is within {drop:.3f} dB of the PSNR model and adds no spurious specks",
-            )
-        else:
-            reason = (
-                f"the GAN model loses {drop:.3f} dB against the PSNR model (tolerance {GAN_PSNR_TOLERANCE_DB}) "
-                f"or creates more spurious specks than bicubic on the phantom ({spurious} vs {bicubic})"
-            )
-    test, phantom = results[choice]
-    note = f"Default `upscale` model: a copy of `{prefix}-{choice}`, because {reason}."
-    shipped["default"] = write_card(run_dir, candidates[choice], prefix, out_root, test, phantom, note)
+    out_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".ship-sr-", dir=out_root))
+    try:
+        for which, path in candidates.items():
+            if not path.is_file():
+                continue
+            report = scratch / which
+            test = evaluate_sr(path, data, split="test", max_images=max_images, out=report)
+            phantom = evaluate_sr(path, None, split="test", max_images=max_images)
+            results[which] = (test, phantom, report)
+            shipped[which] = write_card(run_dir, path, f"{prefix}-{which}", out_root, test, phantom, report=report)
+        choice, reason = _default_choice(results)
+        test, phantom, report = results[choice]
+        note = f"Default `upscale` model: a copy of `{prefix}-{choice}`, because {reason}."
+        shipped["default"] = write_card(run_dir, candidates[choice], prefix, out_root, test, phantom, note, report)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {"shipped": {k: str(v) for k, v in shipped.items()}, "default": choice, "reason": reason}
+
+
+def _default_choice(results: dict) -> tuple[str, str]:
+    """'gan' if it stays within GAN_PSNR_TOLERANCE_DB of the PSNR model and adds no spurious specks, else 'psnr'."""
+    if "gan" not in results:
+        return "psnr", "the GAN model is not trained yet"
+    (psnr_test, _, _), (gan_test, gan_phantom, _) = results["psnr"], results["gan"]
+    drop = psnr_test["variants"]["8-bit"]["psnr_sr"] - gan_test["variants"]["8-bit"]["psnr_sr"]
+    spurious, bicubic = gan_phantom["specks"].get("spurious_sr", 0), gan_phantom["specks"].get("spurious_bicubic", 0)
+    if drop <= GAN_PSNR_TOLERANCE_DB and spurious <= bicubic:
+        return "gan", f"the GAN model is within {drop:.3f} dB of the PSNR model and adds no spurious specks"
+    return "psnr", (
+        f"the GAN model loses {drop:.3f} dB against the PSNR model (tolerance {GAN_PSNR_TOLERANCE_DB}) "
+        f"or creates more spurious specks than bicubic on the phantom ({spurious} vs {bicubic})"
+    )
 
 
 def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: str | Path | None = None) -> Path:
@@ -205,8 +238,7 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
     final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     evaluation = json.loads((Path(report) / "metrics.json").read_text()) if report else None
     target = out_root / name
-    staging, old = target.with_name(f".{name}.new"), target.with_name(f".{name}.old")
-    with atomic_dir(staging) as tmp:
+    with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
         card = {
             "name": name,
@@ -243,8 +275,4 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
             if (report / "report.md").is_file():
                 lines += ["", "## Evaluation", "", (report / "report.md").read_text()]
         (tmp / "card.md").write_text("\n".join(lines) + "\n")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
     return target

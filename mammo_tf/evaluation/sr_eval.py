@@ -139,8 +139,9 @@ def evaluate_sr(
                 truth_rc = (mine["row"].to_numpy(), mine["col"].to_numpy()) if mine is not None else None
                 row.update(_speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
                 for finding in calcs[calcs["image_id"] == image.image_id].itertuples():
-                    if len(crops) < 6:
-                        r, c = int(finding.row), int(finding.col)
+                    r, c = int(finding.row), int(finding.col)
+                    inside = 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] and mask[r, c]
+                    if len(crops) < 6 and inside:  # centres in the film background (mdb212, mdb214) show nothing
                         crops.append(
                             (
                                 image.image_id,

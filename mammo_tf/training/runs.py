@@ -53,7 +53,7 @@ LOG_NAME = "train.log"
 FINAL_NAME = "metrics.json"
 # Keys of the resolved config that may differ on --resume (the rest must match exactly).
 # A resumed run may be extended (GAN phase); what a trainer records after opening the run is not compared.
-RESUMABLE_KEYS = frozenset({"gan_steps", "steps", "precision_resolved"})
+RESUMABLE_KEYS = frozenset({"gan_steps", "steps", "precision_resolved", "machine"})
 
 
 def _dumps(obj: Any) -> str:

@@ -118,15 +118,23 @@ def _dataset(pairs, steps: np.ndarray, config: SRConfig):
     return ds.map(lambda lr, hr: ((lr, tf.fill([tf.shape(lr)[0]], q)), hr))
 
 
+def _cpuinfo_lines() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
 def machine_summary() -> dict:
     import os
 
     from mammo_tf.training.distribute import cpu_flags
 
     flags = cpu_flags()
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), None)
     return {
         "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": model or platform.processor() or platform.machine(),
         "avx512_bf16": "avx512_bf16" in flags,
         "python": platform.python_version(),
     }
@@ -187,6 +195,7 @@ def _train(run, catalog, config: SRConfig, verbose: int | str) -> Path:
 
     policy = resolve_precision(config.precision)
     run.add_to_config("precision_resolved", policy)
+    run.add_to_config("machine", machine_summary())
     pairs, steps = _pairs(catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
     val = validation_set(catalog, config)
     dataset = _dataset(pairs, steps, config)
