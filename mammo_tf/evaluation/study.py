@@ -135,10 +135,10 @@ class Study:
     def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0) -> None:
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
         self.work = out / "work"
-        self.records: list[dict] = []  # one per (task, fold, seed, arm): labels/scores stored separately
         self.items: dict[str, list[pd.DataFrame]] = {}
         self.scores: dict[tuple[str, str, int], list[np.ndarray]] = {}
         self.audit: dict = {"folds": [], "gan_patients": [], "sr_patients_excluded": []}
+        self.localisation: list[bool] = []  # film task: top region inside an annotated circle, per film and seed
 
     # -- one classifier run, reused on resume --------------------------------------------------------
     def classifier(self, name: str, catalog, task: str, seed: int, **kwargs):
@@ -393,12 +393,12 @@ class Study:
             centre_col=np.zeros(len(table), np.int64),
         )
         self._add("film", REAL, fold, seed, fake, table["score"].to_numpy(), 0.5)
-        self.localisation = getattr(self, "localisation", []) + hits
+        self.localisation += hits
 
     # -- numbers ---------------------------------------------------------------------------------------
     def summarise(self) -> dict:
         tasks = {task: self._summarise_task(task) for task in dict.fromkeys(t for t, _, _ in self.scores)}
-        loc = getattr(self, "localisation", [])
+        loc = self.localisation
         return {
             "config": asdict(self.config),
             "data": str(self.catalog.root),
