@@ -97,7 +97,16 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out) -> None:
     from mammo_tf.evaluation.study import evaluate_aug as run
 
     chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
-    metrics = run(data, out=out, preset=preset, folds=folds, seeds=seeds, tasks=chosen, sr_model=sr_model)
+    metrics = run(
+        data,
+        out=out,
+        preset=preset,
+        folds=folds,
+        seeds=seeds,
+        tasks=chosen,
+        sr_model=sr_model,
+        log=lambda line: click.echo(line, err=True),
+    )
     for task, entry in metrics["tasks"].items():
         click.echo(task)
         for arm, a in entry["arms"].items():

@@ -143,6 +143,10 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     assert metrics["variants"]["8-bit"]["consistency_excess_max"] < 1e-6
     assert "truth_specks" in metrics["specks"]  # the phantom's ground truth was used
     assert "gain over bicubic" in (report / "report.md").read_text()
+    assert "ANCHORS.md section 6 protocol" in (report / "report.md").read_text()
+    row = next(r for r in metrics["per_image"] if r["variant"] == "8-bit")
+    gain = metrics["variants"]["8-bit"]["anchor_gain_over_bicubic_db"]["estimate"]
+    assert gain == pytest.approx(row["psnr_anchor_sr"] - row["psnr_anchor_bicubic"])
 
 
 def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -> None:
@@ -199,6 +203,17 @@ def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Pa
         assert (folder / "curve.png").is_file() and (folder / "model.keras").is_file()
         assert "evaluate-sr" in (folder / "card.md").read_text()
     assert "Default `upscale` model" in (tmp_path / "models" / "sr-x2" / "card.md").read_text()
+    # the card keeps the patient ids, so the study can exclude them from its SR arm
+    from mammo_tf.evaluation.study import _sr_patients
+
+    trained_on = json.loads((tiny_run / "config.json").read_text())["train_patients"]
+    card = json.loads((tmp_path / "models" / "sr-x2" / "card.json").read_text())
+    assert card["training"]["train_patients"] == sorted(trained_on)
+    assert _sr_patients(tmp_path / "models" / "sr-x2" / "model.keras")[1] == set(trained_on)
+    card["training"]["train_patients"] = len(trained_on)  # a card with a count only is refused, not trusted
+    (tmp_path / "models" / "sr-x2" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(MammoError, match="ids of the model's training patients"):
+        _sr_patients(tmp_path / "models" / "sr-x2" / "model.keras")
     monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))  # upscale without --model: the shipped default
     result = invoke("upscale", str(cached_phantom_dir() / "mdb001.pgm"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output

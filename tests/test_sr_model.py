@@ -182,3 +182,15 @@ def test_bf16_training_keeps_skip_and_projection_in_float32() -> None:
     out = model.generator([lr, np.zeros([1], np.float32)])
     assert out.dtype == "float32"
     assert np.abs(area_downsample(out.numpy()[0, ..., 0], 2) - lr[0, ..., 0]).max() < 1e-5
+
+
+def test_anchor_mask_is_threshold_erosion_and_border_crop() -> None:
+    from mammo_tf.evaluation.sr_eval import anchor_mask
+
+    hr = np.zeros((40, 40), np.float32)
+    hr[10:30, 10:30] = 0.5  # a 20x20 breast; the 9x9 erosion leaves 12x12, the 4-px crop shifts it
+    mask = anchor_mask(hr)
+    assert mask.shape == (32, 32) and mask.sum() == 144
+    assert mask[10:22, 10:22].all()
+    hr[10:30, 10:30] = 0.05  # below the 0.08 threshold: nothing counts
+    assert not anchor_mask(hr).any()

@@ -66,16 +66,17 @@ def _curve(records: list[dict], out: Path) -> list[dict]:
 
 def _table(metrics: dict) -> list[str]:
     rows = [
-        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | worst image (interior) "
-        "| below bicubic | SSIM SR / bicubic | max abs D(SR) - LR |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | ANCHORS.md protocol gain "
+        "| worst image (interior) | below bicubic | SSIM SR / bicubic | max abs D(SR) - LR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in metrics["variants"].items():
-        g, i = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"]
+        g, i, a = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"], v["anchor_gain_over_bicubic_db"]
         ssim = f"{v['ssim_sr']:.4f} / {v['ssim_bicubic']:.4f}" if "ssim_sr" in v else "-"
         rows.append(
             f"| {name} | {v['images']} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {g['estimate']:+.3f} "
             f"[{g['low']:+.3f}, {g['high']:+.3f}] | {i['estimate']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}] | "
+            f"{a['estimate']:+.3f} [{a['low']:+.3f}, {a['high']:+.3f}] | "
             f"{v['interior_worst_image']['image_id']} ({v['interior_worst_image']['gain_db']:+.3f}) | "
             f"{v['images_below_bicubic']} | {ssim} | {v['consistency_error_max']:.1e} |"
         )
@@ -118,7 +119,7 @@ def write_card(
             "training": {
                 "data": config["source"],
                 "split": "patient-level train/val/test (seed 0), trained on train patients",
-                "train_patients": len(config["train_patients"]),
+                "train_patients": sorted(config["train_patients"]),  # the study asserts against these ids
                 "steps": state["step"],
                 "planned_steps": config["pretrain_steps"] + config["gan_steps"],
                 "phase": state["phase"],
@@ -246,7 +247,7 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
             "source_file": model_file.name,
             "training": {
                 "data": config.get("source"),
-                "train_patients": len(config.get("train_patients", [])),
+                "train_patients": sorted(config.get("train_patients", [])),
                 "steps": state.get("step"),
                 "finished": bool(state.get("finished")),
                 "hours": round(state.get("seconds", 0) / 3600, 3),

@@ -118,9 +118,7 @@ def _batches(images: np.ndarray, target: np.ndarray, config: FeatureConfig):
     positives, negatives = np.flatnonzero(target == 1), np.flatnonzero(target == 0)
     half = config.batch_size // 2
     while True:
-        index = np.concatenate(
-            [rng.choice(positives, config.batch_size - half), rng.choice(negatives, half)]
-        )
+        index = np.concatenate([rng.choice(positives, config.batch_size - half), rng.choice(negatives, half)])
         batch = images[index, ..., 0]
         flips = rng.integers(0, 2, len(index)).astype(bool)
         batch[flips] = batch[flips, :, ::-1]

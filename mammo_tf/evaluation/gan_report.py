@@ -318,8 +318,11 @@ def render_markdown(m: dict[str, Any]) -> str:
         "",
         "## Counts and protocol",
         "",
-        "Training patches: " + ", ".join(f"{k} {v}" for k, v in counts["train"].items()) + "; held-out: "
-        + ", ".join(f"{k} {v}" for k, v in counts["heldout"].items()) + ".",
+        "Training patches: "
+        + ", ".join(f"{k} {v}" for k, v in counts["train"].items())
+        + "; held-out: "
+        + ", ".join(f"{k} {v}" for k, v in counts["heldout"].items())
+        + ".",
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in m["protocol"].items()]
@@ -343,5 +346,3 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
     mem = m["memorisation"]["features"]
     lines.append(f"  memorisation: {mem['n_flagged']} synthetic patches closer to training than 95 % of held-out")
     return lines
-
-

@@ -10,6 +10,8 @@ Protocol (stated in every report):
 - Also inside the breast interior: the mask eroded by INTERIOR_PX, without the skin line and breast edge,
   where an SR model can gain several dB over bicubic's ringing on some films while tissue (and every
   calcification) lies inside. Both are reported; the interior is the number that matters for specks.
+- Also with ANCHORS.md section 6's protocol, so the gain compares directly with its reference numbers: the
+  mask HR > 0.08 eroded by a 9x9 square, a 4-px border cropped (it keeps most of the skin line).
 - Gain over bicubic per image, mean with a patient-level bootstrap 95 % CI, and the worst image.
 - Consistency error max |D(SR) - LR| (float: should be < 1e-5; files: within half a grey level).
 - Specks (data/specks.py, one threshold per film from the HR image): on phantom data, the share of true
@@ -34,6 +36,15 @@ SECONDARY_IMAGES = 12  # float and 16-bit LR are scored on the first 12 images o
 BASELINES = ("nearest", "bicubic", "lanczos")
 MATCH_PX = 2.0
 INTERIOR_PX = 20
+ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = 0.08, 9, 4  # ANCHORS.md section 6
+
+
+def anchor_mask(hr: np.ndarray) -> np.ndarray:
+    """bool [H-8, W-8]: HR > 0.08 eroded by a 9x9 square, 4-px border cropped (ANCHORS.md section 6)."""
+    from mammo_tf.evaluation.sr import crop_border
+
+    kernel = np.ones((ANCHOR_ERODE, ANCHOR_ERODE), np.uint8)
+    return crop_border(cv2.erode((hr > ANCHOR_THRESHOLD).astype(np.uint8), kernel).astype(bool), ANCHOR_BORDER)
 
 
 def _quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
@@ -118,6 +129,7 @@ def evaluate_sr(
         eval_mask = crop_border(mask, s)
         disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * INTERIOR_PX + 1, 2 * INTERIOR_PX + 1))
         interior = crop_border(cv2.erode(mask.astype(np.uint8), disk).astype(bool), s)
+        anchor = anchor_mask(hr)
         lr_float = area_downsample(hr, s).astype(np.float32)
         for variant, bits in VARIANTS:
             if variant != PRIMARY and number >= secondary_images:
@@ -129,6 +141,9 @@ def evaluate_sr(
             for name, estimate in outputs.items():
                 row[f"psnr_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), eval_mask)
                 row[f"psnr_interior_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), interior)
+                row[f"psnr_anchor_{name}"] = psnr(
+                    crop_border(estimate, ANCHOR_BORDER), crop_border(hr, ANCHOR_BORDER), anchor
+                )
             half_step = 0.0 if bits is None else 0.5 / ((1 << bits) - 1)
             row["consistency_error"] = consistency_error(sr, lr, s)
             row["consistency_excess"] = max(0.0, row["consistency_error"] - half_step)
@@ -167,13 +182,19 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
     for variant, group in table.groupby("variant", sort=False):
         gain = (group["psnr_sr"] - group["psnr_bicubic"]).to_numpy()
         interior_gain = (group["psnr_interior_sr"] - group["psnr_interior_bicubic"]).to_numpy()
+        anchor_gain = (group["psnr_anchor_sr"] - group["psnr_anchor_bicubic"]).to_numpy()
         worst = group.iloc[int(np.argmin(gain))]
         entry = {
             "images": len(group),
             **{f"psnr_{m}": float(group[f"psnr_{m}"].mean()) for m in ("sr", *BASELINES)},
-            **{f"psnr_interior_{m}": float(group[f"psnr_interior_{m}"].mean()) for m in ("sr", "bicubic")},
+            **{
+                f"psnr_{r}_{m}": float(group[f"psnr_{r}_{m}"].mean())
+                for r in ("interior", "anchor")
+                for m in ("sr", "bicubic")
+            },
             "gain_over_bicubic_db": bootstrap_ci(gain, group["patient_id"].to_numpy()).as_dict(),
             "interior_gain_over_bicubic_db": bootstrap_ci(interior_gain, group["patient_id"].to_numpy()).as_dict(),
+            "anchor_gain_over_bicubic_db": bootstrap_ci(anchor_gain, group["patient_id"].to_numpy()).as_dict(),
             "interior_worst_image": {
                 "image_id": group.iloc[int(np.argmin(interior_gain))]["image_id"],
                 "gain_db": float(interior_gain.min()),
@@ -198,6 +219,8 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
         "protocol": {
             "psnr": "data range 1.0, inside the HR breast mask, border = scale px cropped",
             "interior": f"the breast mask eroded by a {INTERIOR_PX}-px disk (no skin line, no breast edge)",
+            "anchor": f"ANCHORS.md section 6: HR > {ANCHOR_THRESHOLD} eroded {ANCHOR_ERODE}x{ANCHOR_ERODE}, "
+            f"{ANCHOR_BORDER}-px border",
             "ssim": "11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, same mask and crop",
             "lr": "exact box average of HR; float, or rounded to 8 / 16 bits",
             "ci": "patient-level percentile bootstrap, 2000 resamples, 95 %",
@@ -260,6 +283,19 @@ def render_markdown(m: dict, has_crops: bool) -> str:
             f"| {name} | {v['psnr_interior_sr']:.2f} | {v['psnr_interior_bicubic']:.2f} | "
             f"{g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}] | "
             f"{v['interior_worst_image']['image_id']} ({v['interior_worst_image']['gain_db']:+.3f}) |"
+        )
+    lines += [
+        "",
+        f"ANCHORS.md section 6 protocol ({m['protocol']['anchor']}), to compare with its reference numbers:",
+        "",
+        "| LR variant | SR PSNR | bicubic | gain over bicubic [95 % CI] |",
+        "|---|---|---|---|",
+    ]
+    for name, v in m["variants"].items():
+        g = v["anchor_gain_over_bicubic_db"]
+        lines.append(
+            f"| {name} | {v['psnr_anchor_sr']:.2f} | {v['psnr_anchor_bicubic']:.2f} | "
+            f"{g['estimate']:+.3f} dB [{g['low']:+.3f}, {g['high']:+.3f}] |"
         )
     s = m["specks"]
     lines += ["", f"## Specks ({PRIMARY} LR)", ""]

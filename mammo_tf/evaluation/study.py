@@ -20,7 +20,13 @@ Numbers: AUC, and sensitivity/specificity at the threshold chosen on the validat
 folds per seed, averaged over seeds; patient-level bootstrap 95 % CIs; paired differences against the
 real-only arm on the same bootstrap draws (stats.paired_bootstrap), with a verdict per arm.
 
-Everything a unit trains is kept under ``<out>/work`` so an interrupted study resumes where it stopped.
+Everything a unit trains is kept under ``<out>/work`` so an interrupted study resumes where it stopped;
+each finished unit appends a line (name, seconds) to ``<out>/work/progress.jsonl``, whose sum is the
+study's compute time across resumed sessions.
+
+Budget of the standard preset: 5 folds x 3 seeds, classifiers of 500 steps of 32 patches in every arm
+(the shipped classifier's validation AUC on MIAS was 0.979 at 500 steps and 0.980 at 3000), a quick-preset
+synthesis GAN per fold.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import pandas as pd
 
 from mammo_tf.data.samplers import NORMAL, Patches
 from mammo_tf.errors import MammoError
+from mammo_tf.io.atomic import write_bytes_atomic
 
 REAL = "real"
 
@@ -58,7 +65,7 @@ STUDY_PRESETS = {
     "quick": dict(
         folds=2, seeds=1, classifier_preset="tiny", classifier_steps=6, gan_preset="tiny", gan_steps=2, bootstrap=200
     ),
-    "standard": {},
+    "standard": dict(classifier_steps=500),
 }
 
 
@@ -110,9 +117,11 @@ def _sr_patients(spec) -> tuple[object, set[str]]:
         if meta.is_file():
             data = json.loads(meta.read_text())
             patients = data.get("train_patients") or data.get("training", {}).get("train_patients")
-            if patients is not None:
+            if isinstance(patients, list):
                 return load_sr_model(path), set(patients)
-    raise MammoError(f"{path}: the SR arm needs the model's training patients (config.json or card.json beside it)")
+    raise MammoError(
+        f"{path}: the SR arm needs the ids of the model's training patients (config.json or card.json beside it)"
+    )
 
 
 def _degrade_up(patches: Patches, sr_model, method: str) -> Patches:
@@ -132,8 +141,9 @@ def _degrade_up(patches: Patches, sr_model, method: str) -> Patches:
 class Study:
     """One study run: folds x tasks x seeds x arms, with resumable work folders."""
 
-    def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0) -> None:
+    def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0, log=None) -> None:
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
+        self.log = log or (lambda line: None)
         self.work = out / "work"
         self.items: dict[str, list[pd.DataFrame]] = {}
         self.scores: dict[tuple[str, str, int], list[np.ndarray]] = {}
@@ -153,6 +163,7 @@ class Study:
 
                 shutil.rmtree(run)  # an interrupted unit starts again
             steps = self.config.classifier_steps
+            started = time.monotonic()
             train_classifier(
                 None,
                 run,
@@ -165,6 +176,7 @@ class Study:
                 verbose=self.verbose,
                 **kwargs,
             )
+            self._done(name, started)
         record = json.loads((run / "config.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
         return load_keras(run / "classifier.keras"), record, metrics
@@ -182,6 +194,7 @@ class Study:
 
                 shutil.rmtree(run)
             patch = resolve_classifier_config(self.config.classifier_preset).patch_size  # the classifier's size
+            started = time.monotonic()
             train_gan(
                 None,
                 run,
@@ -192,6 +205,7 @@ class Study:
                 seed=fold,
                 verbose=self.verbose,
             )
+            self._done(f"fold{fold}/gan", started)
         record = json.loads((run / "config.json").read_text())
         test = set(catalog.images.loc[catalog.images["split"] == "test", "patient_id"])
         seen = set(record["train_patients"])
@@ -200,6 +214,20 @@ class Study:
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
+
+    def _done(self, name: str, started: float) -> None:
+        seconds = round(time.monotonic() - started, 1)
+        with open(self.work / "progress.jsonl", "a") as f:
+            f.write(json.dumps({"unit": name, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+            f.write("\n")
+        self.log(f"{name}: {seconds:.0f} s")
+
+    def compute_seconds(self) -> float:
+        """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
+        path = self.work / "progress.jsonl"
+        if not path.is_file():
+            return 0.0
+        return float(sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip()))
 
     # -- the study ------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -354,7 +382,8 @@ class Study:
             sr_metrics.get("threshold", 0.5),
         )
 
-    def _film(self, fold: int, seed: int, cat, model) -> None:
+    def _film_scores(self, cat, model) -> dict:
+        """Per test film: patient, label (has a calcification finding) and heatmap maximum; localisation hits."""
         from mammo_tf.data.preprocess import prepare
         from mammo_tf.inference.detect import heatmap
         from mammo_tf.io.images import read_image
@@ -369,7 +398,14 @@ class Study:
             prepared = prepare(film.path)
             mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
             result = heatmap(model, pixels, mask, patch, top=1)
-            rows.append({"patient_id": film.patient_id, "label": int(film.image_id in calc_ids), "score": result.score})
+            rows.append(
+                {
+                    "image_id": film.image_id,
+                    "patient_id": film.patient_id,
+                    "label": int(film.image_id in calc_ids),
+                    "score": float(result.score),
+                }
+            )
             circles = findings[
                 (findings["image_id"] == film.image_id)
                 & (findings["abnormality"] == "CALC")
@@ -383,11 +419,22 @@ class Study:
                         any(np.hypot(top["row"] - c.row, top["col"] - c.col) <= c.radius for c in circles.itertuples())
                     )
                 )
-        table = pd.DataFrame(rows)
+        return {"films": rows, "localised": hits}
+
+    def _film(self, fold: int, seed: int, cat, model) -> None:
+        cache = self.work / f"fold{fold}" / f"film-seed{seed}.json"
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+        else:
+            started = time.monotonic()
+            saved = self._film_scores(cat, model)
+            write_bytes_atomic(cache, json.dumps(saved).encode())
+            self._done(f"fold{fold}/film/seed{seed}", started)
+        table, hits = pd.DataFrame(saved["films"]), saved["localised"]
         fake = Patches(
             images=np.zeros((len(table), 1, 1, 1), np.float32),
             labels=table["label"].to_numpy(np.int32),
-            image_id=films["image_id"].to_numpy(str),
+            image_id=table["image_id"].to_numpy(str),
             patient_id=table["patient_id"].to_numpy(str),
             centre_row=np.zeros(len(table), np.int64),
             centre_col=np.zeros(len(table), np.int64),
@@ -496,6 +543,7 @@ def evaluate_aug(
     tasks: tuple[str, ...] | None = None,
     sr_model=None,
     verbose: int | str = 0,
+    log=None,
 ) -> dict:
     """Run (or resume) the study and write report.md, metrics.json, roc.png and forest.png into `out`."""
     from mammo_tf.data.catalog import load_catalog
@@ -506,7 +554,9 @@ def evaluate_aug(
     catalog = load_catalog(data)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = Study(catalog, config, out, sr_model, verbose).run()
-    metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+    study = Study(catalog, config, out, sr_model, verbose, log)
+    metrics = study.run()
+    metrics["wall_seconds"] = round(time.monotonic() - started, 1)  # this invocation only
+    metrics["training_seconds_all_sessions"] = round(study.compute_seconds(), 1)
     write_study_report(out, metrics)
     return metrics
