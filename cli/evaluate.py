@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.options import model_option, preset_option
 from mammo_tf_cli.paths import InputFolder, OutputFolder
 
 
 @click.command(name="evaluate-sr", context_settings={"show_default": True})
-@click.option("--model", default=None, help="Shipped model name, a .keras file or a run directory [default: sr-x2].")
+@model_option("sr-x2", "SR model")
 @DATA_OPTION
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", help="Patients to score.")
 @click.option(
@@ -75,12 +76,7 @@ def ship_sr(run_dir, data, out, name) -> None:
     "--seeds", type=click.IntRange(min=1), default=None, help="Training seeds per arm [default: the preset's]."
 )
 @click.option("--tasks", default=None, help="Comma-separated: easy, matched, film [default: all three].")
-@click.option(
-    "--preset",
-    type=click.Choice(["quick", "standard"]),
-    default="standard",
-    help="quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds.",
-)
+@preset_option("standard", "quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds.")
 @click.option("--sr-model", default=None, help="SR model for the SR utility arm (a run directory or shipped name).")
 @click.option(
     "--out",

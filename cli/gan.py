@@ -7,22 +7,17 @@ from pathlib import Path
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, model_option, preset_option, resumable_run, steps_option
 from mammo_tf_cli.paths import OutputFolder
-from mammo_tf_cli.train import PRECISION_OPTION, SEED_OPTION, resumable_run
 
-MODEL_HELP = "Shipped model name, a .keras file or a run directory [default: synth-64]."
+MODEL_OPTION = model_option("synth-64", "synthesis model")
 
 
 @click.command(name="train-gan", context_settings={"show_default": True})
 @DATA_OPTION
 @click.option("--patch-size", type=int, default=64, help="Patch side in pixels: 4 * 2**k (64, or 128).")
-@click.option(
-    "--preset",
-    type=click.Choice(["quick", "standard"]),
-    default="quick",
-    help="quick: minutes on 2 CPU cores; standard: hours (resumable).",
-)
-@click.option("--steps", type=int, default=None, help="Total training steps [default: the preset's].")
+@preset_option("quick", "quick: minutes on 2 CPU cores; standard: hours (resumable).")
+@steps_option()
 @resumable_run
 @PRECISION_OPTION
 @SEED_OPTION
@@ -52,7 +47,7 @@ def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, seed,
 
 @click.command(name="synth", context_settings={"show_default": True})
 @click.option("--n", "n", type=int, default=500, help="Patches to write (with --class all: in total, split evenly).")
-@click.option("--model", default=None, help=MODEL_HELP)
+@MODEL_OPTION
 @click.option(
     "--class",
     "class_name",
@@ -88,7 +83,7 @@ def synth(n, model, class_name, out, seed, fmt, truncation, overwrite) -> None:
 
 
 @click.command(name="evaluate-gan", context_settings={"show_default": True})
-@click.option("--model", default=None, help=MODEL_HELP)
+@MODEL_OPTION
 @DATA_OPTION
 @click.option("--out", type=OutputFolder(), default=None, help="Folder for report.md, metrics.json, figures.")
 @click.option("--seed", type=int, default=0, help="Patch sampling, synthetic latents, feature network.")

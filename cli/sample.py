@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from mammo_tf_cli.options import model_option
 from mammo_tf_cli.paths import OutputFolder
 
 
@@ -17,7 +18,7 @@ from mammo_tf_cli.paths import OutputFolder
     required=True,
     help="Folder for <name>_x<scale>.<ext> (created if missing).",
 )
-@click.option("--model", default=None, help="Shipped model name, a .keras file or a run directory [default: sr-x2].")
+@model_option("sr-x2", "SR model")
 @click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Refuse a model of another scale.")
 @click.option("--tile", type=click.IntRange(min=0), default=768, help="Tile side in input pixels (0 = whole image).")
 @click.option(
@@ -73,11 +74,7 @@ def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt) -> None:
     required=True,
     help="Folder for <name>_heatmap.png and detections.csv.",
 )
-@click.option(
-    "--model",
-    default=None,
-    help="Shipped classifier name, a .keras file or a run directory [default: calc-classifier].",
-)
+@model_option("calc-classifier", "classifier")
 @click.option("--stride", type=click.IntRange(min=1), default=16, help="Grid step between scored patches (px).")
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Regions listed per film.")
 def detect(inputs, out, model, stride, top) -> None:

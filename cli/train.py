@@ -5,40 +5,15 @@ from __future__ import annotations
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, preset_option, resumable_run, steps_option
 from mammo_tf_cli.paths import InputFolder, OutputFolder
-
-PRECISION_OPTION = click.option(
-    "--precision",
-    type=click.Choice(["auto", "float32", "mixed_bfloat16"]),
-    default="auto",
-    help="auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX, else float32 (recorded in config.json).",
-)
-SEED_OPTION = click.option(
-    "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
-)
-
-
-def resumable_run(function):
-    """--run-dir (new or empty, or an existing run) and --resume, for trainers that checkpoint."""
-    function = click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")(
-        function
-    )
-    return click.option(
-        "--run-dir",
-        type=OutputFolder(must_be_new_or_empty=False),
-        required=True,
-        help="Run directory (new or empty, or an existing run with --resume).",
-    )(function)
 
 
 @click.command(name="train-sr", context_settings={"show_default": True})
 @DATA_OPTION
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", help="Upscaling factor.")
-@click.option(
-    "--preset",
-    type=click.Choice(["quick", "standard"]),
-    default="standard",
-    help="quick: minutes on 2 CPU cores (make demo); standard: the shipped models (hours, resumable).",
+@preset_option(
+    "standard", "quick: minutes on 2 CPU cores (make demo); standard: the shipped models (hours, resumable)."
 )
 @click.option(
     "--generator",
@@ -46,12 +21,7 @@ def resumable_run(function):
     default="compact",
     help="compact: 32 filters x 8 blocks (CPU); large: 64 x 16 (GPU).",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Total steps, split between pretraining and GAN fine-tuning as in the preset.",
-)
+@steps_option("Total steps, split between pretraining and GAN fine-tuning as in the preset.")
 @resumable_run
 @PRECISION_OPTION
 @SEED_OPTION
@@ -92,13 +62,8 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
     default="easy",
     help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.",
 )
-@click.option(
-    "--preset",
-    type=click.Choice(["quick", "standard"]),
-    default="standard",
-    help="quick: 300 steps; standard: 3000 steps.",
-)
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps [default: the preset's].")
+@preset_option("standard", "quick: 300 steps; standard: 3000 steps.")
+@steps_option()
 @click.option("--run-dir", type=OutputFolder(), required=True, help="Run directory to create.")
 @PRECISION_OPTION
 @SEED_OPTION

@@ -157,11 +157,7 @@ class Study:
         from mammo_tf.training.classifier_trainer import train_classifier
 
         run = self.work / name
-        if not (run / "metrics.json").is_file():
-            if run.exists():
-                import shutil
-
-                shutil.rmtree(run)  # an interrupted unit starts again
+        if self._start(run):
             steps = self.config.classifier_steps
             started = time.monotonic()
             train_classifier(
@@ -188,11 +184,7 @@ class Study:
 
         run = self.work / f"fold{fold}" / "gan"
         folder = self.work / f"fold{fold}" / "synthetic"
-        if not (run / "metrics.json").is_file():
-            if run.exists():
-                import shutil
-
-                shutil.rmtree(run)
+        if self._start(run):
             patch = resolve_classifier_config(self.config.classifier_preset).patch_size  # the classifier's size
             started = time.monotonic()
             train_gan(
@@ -214,6 +206,17 @@ class Study:
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
+
+    @staticmethod
+    def _start(run: Path) -> bool:
+        """True when the unit in `run` must be trained; an interrupted one (no metrics.json) starts again."""
+        if (run / "metrics.json").is_file():
+            return False
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)
+        return True
 
     def _done(self, name: str, started: float) -> None:
         seconds = round(time.monotonic() - started, 1)

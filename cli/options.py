@@ -1,0 +1,49 @@
+"""Click options that several commands share, declared once so their names, types and checks agree."""
+
+from __future__ import annotations
+
+import click
+
+from mammo_tf_cli.paths import OutputFolder
+
+PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "mixed_bfloat16"]),
+    default="auto",
+    help="auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX, else float32 (recorded in config.json).",
+)
+SEED_OPTION = click.option(
+    "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
+)
+
+
+def preset_option(default: str, help: str):
+    """--preset quick|standard."""
+    return click.option("--preset", type=click.Choice(["quick", "standard"]), default=default, help=help)
+
+
+def steps_option(help: str = "Training steps [default: the preset's]."):
+    """--steps N, N >= 1."""
+    return click.option("--steps", type=click.IntRange(min=1), default=None, help=help)
+
+
+def model_option(default_name: str, what: str = "model"):
+    """--model NAME|PATH, resolved by mammo_tf.inference.registry (a shipped name, a .keras file, a run)."""
+    return click.option(
+        "--model",
+        default=None,
+        help=f"Shipped {what} name, a .keras file or a run directory [default: {default_name}].",
+    )
+
+
+def resumable_run(function):
+    """--run-dir (new or empty, or an existing run) and --resume, for trainers that checkpoint."""
+    function = click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")(
+        function
+    )
+    return click.option(
+        "--run-dir",
+        type=OutputFolder(must_be_new_or_empty=False),
+        required=True,
+        help="Run directory (new or empty, or an existing run with --resume).",
+    )(function)
