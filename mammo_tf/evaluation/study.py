@@ -144,6 +144,7 @@ class Study:
     def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0, log=None) -> None:
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
         self.log = log or (lambda line: None)
+        self._patches: dict[tuple, tuple[Patches, Patches]] = {}
         self.work = out / "work"
         self.items: dict[str, list[pd.DataFrame]] = {}
         self.scores: dict[tuple[str, str, int], list[np.ndarray]] = {}
@@ -170,6 +171,7 @@ class Study:
                 steps=steps,
                 val_every=steps,
                 verbose=self.verbose,
+                real_patches=self._real_patches(catalog, task, seed),
                 **kwargs,
             )
             self._done(name, started)
@@ -206,6 +208,18 @@ class Study:
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
+
+    def _real_patches(self, catalog, task: str, seed: int):
+        """The real (train, val) patches of one fold, task and seed, drawn once and shared by every arm."""
+        from mammo_tf.config import resolve_classifier_config
+        from mammo_tf.training.classifier_trainer import real_patches_for
+
+        key = (id(catalog), task, seed)
+        if key not in self._patches:
+            config = resolve_classifier_config(self.config.classifier_preset, task=task, seed=seed)
+            self._patches = {k: v for k, v in self._patches.items() if k[0] == id(catalog)}  # one fold at a time
+            self._patches[key] = real_patches_for(catalog, config)
+        return self._patches[key]
 
     @staticmethod
     def _start(run: Path) -> bool:
@@ -252,7 +266,7 @@ class Study:
             self.audit["folds"].append(sorted(test_patients))
             synth = None
             if config.ratios and patch_tasks:
-                real_train = task_patches(cat, resolve_classifier_config(config.classifier_preset), "train", 0)
+                real_train = self._real_patches(cat, "easy", 0)[0]
                 synth = self.synthetic(fold, cat, max(3, int(round(max(config.ratios) * len(real_train.labels)))))
             for task in patch_tasks:
                 base = resolve_classifier_config(config.classifier_preset, task=task)
@@ -361,8 +375,8 @@ class Study:
         threshold = metrics.get("threshold", 0.5)
         task = "easy: SR utility (patients the SR model never saw)"
         self._add(task, "HR (real-only classifier)", fold, seed, kept, predict(model, kept.images)["calc"], threshold)
-        for method in ("bicubic", "sr"):
-            up = _degrade_up(kept, sr_model, method)
+        upscaled = {method: _degrade_up(kept, sr_model, method) for method in ("bicubic", "sr")}
+        for method, up in upscaled.items():
             name = "bicubic-upscaled LR" if method == "bicubic" else "SR-upscaled LR"
             self._add(
                 task, f"{name} (real-only classifier)", fold, seed, kept, predict(model, up.images)["calc"], threshold
@@ -374,14 +388,13 @@ class Study:
             seed,
             patch_transform=lambda p: _degrade_up(p, sr_model, "sr"),
         )
-        up = _degrade_up(kept, sr_model, "sr")
         self._add(
             task,
             "SR-upscaled LR (classifier trained on SR)",
             fold,
             seed,
             kept,
-            predict(sr_model_, up.images)["calc"],
+            predict(sr_model_, upscaled["sr"].images)["calc"],
             sr_metrics.get("threshold", 0.5),
         )
 

@@ -21,8 +21,16 @@ from mammo_tf.io.atomic import write_bytes_atomic
 from mammo_tf.io.base import Image
 from mammo_tf.io.native import captured_stderr, opencv
 
-__all__ = ["Image", "PgmHeader", "encode_pgm", "probe_image", "quantize", "read_image", "read_pgm_header",
-           "write_image"]
+__all__ = [
+    "Image",
+    "PgmHeader",
+    "encode_pgm",
+    "probe_image",
+    "quantize",
+    "read_image",
+    "read_pgm_header",
+    "write_image",
+]
 
 PGM_SUFFIXES = {".pgm"}
 RASTER_SUFFIXES = {".png", ".tif", ".tiff"}
@@ -140,8 +148,10 @@ def _check_ihdr(kind: bytes, body: bytes, corrupt) -> tuple[int, int, int, int]:
     if zlib.crc32(kind + body[:13]) != struct.unpack(">I", body[13:])[0]:
         raise corrupt("IHDR checksum mismatch")
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", body[:13])
-    if not (0 < width < 2**31 and 0 < height < 2**31) or depth not in _PNG_DEPTHS.get(colour, ()) or (
-        compression or filtering or interlace > 1
+    if (
+        not (0 < width < 2**31 and 0 < height < 2**31)
+        or depth not in _PNG_DEPTHS.get(colour, ())
+        or (compression or filtering or interlace > 1)
     ):
         raise corrupt(f"impossible IHDR: {width}x{height}, depth {depth}, colour type {colour}")
     return width, height, depth, colour

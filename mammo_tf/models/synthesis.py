@@ -597,9 +597,7 @@ class SynthesisGAN(keras.Model):
         # Discriminator step (with lazy R1, scaled by its interval).
         fake_labels = self._fake_labels(batch, sub(1))
         fake = self.generator([self._latents(batch, sub(0)), fake_labels], training=True)
-        do_r1 = (
-            tf.equal(self.d_optimizer.iterations % cfg.r1_every, 0) if cfg.r1_gamma > 0 else tf.constant(False)
-        )
+        do_r1 = tf.equal(self.d_optimizer.iterations % cfg.r1_every, 0) if cfg.r1_gamma > 0 else tf.constant(False)
         with tf.GradientTape() as tape:
             real_aug = self.ada.augment(real, sub(2))
             fake_aug = self.ada.augment(tf.stop_gradient(fake), sub(3))

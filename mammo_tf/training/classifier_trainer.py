@@ -86,6 +86,11 @@ def task_patches(catalog, config: ClassifierConfig, split: str, seed: int) -> Pa
     return matched_task(patches, catalog, seed=seed) if matched else patches
 
 
+def real_patches_for(catalog, config: ClassifierConfig) -> tuple[Patches, Patches]:
+    """The (train, val) real patches a classifier run of `config` trains and validates on."""
+    return task_patches(catalog, config, "train", config.seed), task_patches(catalog, config, "val", config.seed + 1)
+
+
 def predict(model, images: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
     """{'calc', 'malignant'} probabilities float [N] for float32 [N, P, P, 1] patches."""
     outs = [model(images[i : i + batch], training=False) for i in range(0, len(images), batch)]
@@ -123,6 +128,7 @@ def train_classifier(
     catalog=None,
     synthetic_only: bool = False,
     patch_transform=None,
+    real_patches: tuple[Patches, Patches] | None = None,
     **overrides,
 ) -> Path:
     """Train a CalcificationClassifier; returns the run directory (classifier.keras, metrics.json inside).
@@ -130,6 +136,8 @@ def train_classifier(
     catalog: an already loaded catalog (the study passes one fold's, its split column set per fold).
     synthetic_only: train on the synthetic patches alone (validation stays on real patients).
     patch_transform: Patches -> Patches applied to training and validation patches (e.g. SR of their LR).
+    real_patches: (train, val) already drawn by `real_patches_for` for this config (the study reuses them
+    across arms instead of sampling the films again).
     """
     import keras
 
@@ -144,8 +152,7 @@ def train_classifier(
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
     policy = resolve_precision(config.precision)
     catalog = catalog if catalog is not None else load_catalog(data)
-    train = task_patches(catalog, config, "train", config.seed)
-    val = task_patches(catalog, config, "val", config.seed + 1)
+    train, val = real_patches if real_patches is not None else real_patches_for(catalog, config)
     if patch_transform is not None:
         train, val = patch_transform(train), patch_transform(val)
     real_train = train
