@@ -12,6 +12,14 @@ from dataclasses import dataclass
 
 from mammo_tf.errors import MammoError
 
+
+def preset_values(presets: dict[str, dict], preset: str, **overrides) -> dict:
+    """A preset's field values with the overrides that are not None (None = keep the preset's value)."""
+    if preset not in presets:
+        raise MammoError(f"unknown preset {preset!r} (choose from {', '.join(presets)})")
+    return {**presets[preset], "preset": preset, **{k: v for k, v in overrides.items() if v is not None}}
+
+
 # filters, blocks, residual scale; "tiny" exists for the test suite.
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
@@ -101,11 +109,7 @@ SR_PRESETS: dict[str, dict] = {
 
 def resolve_sr_config(preset: str = "standard", **overrides) -> SRConfig:
     """Preset, then the overrides that are not None, then validation (MammoError on a bad value)."""
-    if preset not in SR_PRESETS:
-        raise MammoError(f"unknown preset {preset!r} (choose from {', '.join(SR_PRESETS)})")
-    values = {**SR_PRESETS[preset], "preset": preset}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    config = SRConfig(**values)
+    config = SRConfig(**preset_values(SR_PRESETS, preset, **overrides))
     if config.scale not in (2, 4):
         raise MammoError(f"scale must be 2 or 4, got {config.scale}")
     if config.generator not in GENERATOR_SIZES:
@@ -160,11 +164,7 @@ TASKS = ("easy", "matched")
 
 def resolve_classifier_config(preset: str = "standard", **overrides) -> ClassifierConfig:
     """Preset, then the overrides that are not None, then validation (MammoError on a bad value)."""
-    if preset not in CLASSIFIER_PRESETS:
-        raise MammoError(f"unknown preset {preset!r} (choose from {', '.join(CLASSIFIER_PRESETS)})")
-    values = {**CLASSIFIER_PRESETS[preset], "preset": preset}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    config = ClassifierConfig(**values)
+    config = ClassifierConfig(**preset_values(CLASSIFIER_PRESETS, preset, **overrides))
     if config.task not in TASKS:
         raise MammoError(f"task must be one of {', '.join(TASKS)}, got {config.task!r}")
     if not config.synthetic_ratio >= 0:

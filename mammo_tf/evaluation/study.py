@@ -70,10 +70,9 @@ STUDY_PRESETS = {
 
 
 def resolve_study_config(preset: str = "standard", **overrides) -> StudyConfig:
-    if preset not in STUDY_PRESETS:
-        raise MammoError(f"unknown preset {preset!r} (choose from {', '.join(STUDY_PRESETS)})")
-    values = {**STUDY_PRESETS[preset], "preset": preset, **{k: v for k, v in overrides.items() if v is not None}}
-    config = StudyConfig(**values)
+    from mammo_tf.config import preset_values
+
+    config = StudyConfig(**preset_values(STUDY_PRESETS, preset, **overrides))
     unknown = set(config.tasks) - {"easy", "matched", "film"}
     if unknown:
         raise MammoError(f"unknown tasks {sorted(unknown)} (choose from easy, matched, film)")
