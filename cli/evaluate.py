@@ -84,7 +84,13 @@ def ship_sr(run_dir, data, out, name) -> None:
     required=True,
     help="Report folder; its work/ subfolder lets an interrupted study resume.",
 )
-def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out) -> None:
+@click.option(
+    "--only-fold",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Train that fold's units and stop, to run folds in parallel processes; a run without it writes the report.",
+)
+def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
     Arms: real only, real + synthetic (0.5, 1, 2), synthetic only, texture logistic regression, the speck
@@ -102,7 +108,11 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out) -> None:
         tasks=chosen,
         sr_model=sr_model,
         log=lambda line: click.echo(line, err=True),
+        only_fold=only_fold,
     )
+    if metrics is None:
+        click.echo(f"fold {only_fold} done in {out}/work; run again without --only-fold to write the report")
+        return
     for task, entry in metrics["tasks"].items():
         click.echo(task)
         for arm, a in entry["arms"].items():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mammo_tf.data.catalog import load_catalog
+from mammo_tf.errors import MammoError
 from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
 from mammo_tf.evaluation.study import evaluate_aug, fold_catalog
 
@@ -118,3 +119,14 @@ def test_sr_arm_uses_only_patients_the_sr_model_never_saw(quick_study) -> None:
     assert excluded <= sr_train
     if sr_task in metrics["tasks"]:
         assert "SR-upscaled LR (real-only classifier)" in metrics["tasks"][sr_task]["arms"]
+
+
+def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> None:
+    out, _ = quick_study
+    progress = (out / "work" / "progress.jsonl").read_text()
+    report = (out / "report.md").read_text()
+    assert evaluate_aug(None, out=out, preset="quick", only_fold=1) is None
+    assert (out / "work" / "progress.jsonl").read_text() == progress  # every unit of fold 1 was already done
+    assert (out / "report.md").read_text() == report
+    with pytest.raises(MammoError, match="fold 2 does not exist"):
+        evaluate_aug(None, out=out, preset="quick", only_fold=2)

@@ -246,7 +246,8 @@ class Study:
         return float(sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip()))
 
     # -- the study ------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self, only_fold: int | None = None) -> dict | None:
+        """Every fold, then the summary; with only_fold, that fold's units only (None returned, no report)."""
         from mammo_tf.config import resolve_classifier_config
         from mammo_tf.data.splits import patient_kfold, patient_labels
         from mammo_tf.training.classifier_trainer import predict, task_patches
@@ -259,7 +260,11 @@ class Study:
         folds = patient_kfold(labels, k=config.folds, seed=0)
         sr = _sr_patients(self.sr_spec) if self.sr_spec is not None else None
         patch_tasks = [t for t in config.tasks if t != "film"]
+        if only_fold is not None and not 0 <= only_fold < len(folds):
+            raise MammoError(f"fold {only_fold} does not exist (the study has folds 0 to {len(folds) - 1})")
         for fold, (_, test_ids) in enumerate(folds):
+            if only_fold is not None and fold != only_fold:
+                continue
             test_patients = set(test_ids.tolist())
             cat = fold_catalog(self.catalog, test_patients, config.val_fraction, seed=fold)
             self.audit["folds"].append(sorted(test_patients))
@@ -300,7 +305,7 @@ class Study:
                 for seed in range(config.seeds):
                     model, _, _ = self.classifier(f"fold{fold}/easy/{REAL}/seed{seed}", cat, "easy", seed)
                     self._film(fold, seed, cat, model)
-        return self.summarise()
+        return self.summarise() if only_fold is None else None
 
     def _add(self, task: str, arm: str, fold: int, seed: int, patches: Patches, scores: np.ndarray, threshold: float):
         items = pd.DataFrame(
@@ -559,8 +564,13 @@ def evaluate_aug(
     sr_model=None,
     verbose: int | str = 0,
     log=None,
-) -> dict:
-    """Run (or resume) the study and write report.md, metrics.json, roc.png and forest.png into `out`."""
+    only_fold: int | None = None,
+) -> dict | None:
+    """Run (or resume) the study and write report.md, metrics.json, roc.png and forest.png into `out`.
+
+    only_fold: train that fold's units and stop (no report, None returned), so that folds can run in
+    parallel processes; a later call without it finds them done, fills in the rest and writes the report.
+    """
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.evaluation.study_report import write_study_report
 
@@ -570,7 +580,9 @@ def evaluate_aug(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study = Study(catalog, config, out, sr_model, verbose, log)
-    metrics = study.run()
+    metrics = study.run(only_fold)
+    if metrics is None:
+        return None
     metrics["wall_seconds"] = round(time.monotonic() - started, 1)  # this invocation only
     metrics["training_seconds_all_sessions"] = round(study.compute_seconds(), 1)
     write_study_report(out, metrics)
