@@ -218,3 +218,22 @@ def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Pa
     result = invoke("upscale", str(cached_phantom_dir() / "mdb001.pgm"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "mdb001_x2.pgm").is_file()
+
+
+@pytest.mark.parametrize(
+    ("gan_psnr", "spurious", "choice", "needle"),
+    [
+        (44.95, 0, "gan", "within 0.050 dB"),
+        (44.70, 0, "psnr", "loses 0.300 dB"),
+        (45.10, 3, "psnr", "more spurious specks than bicubic on the phantom (3 vs 1)"),
+    ],
+)
+def test_default_sr_model_rule(gan_psnr: float, spurious: int, choice: str, needle: str) -> None:
+    from mammo_tf.evaluation.cards import _default_choice
+
+    def result(psnr: float, spurious_sr: int) -> tuple:
+        test = {"variants": {"8-bit": {"psnr_sr": psnr}}}
+        return test, {"specks": {"spurious_sr": spurious_sr, "spurious_bicubic": 1}}, None
+
+    picked, reason = _default_choice({"psnr": result(45.0, 0), "gan": result(gan_psnr, spurious)})
+    assert picked == choice and needle in reason

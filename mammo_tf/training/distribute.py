@@ -19,16 +19,31 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo is unreadable)."""
+def _cpuinfo_field(name: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The first `name: value` of /proc/cpuinfo (None where it is missing or unreadable)."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), None)
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo is unreadable)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def machine_summary() -> dict:
+    """What a run records of the machine it trained on: cores, processor, bf16 support, Python."""
+    import os
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "processor": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
+        "avx512_bf16": "avx512_bf16" in cpu_flags(),
+        "python": platform.python_version(),
+    }
 
 
 def has_gpu() -> bool:

@@ -120,9 +120,8 @@ def train_gan(
     from mammo_tf.data.pipelines import patch_dataset
     from mammo_tf.data.samplers import CLASS_NAMES, sample_patches
     from mammo_tf.models.synthesis import SynthesisGAN, build_synthesis_gan
-    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
+    from mammo_tf.training.distribute import machine_summary, resolve_precision, set_precision, strategy
     from mammo_tf.training.runs import fit_in_run, save_keras_atomic
-    from mammo_tf.training.sr_trainer import machine_summary
 
     config = resolve_gan_config(preset, patch_size=patch_size, steps=steps, **overrides)
     every = int(val_every or VAL_EVERY.get(preset, 250))

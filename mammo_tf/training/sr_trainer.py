@@ -9,7 +9,6 @@ validation with the best gain also as ``generator_best.keras``).
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,28 +117,6 @@ def _dataset(pairs, steps: np.ndarray, config: SRConfig):
     return ds.map(lambda lr, hr: ((lr, tf.fill([tf.shape(lr)[0]], q)), hr))
 
 
-def _cpuinfo_lines() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def machine_summary() -> dict:
-    import os
-
-    from mammo_tf.training.distribute import cpu_flags
-
-    flags = cpu_flags()
-    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")), None)
-    return {
-        "cpus": os.cpu_count(),
-        "processor": model or platform.processor() or platform.machine(),
-        "avx512_bf16": "avx512_bf16" in flags,
-        "python": platform.python_version(),
-    }
-
-
 def train_sr(
     data: str | Path | None,
     run_dir: str | Path,
@@ -190,7 +167,7 @@ def _train(run, catalog, config: SRConfig, verbose: int | str) -> Path:
     import tensorflow as tf
 
     from mammo_tf.models.sr import compiled_srgan
-    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
+    from mammo_tf.training.distribute import machine_summary, resolve_precision, set_precision, strategy
     from mammo_tf.training.runs import fit_in_run, save_keras_atomic
 
     policy = resolve_precision(config.precision)
