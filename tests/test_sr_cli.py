@@ -144,6 +144,7 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     assert "truth_specks" in metrics["specks"]  # the phantom's ground truth was used
     assert "gain over bicubic" in (report / "report.md").read_text()
     assert "ANCHORS.md section 6 protocol" in (report / "report.md").read_text()
+    assert (report / "worst_region.png").is_file() and " rows " in metrics["worst_region"]["where"]
     row = next(r for r in metrics["per_image"] if r["variant"] == "8-bit")
     gain = metrics["variants"]["8-bit"]["anchor_gain_over_bicubic_db"]["estimate"]
     assert gain == pytest.approx(row["psnr_anchor_sr"] - row["psnr_anchor_bicubic"])

@@ -230,9 +230,9 @@ def _default_choice(results: dict) -> tuple[str, str]:
     spurious, bicubic = gan_phantom["specks"].get("spurious_sr", 0), gan_phantom["specks"].get("spurious_bicubic", 0)
     failed = []
     if drop > GAN_PSNR_TOLERANCE_DB:
-        failed.append(f"the GAN model loses {drop:.3f} dB against the PSNR model (tolerance {GAN_PSNR_TOLERANCE_DB} dB)")
+        failed.append(f"the GAN model loses {drop:.3f} dB against the PSNR model (tolerance {GAN_PSNR_TOLERANCE_DB})")
     if spurious > bicubic:
-        failed.append(f"the GAN model creates more spurious specks than bicubic on the phantom ({spurious} vs {bicubic})")
+        failed.append(f"the GAN model adds more spurious specks than bicubic on the phantom ({spurious} vs {bicubic})")
     if not failed:
         return "gan", (
             f"the GAN model is within {drop:.3f} dB of the PSNR model and creates no more spurious specks than "

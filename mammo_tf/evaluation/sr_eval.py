@@ -35,6 +35,7 @@ PRIMARY = "8-bit"
 SECONDARY_IMAGES = 12  # float and 16-bit LR are scored on the first 12 images only (they differ by < 0.01 dB)
 BASELINES = ("nearest", "bicubic", "lanczos")
 MATCH_PX = 2.0
+BLOCK = 64  # the worst-region search: where SR loses most against bicubic, in 64-px blocks
 INTERIOR_PX = 20
 ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = 0.08, 9, 4  # ANCHORS.md section 6
 
@@ -91,6 +92,15 @@ def _speck_counts(hr, candidates: dict[str, np.ndarray], mask, truth_rc) -> dict
     return out
 
 
+def _worst_block(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, region: np.ndarray) -> tuple[float, int, int]:
+    """(excess, row, col): the BLOCK x BLOCK block where SR's squared error most exceeds bicubic's, in `region`."""
+    excess = np.where(region, (sr - hr) ** 2 - (bicubic - hr) ** 2, 0.0)
+    h, w = (excess.shape[0] // BLOCK) * BLOCK, (excess.shape[1] // BLOCK) * BLOCK
+    sums = excess[:h, :w].reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).sum(axis=(1, 3))
+    r, c = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return float(sums[r, c]), int(r * BLOCK + BLOCK // 2), int(c * BLOCK + BLOCK // 2)
+
+
 def _crop(image: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
     r0 = int(np.clip(row - half, 0, image.shape[0] - 2 * half))
     c0 = int(np.clip(col - half, 0, image.shape[1] - 2 * half))
@@ -124,6 +134,7 @@ def evaluate_sr(
     truth = _truth(catalog)
     calcs = catalog.findings[(catalog.findings["abnormality"] == "CALC") & catalog.findings["has_coords"]]
     rows, crops = [], []
+    worst = (float("-inf"), None, None)  # (excess, image_id, tiles): where SR loses most against bicubic
     for number, image in enumerate(images.itertuples()):
         hr, mask = _film(image.path, s)
         eval_mask = crop_border(mask, s)
@@ -153,6 +164,17 @@ def evaluate_sr(
                 mine = truth[truth["image_id"] == image.image_id] if truth is not None else None
                 truth_rc = (mine["row"].to_numpy(), mine["col"].to_numpy()) if mine is not None else None
                 row.update(_speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
+                region = np.zeros(hr.shape, bool)
+                region[ANCHOR_BORDER:-ANCHOR_BORDER, ANCHOR_BORDER:-ANCHOR_BORDER] = anchor
+                excess, r, c = _worst_block(sr, outputs["bicubic"], hr, region)
+                if excess > worst[0]:
+                    bic = outputs["bicubic"]
+                    tiles = [_crop(x, r, c, BLOCK) for x in (hr, bic, sr, np.abs(sr - hr) * 10, np.abs(bic - hr) * 10)]
+                    worst = (
+                        excess,
+                        f"{image.image_id} rows {r - BLOCK}-{r + BLOCK}, cols {c - BLOCK}-{c + BLOCK}",
+                        tiles,
+                    )
                 for finding in calcs[calcs["image_id"] == image.image_id].itertuples():
                     r, c = int(finding.row), int(finding.col)
                     inside = 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] and mask[r, c]
@@ -172,8 +194,9 @@ def evaluate_sr(
     table = pd.DataFrame(rows)
     metrics = _summarise(table, sr_model, catalog, split, bootstrap_ci)
     metrics["seconds"] = round(time.monotonic() - started, 1)
+    metrics["worst_region"] = {"where": worst[1], "excess_squared_error": worst[0]}
     if out is not None:
-        _write(Path(out), metrics, table, crops)
+        _write(Path(out), metrics, table, crops, worst)
     return metrics
 
 
@@ -233,7 +256,7 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
     }
 
 
-def _write(out: Path, metrics: dict, table: pd.DataFrame, crops) -> None:
+def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst) -> None:
     from mammo_tf.evaluation.report import grid, label, metrics_json, report_folder, to_uint8, write_png
 
     with report_folder(out) as tmp:
@@ -246,6 +269,12 @@ def _write(out: Path, metrics: dict, table: pd.DataFrame, crops) -> None:
                 for image_id, tiles in crops
             ]
             write_png(tmp / "crops.png", grid(rows))
+        if worst[2] is not None:
+            names = ("HR", "bicubic", "SR", "|SR - HR| x10", "|bicubic - HR| x10")
+            write_png(
+                tmp / "worst_region.png",
+                grid([[label(to_uint8(t, 2), n) for t, n in zip(worst[2], names, strict=True)]]),
+            )
         (tmp / "report.md").write_text(render_markdown(metrics, bool(crops)))
 
 
@@ -308,6 +337,16 @@ def render_markdown(m: dict, has_crops: bool) -> str:
             f"- Phantom ground truth: {s['truth_specks']} specks; found in HR {s['truth_found_hr']}, "
             f"bicubic {s['truth_found_bicubic']}, SR {s['truth_found_sr']}."
         )
+    if m.get("worst_region", {}).get("where"):
+        lines += [
+            "",
+            f"## Where SR loses most against bicubic ({PRIMARY} LR, {BLOCK}-px blocks, anchor region)",
+            "",
+            f"{m['worst_region']['where']}: squared error {m['worst_region']['excess_squared_error']:+.3f} above "
+            "bicubic's over the block (HR, bicubic, SR, and both errors x10):",
+            "",
+            "![worst region](worst_region.png)",
+        ]
     if has_crops:
         lines += ["", "## Crops at calcifications (LR, bicubic, SR, HR; 64 px, shown x3)", "", "![crops](crops.png)"]
     return "\n".join(lines) + "\n"
