@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan pretrained-classifier export
+.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan pretrained-classifier export study
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,18 @@ pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS (quick preset, 
 pretrained-classifier: $(STAMP) data ## train the classifier on the MIAS training patients, ship saved_models/calc-classifier
 	$(BIN)/mammo-tf train-classifier --data data/mias --preset standard --seed 0 --run-dir $(CLS_RUN)
 	$(BIN)/mammo-tf ship $(CLS_RUN) --name calc-classifier
+
+STUDY_RUN ?= $(HOME)/mammo-runs/aug-mias
+STUDY_WORKERS ?= 2
+
+study: $(STAMP) data ## the augmentation study on MIAS (5 folds x 3 seeds, hours, resumable); report into reports/aug-mias
+	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units
+	mkdir -p $(STUDY_RUN)
+	seq 0 4 | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
+		$(BIN)/mammo-tf evaluate-aug --data data/mias --preset standard --sr-model sr-x2-psnr --out $(STUDY_RUN) \
+		--only-fold {} >> $(STUDY_RUN)/study.log 2>&1
+	$(BIN)/mammo-tf evaluate-aug --data data/mias --preset standard --sr-model sr-x2-psnr --out $(STUDY_RUN)
+	mkdir -p reports/aug-mias && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/*.png reports/aug-mias/
 
 ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the phantom; write saved_models/sr-x2*
 	$(BIN)/mammo-tf ship-sr $(SR_RUN) --data data/mias --out saved_models
