@@ -143,7 +143,8 @@ class Study:
     def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0, log=None) -> None:
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
         self.log = log or (lambda line: None)
-        self._patches: dict[tuple, tuple[Patches, Patches]] = {}
+        self._patches: dict[tuple[str, int], tuple[Patches, Patches]] = {}
+        self._patches_of = None  # the fold catalog those patches come from
         self.work = out / "work"
         self.items: dict[str, list[pd.DataFrame]] = {}
         self.scores: dict[tuple[str, str, int], list[np.ndarray]] = {}
@@ -213,12 +214,12 @@ class Study:
         from mammo_tf.config import resolve_classifier_config
         from mammo_tf.training.classifier_trainer import real_patches_for
 
-        key = (id(catalog), task, seed)
-        if key not in self._patches:
+        if catalog is not self._patches_of:  # one fold at a time
+            self._patches, self._patches_of = {}, catalog
+        if (task, seed) not in self._patches:
             config = resolve_classifier_config(self.config.classifier_preset, task=task, seed=seed)
-            self._patches = {k: v for k, v in self._patches.items() if k[0] == id(catalog)}  # one fold at a time
-            self._patches[key] = real_patches_for(catalog, config)
-        return self._patches[key]
+            self._patches[task, seed] = real_patches_for(catalog, config)
+        return self._patches[task, seed]
 
     @staticmethod
     def _start(run: Path) -> bool:
