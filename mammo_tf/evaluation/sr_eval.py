@@ -302,8 +302,8 @@ def render_markdown(m: dict, has_crops: bool) -> str:
     lines += [
         "",
         f"Two more regions: the breast interior (mask eroded {INTERIOR_PX} px; where tissue and calcifications "
-        f"are) and ANCHORS.md section 6's ({m['protocol']['anchor']}; the breast and the film's labels), to "
-        "compare with its reference numbers:",
+        f"are) and the region of {m['protocol']['anchor']} (the breast and the film's labels), to compare with "
+        "its reference numbers:",
         "",
         "| LR variant | interior SR / bicubic | interior gain [95 % CI] | worst image (interior) "
         "| ANCHORS.md SR / bicubic | ANCHORS.md gain [95 % CI] |",
