@@ -95,6 +95,9 @@ def test_quick_study_end_to_end(quick_study) -> None:
     assert list(easy)[0] == "real"
     report = (out / "report.md").read_text()
     assert "no detectable effect" in report or "helps" in report or "hurts" in report
+    x1 = easy["real+synthetic x1"]
+    sentence = f"real+synthetic x1 {x1['verdict']} ({x1['auc_difference_vs_reference']['estimate']:+.3f}"
+    assert "**Verdict.** easy, against real: " in report and sentence in report
 
 
 def test_no_patient_across_folds_and_no_model_saw_its_test_patients(quick_study) -> None:

@@ -64,6 +64,19 @@ def _figures(out: Path, metrics: dict) -> list[str]:
     return names
 
 
+def verdict_sentence(task: str, entry: dict) -> str:
+    """One sentence per task: each arm under test, its verdict and its paired AUC difference."""
+    tested = [(arm, a) for arm, a in entry["arms"].items() if a["verdict"] not in ("reference", "baseline")]
+    if not tested:
+        return f"{task}: no arm under test."
+    parts = [
+        f"{arm} {a['verdict']} ({a['auc_difference_vs_reference']['estimate']:+.3f} "
+        f"[{a['auc_difference_vs_reference']['low']:+.3f}, {a['auc_difference_vs_reference']['high']:+.3f}])"
+        for arm, a in tested
+    ]
+    return f"{task}, against {entry['reference']}: " + "; ".join(parts) + "."
+
+
 def render_markdown(metrics: dict, figures: list[str]) -> str:
     c = metrics["config"]
     lines = [
@@ -72,7 +85,9 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
         f"Data: {metrics['data']} ({metrics['source']}); preset `{c['preset']}`: {c['folds']} patient folds x "
         f"{c['seeds']} seeds; classifier preset `{c['classifier_preset']}` ({c['classifier_steps'] or 'preset'} "
         f"steps, same in every arm); GAN preset `{c['gan_preset']}`, retrained inside every fold on its training "
-        f"patients only; {c['bootstrap']} patient-level bootstrap resamples. Wall time "
+        f"patients only; {c['bootstrap']} patient-level bootstrap resamples. Training units took "
+        f"{metrics.get('training_seconds_all_sessions', 0) / 3600:.2f} h of process time over all sessions "
+        f"(work/progress.jsonl; units run in parallel overlap); the last invocation took "
         f"{metrics.get('wall_seconds', 0) / 3600:.2f} h.",
         "",
         "AUC, sensitivity and specificity (threshold chosen on validation patients) are pooled over folds per "
@@ -89,6 +104,8 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
             "",
             f"{e['n_items']} test items ({e['n_positive']} positive) from {e['n_patients']} patients; "
             f"reference arm: {e['reference']}.",
+            "",
+            f"**Verdict.** {verdict_sentence(task, e)}",
             "",
             "| arm | AUC [95 % CI] | difference [95 % CI] | verdict | sensitivity | specificity |",
             "|---|---|---|---|---|---|",
