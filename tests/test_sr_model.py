@@ -184,13 +184,14 @@ def test_bf16_training_keeps_skip_and_projection_in_float32() -> None:
     assert np.abs(area_downsample(out.numpy()[0, ..., 0], 2) - lr[0, ..., 0]).max() < 1e-5
 
 
-def test_anchor_mask_is_threshold_erosion_and_border_crop() -> None:
+def test_anchor_mask_is_threshold_erosion_without_the_border() -> None:
     from mammo_tf.evaluation.sr_eval import anchor_mask
 
     hr = np.zeros((40, 40), np.float32)
-    hr[10:30, 10:30] = 0.5  # a 20x20 breast; the 9x9 erosion leaves 12x12, the 4-px crop shifts it
+    hr[10:30, 10:30] = 0.5  # a 20x20 breast: the 9x9 erosion leaves 12x12
     mask = anchor_mask(hr)
-    assert mask.shape == (32, 32) and mask.sum() == 144
-    assert mask[10:22, 10:22].all()
-    hr[10:30, 10:30] = 0.05  # below the 0.08 threshold: nothing counts
+    assert mask.shape == (40, 40) and mask.sum() == 144 and mask[14:26, 14:26].all()
+    hr[:] = 0.5  # the whole film: all but the 4-px border
+    assert anchor_mask(hr).sum() == 32 * 32
+    hr[:] = 0.05  # below the 0.08 threshold: nothing counts
     assert not anchor_mask(hr).any()

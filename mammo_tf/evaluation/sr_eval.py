@@ -41,11 +41,12 @@ ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = 0.08, 9, 4  # ANCHORS.md section
 
 
 def anchor_mask(hr: np.ndarray) -> np.ndarray:
-    """bool [H-8, W-8]: HR > 0.08 eroded by a 9x9 square, 4-px border cropped (ANCHORS.md section 6)."""
-    from mammo_tf.evaluation.sr import crop_border
-
+    """bool [H, W]: HR > 0.08 eroded by a 9x9 square, without a 4-px border (ANCHORS.md section 6)."""
     kernel = np.ones((ANCHOR_ERODE, ANCHOR_ERODE), np.uint8)
-    return crop_border(cv2.erode((hr > ANCHOR_THRESHOLD).astype(np.uint8), kernel).astype(bool), ANCHOR_BORDER)
+    mask = cv2.erode((hr > ANCHOR_THRESHOLD).astype(np.uint8), kernel).astype(bool)
+    b = ANCHOR_BORDER
+    mask[:b], mask[-b:], mask[:, :b], mask[:, -b:] = False, False, False, False
+    return mask
 
 
 def _quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
@@ -152,9 +153,7 @@ def evaluate_sr(
             for name, estimate in outputs.items():
                 row[f"psnr_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), eval_mask)
                 row[f"psnr_interior_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), interior)
-                row[f"psnr_anchor_{name}"] = psnr(
-                    crop_border(estimate, ANCHOR_BORDER), crop_border(hr, ANCHOR_BORDER), anchor
-                )
+                row[f"psnr_anchor_{name}"] = psnr(estimate, hr, anchor)
             half_step = 0.0 if bits is None else 0.5 / ((1 << bits) - 1)
             row["consistency_error"] = consistency_error(sr, lr, s)
             row["consistency_excess"] = max(0.0, row["consistency_error"] - half_step)
@@ -164,9 +163,7 @@ def evaluate_sr(
                 mine = truth[truth["image_id"] == image.image_id] if truth is not None else None
                 truth_rc = (mine["row"].to_numpy(), mine["col"].to_numpy()) if mine is not None else None
                 row.update(_speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
-                region = np.zeros(hr.shape, bool)
-                region[ANCHOR_BORDER:-ANCHOR_BORDER, ANCHOR_BORDER:-ANCHOR_BORDER] = anchor
-                excess, r, c = _worst_block(sr, outputs["bicubic"], hr, region)
+                excess, r, c = _worst_block(sr, outputs["bicubic"], hr, anchor)
                 if excess > worst[0]:
                     bic = outputs["bicubic"]
                     tiles = [_crop(x, r, c, BLOCK) for x in (hr, bic, sr, np.abs(sr - hr) * 10, np.abs(bic - hr) * 10)]
