@@ -102,9 +102,13 @@ def _worst_block(sr: np.ndarray, bicubic: np.ndarray, hr: np.ndarray, region: np
     return float(sums[r, c]), int(r * BLOCK + BLOCK // 2), int(c * BLOCK + BLOCK // 2)
 
 
+def _corner(shape: tuple[int, ...], row: int, col: int, half: int) -> tuple[int, int]:
+    """Top-left corner of the 2*half square centred on (row, col), moved inside the image."""
+    return int(np.clip(row - half, 0, shape[0] - 2 * half)), int(np.clip(col - half, 0, shape[1] - 2 * half))
+
+
 def _crop(image: np.ndarray, row: int, col: int, half: int) -> np.ndarray:
-    r0 = int(np.clip(row - half, 0, image.shape[0] - 2 * half))
-    c0 = int(np.clip(col - half, 0, image.shape[1] - 2 * half))
+    r0, c0 = _corner(image.shape, row, col, half)
     return image[r0 : r0 + 2 * half, c0 : c0 + 2 * half]
 
 
@@ -167,11 +171,9 @@ def evaluate_sr(
                 if excess > worst[0]:
                     bic = outputs["bicubic"]
                     tiles = [_crop(x, r, c, BLOCK) for x in (hr, bic, sr, np.abs(sr - hr) * 10, np.abs(bic - hr) * 10)]
-                    worst = (
-                        excess,
-                        f"{image.image_id} rows {r - BLOCK}-{r + BLOCK}, cols {c - BLOCK}-{c + BLOCK}",
-                        tiles,
-                    )
+                    r0, c0 = _corner(hr.shape, r, c, BLOCK)
+                    where = f"{image.image_id} rows {r0}-{r0 + 2 * BLOCK}, cols {c0}-{c0 + 2 * BLOCK}"
+                    worst = (excess, where, tiles)
                 for finding in calcs[calcs["image_id"] == image.image_id].itertuples():
                     r, c = int(finding.row), int(finding.col)
                     inside = 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] and mask[r, c]
