@@ -121,7 +121,11 @@ def test_sr_arm_uses_only_patients_the_sr_model_never_saw(quick_study) -> None:
     sr_train = set(catalog.images.loc[catalog.images["split"] == "train", "patient_id"])
     assert excluded <= sr_train
     if sr_task in metrics["tasks"]:
-        assert "SR-upscaled LR (real-only classifier)" in metrics["tasks"][sr_task]["arms"]
+        entry = metrics["tasks"][sr_task]
+        assert "SR-upscaled LR (real-only classifier)" in entry["arms"]
+        # SR is judged against bicubic at the same LR; HR is the upper bound beside them
+        assert entry["reference"] == "bicubic-upscaled LR (real-only classifier)"
+        assert entry["arms"]["HR (real-only classifier)"]["verdict"] == "baseline"
 
 
 def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> None:

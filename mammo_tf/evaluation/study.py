@@ -44,6 +44,8 @@ from mammo_tf.errors import MammoError
 from mammo_tf.io.atomic import write_bytes_atomic
 
 REAL = "real"
+# The SR question is SR against bicubic at the same LR; HR is the upper bound beside them.
+SR_REFERENCE = "bicubic-upscaled LR (real-only classifier)"
 
 
 @dataclass(frozen=True)
@@ -488,7 +490,7 @@ class Study:
         from mammo_tf.evaluation.stats import paired_bootstrap, verdict
 
         arms = list(dict.fromkeys(a for (t, a, _) in self.scores if t == task and not a.endswith("|predicted")))
-        reference = REAL if REAL in arms else arms[0]
+        reference = next((a for a in (REAL, SR_REFERENCE) if a in arms), arms[0])
         # Reference first, then the arms under test, then the baselines and probes.
         arms.sort(key=lambda a: (a != reference, not _is_tested(task, a)))
         items = pd.concat(self.items[(task, reference, 0)], ignore_index=True)
@@ -536,7 +538,9 @@ def _specificity(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 def _is_tested(task: str, arm: str) -> bool:
     """Arms whose difference to the reference is the question (augmentation, SR); the rest are baselines."""
-    return arm.startswith(("real+synthetic", "synthetic only")) or task.startswith("easy: SR")
+    return arm.startswith(("real+synthetic", "synthetic only")) or (
+        task.startswith("easy: SR") and arm.startswith("SR-upscaled")
+    )
 
 
 def _fold_auc(y: np.ndarray, s: np.ndarray) -> float | None:
