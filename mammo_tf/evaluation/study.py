@@ -147,6 +147,8 @@ class Study:
         self.log = log or (lambda line: None)
         self._patches: dict[tuple[str, int], tuple[Patches, Patches]] = {}
         self._patches_of = None  # the fold catalog those patches come from
+        self._upscaled: dict[str, Patches] = {}  # SR-arm test patches, bicubic- and SR-upscaled
+        self._upscaled_fold: int | None = None
         self.work = out / "work"
         self.items: dict[str, list[pd.DataFrame]] = {}
         self.scores: dict[tuple[str, str, int], list[np.ndarray]] = {}
@@ -382,7 +384,10 @@ class Study:
         threshold = metrics.get("threshold", 0.5)
         task = "easy: SR utility (patients the SR model never saw)"
         self._add(task, "HR (real-only classifier)", fold, seed, kept, predict(model, kept.images)["calc"], threshold)
-        upscaled = {method: _degrade_up(kept, sr_model, method) for method in ("bicubic", "sr")}
+        if self._upscaled_fold != fold:  # the same test patches for every seed: upscale them once per fold
+            self._upscaled = {method: _degrade_up(kept, sr_model, method) for method in ("bicubic", "sr")}
+            self._upscaled_fold = fold
+        upscaled = self._upscaled
         for method, up in upscaled.items():
             name = "bicubic-upscaled LR" if method == "bicubic" else "SR-upscaled LR"
             self._add(
