@@ -29,8 +29,10 @@ class SRConfig:
     """Everything that defines one SR training run.
 
     Model: scale 2 or 4; generator 'compact' (32 filters x 8 blocks, the CPU default) or 'large' (64 x 16,
-    for GPUs); consistency projection on by default. Data: HR crops of hr_size px inside the breast, LR by
-    box averaging, rounded to the source bit depth when quantise_lr (what a file gives at inference).
+    for GPUs); consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
+    foreground_share of them inside the film foreground instead (labels and markers, whose sharp edges a
+    breast-only model over-sharpens), LR by box averaging, rounded to the source bit depth when quantise_lr
+    (what a file gives at inference).
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.
     """
@@ -41,8 +43,9 @@ class SRConfig:
     quantise_lr: bool = True
     hr_size: int = 96
     batch_size: int = 16
-    n_pairs: int = 16384
-    pretrain_steps: int = 4000
+    n_pairs: int = 32768
+    foreground_share: float = 0.25
+    pretrain_steps: int = 12000
     gan_steps: int = 1000
     val_every: int = 500
     val_crops: int = 48
@@ -114,6 +117,8 @@ def resolve_sr_config(preset: str = "standard", **overrides) -> SRConfig:
         raise MammoError(f"scale must be 2 or 4, got {config.scale}")
     if config.generator not in GENERATOR_SIZES:
         raise MammoError(f"generator must be one of {', '.join(GENERATOR_SIZES)}, got {config.generator!r}")
+    if not 0.0 <= config.foreground_share <= 1.0:
+        raise MammoError(f"foreground_share must be in [0, 1], got {config.foreground_share}")
     if config.hr_size % (4 * config.scale):
         raise MammoError(f"hr_size {config.hr_size} must be a multiple of {4 * config.scale}")
     for name in ("pretrain_steps", "gan_steps"):

@@ -188,9 +188,21 @@ def test_sr_pairs_are_deterministic_and_noise_leaves_hr_alone(catalog: Catalog) 
     assert noisy.lr.min() >= 0 and noisy.lr.max() <= 1
 
 
+def test_foreground_share_puts_crops_on_film_labels(catalog: Catalog) -> None:
+    label_crops = {}
+    for share in (0.0, 1.0):
+        pairs = sample_sr_pairs(catalog, 60, hr_size=32, split=None, seed=4, foreground_share=share)
+        label_crops[share] = int(((pairs.hr[..., 0] >= 0.99).mean(axis=(1, 2)) > 0.5).sum())
+        assert ((pairs.hr[..., 0] > 0.08).mean(axis=(1, 2)) >= 0.9).all()  # foreground, labels included
+    assert label_crops[0.0] == 0 and label_crops[1.0] >= 10  # the rest lie on the breast edge
+    default = sample_sr_pairs(catalog, 8, hr_size=32, seed=1)
+    assert np.array_equal(default.hr, sample_sr_pairs(catalog, 8, hr_size=32, seed=1, foreground_share=0.0).hr)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
+        {"n": 4, "foreground_share": 1.5},
         {"n": 4, "hr_size": 30, "scale": 4},  # not divisible
         {"n": 4, "scale": 1},
         {"n": 0},

@@ -64,7 +64,8 @@ MAX_SATURATED_FRACTION = 0.01  # of the patch at or above SATURATION_LEVEL
 EDGE_MARGIN = 8  # pixels between the patch and the image edge (centre >= patch_size/2 + 8)
 MAX_REDRAWS = 20  # tries per patch (calcification: within its jitter) before it is dropped
 MAX_NORMAL_TRIES = 200  # uniform draws per normal patch before it is dropped
-SR_MIN_BREAST_FRACTION = 0.90  # of an SR crop inside the breast mask
+SR_MIN_BREAST_FRACTION = 0.90  # of an SR crop inside the breast mask (or inside the film foreground)
+FOREGROUND_LEVEL = 0.08  # of full scale: the film foreground, labels and markers included (ANCHORS.md section 6)
 LABELS = {"B": BENIGN, "M": MALIGNANT}
 
 
@@ -172,12 +173,16 @@ def sample_sr_pairs(
     split: str | None = "train",
     blur_sigma: float = 0.0,
     noise: float = 0.0,
+    foreground_share: float = 0.0,
     seed: int = 0,
 ) -> SRPairs:
     """n (LR, HR) pairs: HR crops with >= 90% breast, images uniform, positions uniform among fitting ones.
 
-    An image where no crop fits is dropped and its draws go to the others; MammoError if none fits.
-    Crop positions depend only on `seed` (not on blur_sigma or noise), so HR is the same for any degradation.
+    foreground_share: the expected share of crops drawn instead among those that the breast rule rejects but
+    that are >= 90% film foreground (pixels > 0.08): the film's labels and markers and the breast edge, so a
+    model also learns the sharp, high-contrast edges it meets on a whole film (a breast crop where an image has
+    none). An image where no breast crop fits is dropped and its draws go to the others; MammoError if none fits. Crop positions depend only on `seed` and `foreground_share` (not on
+    blur_sigma or noise), so HR is the same for any degradation.
     """
     n = _check_int("n", n, 1)
     scale = _check_int("scale", scale, 2)
@@ -186,6 +191,8 @@ def sample_sr_pairs(
         raise MammoError(f"hr_size {hr_size} is not divisible by scale {scale}")
     _check_nonnegative("blur_sigma", blur_sigma)
     _check_nonnegative("noise", noise)
+    if not 0.0 <= foreground_share <= 1.0:
+        raise MammoError(f"foreground_share must be in [0, 1], got {foreground_share}")
     images = _select_images(catalog, split)
     crop_seed, noise_seed = np.random.SeedSequence(int(seed)).spawn(2)
     rng = np.random.default_rng(crop_seed)
@@ -210,7 +217,14 @@ def sample_sr_pairs(
                 pending += int(count)
                 continue
             span = prepared.mask.shape[1] - hr_size + 1
-            for corner in valid[rng.integers(valid.size, size=int(count))]:
+            corners = valid[rng.integers(valid.size, size=int(count))]
+            if foreground_share > 0:
+                fits = _window_sums(prepared.pixels > FOREGROUND_LEVEL, hr_size) >= needed
+                foreground = np.setdiff1d(np.flatnonzero(fits), valid, assume_unique=True)
+                use = rng.random(int(count)) < foreground_share
+                if foreground.size and use.any():
+                    corners[use] = foreground[rng.integers(foreground.size, size=int(use.sum()))]
+            for corner in corners:
                 top, left = divmod(int(corner), span)
                 crops.append(prepared.pixels[top : top + hr_size, left : left + hr_size])
                 sources.append(int(index))

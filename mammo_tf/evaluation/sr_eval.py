@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from mammo_tf.data.samplers import FOREGROUND_LEVEL
 from mammo_tf.errors import MammoError
 
 VARIANTS = (("float", None), ("8-bit", 8), ("16-bit", 16))
@@ -37,7 +38,7 @@ BASELINES = ("nearest", "bicubic", "lanczos")
 MATCH_PX = 2.0
 BLOCK = 64  # the worst-region search: where SR loses most against bicubic, in 64-px blocks
 INTERIOR_PX = 20
-ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = 0.08, 9, 4  # ANCHORS.md section 6
+ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = FOREGROUND_LEVEL, 9, 4  # ANCHORS.md section 6
 
 
 def anchor_mask(hr: np.ndarray) -> np.ndarray:
