@@ -11,6 +11,7 @@ keras = pytest.importorskip("keras")
 from mammo_tf.models import losses  # noqa: E402
 from mammo_tf.models.synthesis import (  # noqa: E402
     PRESETS,
+    ReflectPad,
     SynthesisConfig,
     SynthesisGAN,
     build_synthesis_discriminator,
@@ -151,6 +152,24 @@ def test_networks_shapes_dtypes_and_stem(size):
     stem = disc.get_layer("stem")
     assert not stem.trainable_weights and not stem.trainable
     assert any(isinstance(layer, keras.layers.SpectralNormalization) for layer in disc.layers)
+
+
+def test_reflect_pad_mirrors_borders_and_the_generator_uses_it_unless_told_zeros():
+    x = np.arange(2 * 3 * 4 * 2, dtype=np.float32).reshape(2, 3, 4, 2)
+    expected = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    assert np.array_equal(np.asarray(ReflectPad(1)(x)), expected)
+    z, labels = latents(2, TINY.latent_dim, seed=1), np.array([0, 1], np.int32)
+    outputs = {}
+    for padding in ("reflect", "zeros"):
+        gen = build_synthesis_gan(TINY.replace(g_padding=padding), seed=0).generator
+        convs = [layer for layer in gen.layers if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (3, 3)]
+        assert convs and all(c.padding == ("valid" if padding == "reflect" else "same") for c in convs)
+        assert sum(isinstance(layer, ReflectPad) for layer in gen.layers) == (len(convs) if padding == "reflect" else 0)
+        outputs[padding] = np.asarray(gen([z, labels]))
+    assert outputs["reflect"].shape == outputs["zeros"].shape
+    assert np.abs(outputs["reflect"] - outputs["zeros"]).max() > 1e-5  # same weights, different borders
+    with pytest.raises(ValueError, match="g_padding"):
+        TINY.replace(g_padding="wrap")
 
 
 def test_class_conditioning_changes_outputs():

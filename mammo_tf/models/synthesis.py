@@ -33,6 +33,7 @@ from mammo_tf.models.losses import D_LOSSES, G_LOSSES, r1_penalty
 
 N_CLASSES = 3  # NORMAL, BENIGN, MALIGNANT (mammo_tf.data.samplers)
 LOSSES = tuple(D_LOSSES)
+PADDINGS = ("reflect", "zeros")
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -44,6 +45,8 @@ class SynthesisConfig:
 
     patch_size: side P of the square patches, 4 * 2**k (64 by default, 128 as an option).
     g_width / d_width: channels at full resolution; they double per halving of the size up to x max_mult.
+    g_padding: the generator's 3x3 convolutions pad by 'reflect' (no dark frame: zero padding lets a small
+        generator learn the patch border as a feature) or 'zeros' (the models shipped before it existed).
     r1_gamma, r1_every: R1 weight and lazy interval (the penalty is computed every r1_every D steps and
         scaled by r1_every). ema_decay: the EMA generator's decay per step. ada_*: the augmentation
         controller (target for E[sign D(real)], images for p to move by 1, start, maximum).
@@ -56,6 +59,7 @@ class SynthesisConfig:
     latent_dim: int = 128
     embed_dim: int = 32
     g_width: int = 16
+    g_padding: str = "reflect"
     d_width: int = 16
     max_mult: int = 8
     minibatch_std: bool = True
@@ -87,6 +91,8 @@ class SynthesisConfig:
         size = self.patch_size
         if not isinstance(size, int) or size < 8 or size % 4 or (size // 4) & (size // 4 - 1):
             raise ValueError(f"patch_size must be 4 * 2**k >= 8 (e.g. 64 or 128), got {size!r}")
+        if self.g_padding not in PADDINGS:
+            raise ValueError(f"g_padding must be one of {PADDINGS}, got {self.g_padding!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("n_classes", "latent_dim", "embed_dim", "g_width", "d_width", "max_mult", "r1_every"):
@@ -194,6 +200,27 @@ class InputStem(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
+class ReflectPad(layers.Layer):
+    """[B, H, W, C] -> [B, H + 2p, W + 2p, C], mirrored borders (edge pixel not repeated), any dtype."""
+
+    def __init__(self, pad: int = 1, **kw) -> None:
+        super().__init__(**kw)
+        self.pad = int(pad)
+
+    def call(self, x: Any) -> Any:
+        p = self.pad
+        return ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else n + 2 * self.pad  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="mammo_tf")
 class ClassConditionalNorm(layers.Layer):
     """Group norm without affine, then a per-class gain and bias: inputs [x [B, H, W, C], labels int [B]].
 
@@ -287,6 +314,7 @@ def build_synthesis_generator(
     embed_dim: int = 32,
     max_mult: int = 8,
     groups: int = 8,
+    padding: str = "reflect",
     seed: int = 0,
     name: str = "synthesis_generator",
 ) -> keras.Model:
@@ -294,10 +322,18 @@ def build_synthesis_generator(
 
     4x4 start, then log2(P/4) residual up blocks (conditional norm, LeakyReLU, bilinear x2, 3x3 conv, twice, plus
     a 1x1 skip); channels width * min(2**levels_left, max_mult). The last layer is a float32 sigmoid, so the
-    output is float32 in [0, 1] under any dtype policy. ``seed`` fixes the initial weights.
+    output is float32 in [0, 1] under any dtype policy. ``padding``: 'reflect' or 'zeros' for the 3x3
+    convolutions. ``seed`` fixes the initial weights.
     """
     levels = _levels(patch_size)
     init = _Seeds(seed)
+
+    def conv3(x: Any, filters: int, layer_name: str) -> Any:
+        if padding == "zeros":
+            return layers.Conv2D(filters, 3, padding="same", kernel_initializer=init(), name=layer_name)(x)
+        x = ReflectPad(1, name=f"{layer_name}_pad")(x)
+        return layers.Conv2D(filters, 3, padding="valid", kernel_initializer=init(), name=layer_name)(x)
+
     chans = [width * min(2 ** (levels - i), max_mult) for i in range(levels + 1)]
     z = keras.Input((latent_dim,), name="z")
     label = keras.Input((), dtype="int32", name="label")
@@ -314,14 +350,14 @@ def build_synthesis_generator(
         y = ClassConditionalNorm(n_classes, groups, name=f"{tag}_norm1")([h, label])
         y = layers.LeakyReLU(0.2, name=f"{tag}_act1")(y)
         y = layers.UpSampling2D(2, interpolation="bilinear", name=f"{tag}_up")(y)
-        y = layers.Conv2D(out, 3, padding="same", kernel_initializer=init(), name=f"{tag}_conv1")(y)
+        y = conv3(y, out, f"{tag}_conv1")
         y = ClassConditionalNorm(n_classes, groups, name=f"{tag}_norm2")([y, label])
         y = layers.LeakyReLU(0.2, name=f"{tag}_act2")(y)
-        y = layers.Conv2D(out, 3, padding="same", kernel_initializer=init(), name=f"{tag}_conv2")(y)
+        y = conv3(y, out, f"{tag}_conv2")
         h = layers.Add(name=f"{tag}_add")([skip, y])
     h = ClassConditionalNorm(n_classes, groups, name="out_norm")([h, label])
     h = layers.LeakyReLU(0.2, name="out_act")(h)
-    h = layers.Conv2D(1, 3, padding="same", kernel_initializer=init(), name="to_grey")(h)
+    h = conv3(h, 1, "to_grey")
     image = layers.Activation("sigmoid", dtype="float32", name="image")(h)
     return keras.Model([z, label], image, name=name)
 
@@ -699,7 +735,7 @@ def build_synthesis_gan(config: SynthesisConfig | None = None, seed: int = 0) ->
     cfg = config or SynthesisConfig()
     generator = build_synthesis_generator(
         cfg.latent_dim, cfg.patch_size, cfg.n_classes, cfg.g_width,
-        embed_dim=cfg.embed_dim, max_mult=cfg.max_mult, seed=seed,
+        embed_dim=cfg.embed_dim, max_mult=cfg.max_mult, padding=cfg.g_padding, seed=seed,
     )  # fmt: skip
     discriminator = build_synthesis_discriminator(
         cfg.patch_size, cfg.n_classes, cfg.d_width,
