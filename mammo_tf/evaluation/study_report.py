@@ -36,13 +36,13 @@ def _figures(out: Path, metrics: dict) -> list[str]:
     names.append("roc.png")
 
     rows = [
-        (task, arm, a["auc_difference_vs_reference"])
+        (task, f"{arm} vs {e['reference']}", a["auc_difference_vs_reference"])
         for task, e in tasks.items()
         for arm, a in e["arms"].items()
         if arm != e["reference"]
     ]
     if rows:
-        fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.2), dpi=110)
+        fig, ax = plt.subplots(figsize=(11, 0.3 * len(rows) + 1.2), dpi=110)
         for i, (_, _, d) in enumerate(rows):
             ax.errorbar(
                 d["estimate"],
@@ -56,7 +56,7 @@ def _figures(out: Path, metrics: dict) -> list[str]:
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_yticks(range(len(rows)), [f"{t}: {a}" for t, a, _ in rows], fontsize=6)
         ax.invert_yaxis()
-        ax.set_xlabel("AUC difference against the task's reference arm (paired, 95 % CI)")
+        ax.set_xlabel("AUC difference, arm - reference arm of its task (paired, 95 % CI)")
         fig.tight_layout()
         fig.savefig(out / "forest.png")
         plt.close(fig)
