@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -146,3 +147,17 @@ def test_ship_run_and_the_shipped_default(tmp_path: Path, classifier_run: Path, 
     result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--stride", "64"])
     assert result.exit_code == 0, result.output
     assert pd.read_csv(tmp_path / "d" / "detections.csv")["model"].str.startswith("calc-classifier@").all()
+
+
+def test_a_card_of_an_unfinished_run_says_so(tmp_path: Path, classifier_run: Path) -> None:
+    from mammo_tf.evaluation.cards import ship_run
+
+    run = tmp_path / "run"
+    shutil.copytree(classifier_run, run)
+    state = json.loads((run / "state.json").read_text())
+    (run / "state.json").write_text(json.dumps({**state, "finished": False, "step": 2}))
+    (run / "metrics.json").unlink()
+    folder = ship_run(run, "calc-classifier", tmp_path / "models")
+    text = (folder / "card.md").read_text()
+    assert "not finished: this is its checkpoint at step 2 of 4" in text and "No final run metrics" in text
+    assert json.loads((folder / "card.json").read_text())["training"]["finished"] is False
