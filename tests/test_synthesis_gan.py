@@ -162,9 +162,10 @@ def test_reflect_pad_mirrors_borders_and_the_generator_uses_it_unless_told_zeros
     outputs = {}
     for padding in ("reflect", "zeros"):
         gen = build_synthesis_gan(TINY.replace(g_padding=padding), seed=0).generator
-        convs = [layer for layer in gen.layers if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (3, 3)]
+        convs = [c for c in gen.layers if isinstance(c, keras.layers.Conv2D) and c.kernel_size == (3, 3)]
         assert convs and all(c.padding == ("valid" if padding == "reflect" else "same") for c in convs)
-        assert sum(isinstance(layer, ReflectPad) for layer in gen.layers) == (len(convs) if padding == "reflect" else 0)
+        pads = sum(isinstance(layer, ReflectPad) for layer in gen.layers)
+        assert pads == (len(convs) if padding == "reflect" else 0)
         outputs[padding] = np.asarray(gen([z, labels]))
     assert outputs["reflect"].shape == outputs["zeros"].shape
     assert np.abs(outputs["reflect"] - outputs["zeros"]).max() > 1e-5  # same weights, different borders

@@ -282,8 +282,12 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
             f"Trained on {config.get('source')} training patients ({len(config.get('train_patients', []))} "
             f"patients), {state.get('step')} steps, {card['training']['hours']:.2f} h, "
             f"{config.get('precision_resolved')}."
-            + ("" if card["training"]["finished"] else f" The run was not finished: this is its checkpoint at step "
-               f"{state.get('step')} of {config.get('steps', '?')}."),
+            + (
+                ""
+                if card["training"]["finished"]
+                else f" The run was not finished: this is its checkpoint at step "
+                f"{state.get('step')} of {config.get('steps', '?')}."
+            ),
             "",
             "Final run metrics (validation patients):" if final else "No final run metrics (the run is not finished).",
             "",

@@ -50,7 +50,13 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     from mammo_tf.data.samplers import sample_sr_pairs
 
     pairs = sample_sr_pairs(
-        catalog, n, hr_size=hr_size, scale=config.scale, split=split, foreground_share=config.foreground_share, seed=seed
+        catalog,
+        n,
+        hr_size=hr_size,
+        scale=config.scale,
+        split=split,
+        foreground_share=config.foreground_share,
+        seed=seed,
     )
     depths = catalog.images.set_index("image_id")["bit_depth"].loc[pairs.image_id].to_numpy()
     if not config.quantise_lr:
