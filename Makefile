@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-fg
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan pretrained-classifier export study
+.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier export study
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,11 +52,17 @@ pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the ba
 		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(SR_RUN)/train.log"
 
-GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias
+GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias-std
 CLS_RUN ?= $(HOME)/mammo-runs/calc-classifier-mias
 
-pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS (quick preset, minutes), evaluate it, ship saved_models/synth-64
-	$(BIN)/mammo-tf train-gan --data data/mias --preset quick --seed 0 --run-dir $(GAN_RUN)
+pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS in the background (standard preset, hours, resumes a started run); log in $(GAN_RUN)/train.log
+	mkdir -p $(GAN_RUN)
+	resume=$$([ -f $(GAN_RUN)/checkpoints/last.keras ] && echo --resume); \
+	nohup $(BIN)/mammo-tf train-gan --data data/mias --preset standard --seed 0 \
+		--run-dir $(GAN_RUN) $$resume >> $(GAN_RUN)/train.log 2>&1 &
+	@echo "training in the background: tail -f $(GAN_RUN)/train.log"
+
+ship-gan: $(STAMP) data ## evaluate the synthesis run (its last validation checkpoint) on held-out MIAS patients; ship saved_models/synth-64
 	$(BIN)/mammo-tf evaluate-gan --model $(GAN_RUN) --data data/mias --out $(GAN_RUN)-report
 	$(BIN)/mammo-tf ship $(GAN_RUN) --name synth-64 --report $(GAN_RUN)-report
 
