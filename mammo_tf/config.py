@@ -21,6 +21,7 @@ def preset_values(presets: dict[str, dict], preset: str, **overrides) -> dict:
 
 
 # filters, blocks, residual scale; "tiny" exists for the test suite.
+SR_ACTIVATIONS = ("leaky_relu", "relu")
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
 
@@ -29,7 +30,8 @@ class SRConfig:
     """Everything that defines one SR training run.
 
     Model: scale 2 or 4; generator 'compact' (32 filters x 8 blocks, the CPU default) or 'large' (64 x 16,
-    for GPUs); consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
+    for GPUs), residual blocks with 'leaky_relu' (default) or 'relu' (the models shipped before it);
+    consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
     foreground_share of them inside the film foreground instead (labels and markers, whose sharp edges a
     breast-only model over-sharpens), LR by box averaging, rounded to the source bit depth when quantise_lr
     (what a file gives at inference).
@@ -39,6 +41,7 @@ class SRConfig:
 
     scale: int = 2
     generator: str = "compact"
+    activation: str = "leaky_relu"
     consistency: bool = True
     quantise_lr: bool = True
     hr_size: int = 96
@@ -117,6 +120,8 @@ def resolve_sr_config(preset: str = "standard", **overrides) -> SRConfig:
         raise MammoError(f"scale must be 2 or 4, got {config.scale}")
     if config.generator not in GENERATOR_SIZES:
         raise MammoError(f"generator must be one of {', '.join(GENERATOR_SIZES)}, got {config.generator!r}")
+    if config.activation not in SR_ACTIVATIONS:
+        raise MammoError(f"activation must be one of {', '.join(SR_ACTIVATIONS)}, got {config.activation!r}")
     if not 0.0 <= config.foreground_share <= 1.0:
         raise MammoError(f"foreground_share must be in [0, 1], got {config.foreground_share}")
     if config.hr_size % (4 * config.scale):

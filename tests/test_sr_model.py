@@ -62,6 +62,17 @@ def test_untrained_generator_is_the_projected_bicubic_interpolation() -> None:
     assert out.shape == (1, 18, 26, 1)
 
 
+def test_residual_blocks_use_the_configured_activation() -> None:
+    from mammo_tf.errors import MammoError
+
+    x = np.array([-1.0, 2.0], np.float32)
+    for name, expected in (("leaky_relu", [-0.2, 2.0]), ("relu", [0.0, 2.0])):
+        conv = build_sr_generator(_tiny(activation=name)).get_layer("block0_conv1")
+        np.testing.assert_allclose(np.asarray(conv.activation(x)), expected, rtol=1e-6)
+    with pytest.raises(MammoError, match="activation"):
+        _tiny(activation="gelu")
+
+
 def _batches(scale: int = 2, n: int = 4):
     rng = np.random.default_rng(1)
     hr = rng.random((n, 16 * scale, 16 * scale, 1)).astype(np.float32)

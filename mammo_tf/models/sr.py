@@ -34,7 +34,7 @@ def build_sr_generator(config: SRConfig, name: str | None = None) -> keras.Model
     head = layers.Conv2D(f, 3, padding="same", name="head")(lr)
     x = head
     for i in range(config.blocks):
-        x = residual_block(x, f, config.res_scale, name=f"block{i}")
+        x = residual_block(x, f, config.res_scale, name=f"block{i}", activation=config.activation)
     x = layers.Conv2D(f, 3, padding="same", name="body_end")(x)
     x = layers.Add(name="body_skip")([x, head])
     x = subpixel_upsample(x, f, config.scale, name="up")
