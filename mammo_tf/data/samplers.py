@@ -64,7 +64,7 @@ MAX_SATURATED_FRACTION = 0.01  # of the patch at or above SATURATION_LEVEL
 EDGE_MARGIN = 8  # pixels between the patch and the image edge (centre >= patch_size/2 + 8)
 MAX_REDRAWS = 20  # tries per patch (calcification: within its jitter) before it is dropped
 MAX_NORMAL_TRIES = 200  # uniform draws per normal patch before it is dropped
-SR_MIN_BREAST_FRACTION = 0.90  # of an SR crop inside the breast mask (or inside the film foreground)
+SR_MIN_BREAST_FRACTION = 0.90  # of an SR crop inside the breast mask (or, for foreground crops, the foreground)
 FOREGROUND_LEVEL = 0.08  # of full scale: the film foreground, labels and markers included (ANCHORS.md section 6)
 LABELS = {"B": BENIGN, "M": MALIGNANT}
 
@@ -180,9 +180,10 @@ def sample_sr_pairs(
 
     foreground_share: the expected share of crops drawn instead among those that the breast rule rejects but
     that are >= 90% film foreground (pixels > 0.08): the film's labels and markers and the breast edge, so a
-    model also learns the sharp, high-contrast edges it meets on a whole film (a breast crop where an image has
-    none). An image where no breast crop fits is dropped and its draws go to the others; MammoError if none fits. Crop positions depend only on `seed` and `foreground_share` (not on
-    blur_sigma or noise), so HR is the same for any degradation.
+    model also learns the sharp, high-contrast edges it meets on a whole film (a breast crop where an image
+    has none). An image where no breast crop fits is dropped and its draws go to the others; MammoError if
+    none fits. Crop positions depend only on `seed` and `foreground_share` (not on blur_sigma or noise), so
+    HR is the same for any degradation.
     """
     n = _check_int("n", n, 1)
     scale = _check_int("scale", scale, 2)
