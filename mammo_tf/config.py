@@ -21,7 +21,7 @@ def preset_values(presets: dict[str, dict], preset: str, **overrides) -> dict:
 
 
 # filters, blocks, residual scale; "tiny" exists for the test suite.
-SR_ACTIVATIONS = ("leaky_relu", "relu")
+SR_ACTIVATIONS = ("relu", "leaky_relu")
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
 
@@ -30,8 +30,7 @@ class SRConfig:
     """Everything that defines one SR training run.
 
     Model: scale 2 or 4; generator 'compact' (32 filters x 8 blocks, the CPU default) or 'large' (64 x 16,
-    for GPUs), residual blocks with 'leaky_relu' (default) or 'relu' (the models shipped before it);
-    consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
+    for GPUs), residual blocks with 'relu' (default) or 'leaky_relu'; consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
     foreground_share of them inside the film foreground instead (labels and markers, whose sharp edges a
     breast-only model over-sharpens), LR by box averaging, rounded to the source bit depth when quantise_lr
     (what a file gives at inference).
@@ -41,19 +40,19 @@ class SRConfig:
 
     scale: int = 2
     generator: str = "compact"
-    activation: str = "leaky_relu"
+    activation: str = "relu"
     consistency: bool = True
     quantise_lr: bool = True
     hr_size: int = 96
     batch_size: int = 16
     n_pairs: int = 32768
     foreground_share: float = 0.25
-    pretrain_steps: int = 5000
+    pretrain_steps: int = 12000
     gan_steps: int = 1000
     val_every: int = 500
     val_crops: int = 48
     val_size: int = 192
-    lr_pretrain: float = 1e-4
+    lr_pretrain: float = 2e-4
     lr_gan_g: float = 5e-5
     lr_gan_d: float = 1e-4
     pixel_weight: float = 1.0
