@@ -30,10 +30,10 @@ class SRConfig:
     """Everything that defines one SR training run.
 
     Model: scale 2 or 4; generator 'compact' (32 filters x 8 blocks, the CPU default) or 'large' (64 x 16,
-    for GPUs), residual blocks with 'relu' (default) or 'leaky_relu'; consistency projection on by default. Data: HR crops of hr_size px inside the breast, a
-    foreground_share of them inside the film foreground instead (labels and markers, whose sharp edges a
-    breast-only model over-sharpens), LR by box averaging, rounded to the source bit depth when quantise_lr
-    (what a file gives at inference).
+    for GPUs); residual blocks with 'relu' (default) or 'leaky_relu'; consistency projection on by default.
+    Data: HR crops of hr_size px inside the breast, a foreground_share of them on the film's labels, markers
+    and breast edge instead (whose sharp edges a breast-only model over-sharpens); LR by box averaging,
+    rounded to the source bit depth when quantise_lr (what a file gives at inference).
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.
     """

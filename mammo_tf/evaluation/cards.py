@@ -224,7 +224,7 @@ def ship_sr(
 def _default_choice(results: dict) -> tuple[str, str]:
     """'gan' if it stays within GAN_PSNR_TOLERANCE_DB of the PSNR model and adds no spurious specks, else 'psnr'."""
     if "gan" not in results:
-        return "psnr", "the GAN model is not trained yet"
+        return "psnr", "this run has no GAN-phase model yet (its adversarial phase has not run)"
     (psnr_test, _, _), (gan_test, gan_phantom, _) = results["psnr"], results["gan"]
     drop = psnr_test["variants"]["8-bit"]["psnr_sr"] - gan_test["variants"]["8-bit"]["psnr_sr"]
     spurious, bicubic = gan_phantom["specks"].get("spurious_sr", 0), gan_phantom["specks"].get("spurious_bicubic", 0)

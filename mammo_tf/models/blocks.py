@@ -39,9 +39,9 @@ def residual_block(x, filters: int, scale: float, name: str, activation: str = "
     """conv3x3 - activation - conv3x3, scaled and added to the input (EDSR/ESRGAN style: no BatchNorm).
 
     activation: 'relu' (EDSR) or 'leaky_relu' (slope 0.2). With a quarter of the training crops on film labels
-    (SRConfig.foreground_share), ReLU channels of the deeper blocks died as training went on (31 % of block 7's
-    channels ever active on a test crop at step 3,000, 66 % at step 1,500); leaky ReLU kept them alive but did
-    not stop the validation gain from falling after step 1,000 (README, "What was tried").
+    (SRConfig.foreground_share), more and more ReLU channels of the deeper blocks stopped firing as training
+    went on; leaky ReLU kept them alive but did not stop the validation gain from falling after step 1,000
+    (README, "What was tried").
     """
     y = layers.Conv2D(filters, 3, padding="same", activation=activation, name=f"{name}_conv1")(x)
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)
