@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MIAS_ARCHIVE ?= ../shared/data/mias/all-mias.tar.gz
 DEMO_DIR ?= runs/demo
 
-SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-fg-relu
+SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-raw
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 

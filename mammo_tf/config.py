@@ -34,7 +34,8 @@ class SRConfig:
     Data: HR crops of hr_size px inside the breast, a foreground_share of them on the film's labels, markers
     and breast edge instead (whose sharp edges a breast-only model over-sharpens); LR by box averaging,
     rounded to the source bit depth when quantise_lr (what a file gives at inference).
-    Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)), then gan_steps of adversarial fine-tuning
+    Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x L1
+    on the output before the projection (models/sr.py says why), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.
     """
 
@@ -47,7 +48,7 @@ class SRConfig:
     batch_size: int = 16
     n_pairs: int = 32768
     foreground_share: float = 0.25
-    pretrain_steps: int = 12000
+    pretrain_steps: int = 3000
     gan_steps: int = 1000
     val_every: int = 500
     val_crops: int = 48
@@ -57,6 +58,7 @@ class SRConfig:
     lr_gan_d: float = 1e-4
     pixel_weight: float = 1.0
     ssim_weight: float = 0.0
+    raw_weight: float = 1.0
     adv_weight: float = 2e-4
     fm_weight: float = 2e-3
     ema_decay: float = 0.999

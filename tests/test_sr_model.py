@@ -103,6 +103,29 @@ def test_one_step_moves_the_loss_in_both_phases(scale: int) -> None:
             assert np.isfinite(second["d_loss"][0]) and "adv" in second
 
 
+def test_raw_loss_reaches_the_pixels_that_the_projection_clips() -> None:
+    """Background at 0 in HR: the projected output is clipped there and passes no gradient; the raw term does."""
+    config = _tiny(scale=2, hr_size=32)
+    lr = np.zeros([2, 16, 16, 1], np.float32)
+    hr = np.zeros([2, 32, 32, 1], np.float32)
+    q = np.zeros([2], np.float32)
+    gradients = {}
+    for weight in (0.0, 1.0):
+        model = compiled_srgan(_tiny(scale=2, hr_size=32, raw_weight=weight))
+        model.generator.get_layer("tail").bias.assign([-0.5])  # raw output -0.5 everywhere
+        layer = model.generator.get_layer("consistency")
+        raw = model.generator([lr, q], training=True)
+        assert float(tf.reduce_min(raw)) < 0.0  # training mode: the projection layer passes x through
+        assert float(tf.reduce_min(layer.project_output(raw, lr, q))) >= 0.0
+        with tf.GradientTape() as tape:
+            sr, raw = model._generate(lr, q)
+            loss = tf.reduce_mean(tf.abs(sr - hr)) + model.raw_weight * tf.reduce_mean(tf.abs(raw - hr))
+        grad = tape.gradient(loss, model.generator.get_layer("tail").bias)
+        gradients[weight] = float(tf.reduce_max(tf.abs(grad)))
+    assert config.raw_weight == 1.0  # on by default
+    assert gradients[0.0] == 0.0 and gradients[1.0] > 0.0
+
+
 def test_keras_round_trip_identical_outputs_and_optimizer_state(tmp_path) -> None:
     model = compiled_srgan(_tiny())
     model.phase = "gan"

@@ -38,10 +38,9 @@ class ICNR(keras.initializers.Initializer):
 def residual_block(x, filters: int, scale: float, name: str, activation: str = "relu"):
     """conv3x3 - activation - conv3x3, scaled and added to the input (EDSR/ESRGAN style: no BatchNorm).
 
-    activation: 'relu' (EDSR) or 'leaky_relu' (slope 0.2). With a quarter of the training crops on film labels
-    (SRConfig.foreground_share), more and more ReLU channels of the deeper blocks stopped firing as training
-    went on; leaky ReLU kept them alive but did not stop the validation gain from falling after step 1,000
-    (README, "What was tried").
+    activation: 'relu' (EDSR) or 'leaky_relu' (slope 0.2). Leaky ReLU was tried when ReLU channels of the
+    deeper blocks stopped firing in runs with film-label crops; the cause was the loss, not the activation
+    (SRGAN's raw_weight, README "What was tried"), so ReLU stays the default.
     """
     y = layers.Conv2D(filters, 3, padding="same", activation=activation, name=f"{name}_conv1")(x)
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)

@@ -85,6 +85,8 @@ class ConsistencyProjection(layers.Layer):
     """Layer form of ``project``: inputs [x, lr, quant_step] -> float32 [B, H, W, 1] in [0, 1].
 
     enabled=False only clips x to [0, 1] (the projection switched off, for ablations).
+    training=True returns x itself (float32, neither projected nor clipped): SRGAN.train_step projects it
+    with ``project_output`` and can then also put a loss on the raw output, which the projection hides.
     """
 
     def __init__(self, scale: int, steps: int = BISECTION_STEPS, enabled: bool = True, **kwargs) -> None:
@@ -92,8 +94,13 @@ class ConsistencyProjection(layers.Layer):
         super().__init__(**kwargs)
         self.scale, self.steps, self.enabled = int(scale), int(steps), bool(enabled)
 
-    def call(self, inputs):
-        x, lr, quant_step = inputs
+    def call(self, inputs, training=None):
+        if training:
+            return ops.cast(inputs[0], "float32")
+        return self.project_output(*inputs)
+
+    def project_output(self, x, lr, quant_step):
+        """What the layer does at inference: project (or, disabled, clip) x."""
         if not self.enabled:
             return ops.clip(ops.cast(x, "float32"), 0.0, 1.0)
         return project(x, lr, quant_step, self.scale, self.steps)

@@ -87,9 +87,13 @@ def _per_example_mean(x):
 class SRGAN(keras.Model):
     """Generator + discriminator + EMA generator, trained in two phases.
 
-    phase "pretrain": pixel loss only (L1, + ssim_weight x (1 - SSIM)); phase "gan": relativistic-average
-    adversarial loss x adv_weight + feature matching on D's features x fm_weight + pixel loss. Losses are
-    per-example and averaged over the global batch (strategy-ready). ``call`` runs the EMA generator.
+    phase "pretrain": pixel loss only (L1, + ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x
+    L1 on the output before the projection; phase "gan": relativistic-average adversarial loss x adv_weight +
+    feature matching on D's features x fm_weight + both pixel losses. The raw term matters where the
+    projection clips (film background at 0, saturated labels at 1): there the projected output passes no
+    gradient, so without it the network's raw output drifts far out of range and, its convolutions being
+    smooth, spills ringing into the tissue next to it. Losses are per-example and averaged over the global
+    batch (strategy-ready). ``call`` runs the EMA generator.
     Data: ((lr [B,h,w,1], quant_step [B]), hr [B,H,W,1]), float32.
     """
 
@@ -101,6 +105,7 @@ class SRGAN(keras.Model):
         phase: str = "pretrain",
         pixel_weight: float = 1.0,
         ssim_weight: float = 0.0,
+        raw_weight: float = 0.0,
         adv_weight: float = 2e-4,
         fm_weight: float = 2e-3,
         ema_decay: float = 0.999,
@@ -109,9 +114,9 @@ class SRGAN(keras.Model):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.ema_generator = generator, discriminator, ema_generator
         self.phase = phase
-        self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
+        self.pixel_weight, self.ssim_weight, self.raw_weight = float(pixel_weight), float(ssim_weight), float(raw_weight)
         self.adv_weight, self.fm_weight, self.ema_decay = float(adv_weight), float(fm_weight), float(ema_decay)
-        names = ("g_loss", "pixel", "d_loss", "adv", "fm")
+        names = ("g_loss", "pixel", "raw", "d_loss", "adv", "fm")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @classmethod
@@ -125,6 +130,7 @@ class SRGAN(keras.Model):
             ema,
             pixel_weight=config.pixel_weight,
             ssim_weight=config.ssim_weight,
+            raw_weight=config.raw_weight,
             adv_weight=config.adv_weight,
             fm_weight=config.fm_weight,
             ema_decay=config.ema_decay,
@@ -153,6 +159,11 @@ class SRGAN(keras.Model):
             per_example = per_example + self.ssim_weight * (1.0 - ssim)
         return per_example
 
+    def _generate(self, lr, quant_step):
+        """(projected, raw) float32 [B, H, W, 1]: the generator in training mode, then its projection."""
+        raw = self.generator([lr, quant_step], training=True)  # the projection layer passes x through
+        return self.generator.get_layer("consistency").project_output(raw, lr, quant_step), raw
+
     def _update_ema(self) -> None:
         step = tf.cast(self.g_optimizer.iterations, tf.float32)
         decay = tf.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))  # warm-up: early EMA follows closely
@@ -164,7 +175,7 @@ class SRGAN(keras.Model):
         average = tf.nn.compute_average_loss  # over the global batch: gradients are summed over replicas
         logs = {}
         if self.phase == "gan":
-            sr = self.generator([lr, quant_step], training=True)
+            sr, _ = self._generate(lr, quant_step)
             with tf.GradientTape() as tape:
                 real = self.discriminator(hr, training=True)
                 fake = self.discriminator(tf.stop_gradient(sr), training=True)
@@ -174,9 +185,10 @@ class SRGAN(keras.Model):
             self.d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_variables, strict=True))
             self.trackers["d_loss"].update_state(tf.reduce_mean(d_per))
         with tf.GradientTape() as tape:
-            sr = self.generator([lr, quant_step], training=True)
+            sr, raw = self._generate(lr, quant_step)
             pixel = self._pixel_loss(sr, hr)
-            per_example = self.pixel_weight * pixel
+            raw_pixel = _per_example_mean(tf.abs(raw - hr))
+            per_example = self.pixel_weight * pixel + self.raw_weight * raw_pixel
             if self.phase == "gan":
                 real = self.discriminator(hr, training=False)
                 fake = self.discriminator(sr, training=False)
@@ -190,7 +202,8 @@ class SRGAN(keras.Model):
         self._update_ema()
         self.trackers["g_loss"].update_state(tf.reduce_mean(per_example))
         self.trackers["pixel"].update_state(tf.reduce_mean(pixel))
-        names = ["g_loss", "pixel"]
+        self.trackers["raw"].update_state(tf.reduce_mean(raw_pixel))
+        names = ["g_loss", "pixel", "raw"]
         if self.phase == "gan":
             self.trackers["adv"].update_state(tf.reduce_mean(adv))
             self.trackers["fm"].update_state(tf.reduce_mean(fm))
@@ -208,6 +221,7 @@ class SRGAN(keras.Model):
             phase=self.phase,
             pixel_weight=self.pixel_weight,
             ssim_weight=self.ssim_weight,
+            raw_weight=self.raw_weight,
             adv_weight=self.adv_weight,
             fm_weight=self.fm_weight,
             ema_decay=self.ema_decay,
