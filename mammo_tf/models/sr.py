@@ -114,7 +114,8 @@ class SRGAN(keras.Model):
         super().__init__(**kwargs)
         self.generator, self.discriminator, self.ema_generator = generator, discriminator, ema_generator
         self.phase = phase
-        self.pixel_weight, self.ssim_weight, self.raw_weight = float(pixel_weight), float(ssim_weight), float(raw_weight)
+        self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
+        self.raw_weight = float(raw_weight)
         self.adv_weight, self.fm_weight, self.ema_decay = float(adv_weight), float(fm_weight), float(ema_decay)
         names = ("g_loss", "pixel", "raw", "d_loss", "adv", "fm")
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
