@@ -105,7 +105,7 @@ class SRGAN(keras.Model):
         phase: str = "pretrain",
         pixel_weight: float = 1.0,
         ssim_weight: float = 0.0,
-        raw_weight: float = 0.0,
+        raw_weight: float = 0.0,  # 0: checkpoints saved before the term existed resume as they trained
         adv_weight: float = 2e-4,
         fm_weight: float = 2e-3,
         ema_decay: float = 0.999,
