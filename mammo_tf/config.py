@@ -37,6 +37,8 @@ class SRConfig:
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x L1
     on the output before the projection (models/sr.py says why), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.
+    Validation: every val_every steps on val_films whole validation films, PSNR gain over bicubic in the
+    ANCHORS.md section 6 region (what evaluate-sr reports on the test films).
     """
 
     scale: int = 2
@@ -51,8 +53,7 @@ class SRConfig:
     pretrain_steps: int = 3000
     gan_steps: int = 1000
     val_every: int = 500
-    val_crops: int = 48
-    val_size: int = 192
+    val_films: int = 8
     lr_pretrain: float = 2e-4
     lr_gan_g: float = 5e-5
     lr_gan_d: float = 1e-4
@@ -94,7 +95,7 @@ class SRConfig:
 
 SR_PRESETS: dict[str, dict] = {
     # Minutes on 2 CPU cores: what `make demo` trains on the phantom.
-    "quick": dict(generator="compact", n_pairs=1024, pretrain_steps=400, gan_steps=100, val_every=100, val_crops=16),
+    "quick": dict(generator="compact", n_pairs=1024, pretrain_steps=400, gan_steps=100, val_every=100, val_films=4),
     # The shipped models: hours on 2 CPU cores, resumable.
     "standard": {},
     # Seconds: the test suite.
@@ -106,8 +107,7 @@ SR_PRESETS: dict[str, dict] = {
         pretrain_steps=4,
         gan_steps=2,
         val_every=2,
-        val_crops=2,
-        val_size=64,
+        val_films=1,
         d_filters=4,
         ema_decay=0.9,
     ),

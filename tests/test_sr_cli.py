@@ -243,3 +243,29 @@ def test_default_sr_model_rule(gan_psnr: float, spurious: int, choice: str, need
 
     picked, reason = _default_choice({"psnr": result(45.0, 0), "gan": result(gan_psnr, spurious)})
     assert picked == choice and needle in reason
+
+
+def test_validation_scores_whole_films_in_the_anchor_region(tiny_run: Path) -> None:
+    """Validation is scored as the test films are: whole films, tissue and labels, no film background."""
+    from mammo_tf.config import resolve_sr_config
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.evaluation.sr import area_downsample, interpolate, psnr
+    from mammo_tf.evaluation.sr_eval import anchor_mask
+    from mammo_tf.training.sr_trainer import quantise, validate, validation_set
+
+    catalog = load_catalog(None)
+    val = validation_set(catalog, resolve_sr_config("tiny", val_films=2))
+    films = catalog.images[catalog.images["split"] == "val"]
+    assert val.split == "val" and len(val.hr) == min(2, len(films))
+    for hr, region in zip(val.hr, val.region, strict=True):
+        assert region.shape == hr.shape and region.any() and (hr[region] > 0.08).all()
+    values, sr = validate(keras.saving.load_model(tiny_run / "generator.keras"), val)
+    assert [x.shape for x in sr] == [x.shape for x in val.hr]
+    first = films.iloc[0]  # recomputed from the file: the bicubic baseline of the first film
+    hr = read_image(first["path"]).pixels
+    hr = hr[: hr.shape[0] // 2 * 2, : hr.shape[1] // 2 * 2]
+    lr = quantise(area_downsample(hr, 2).astype(np.float32), int(first["bit_depth"]))  # as evaluate-sr
+    assert psnr(interpolate(lr, 2, "bicubic"), hr, anchor_mask(hr)) == pytest.approx(
+        psnr(val.bicubic[0], val.hr[0], val.region[0]), abs=1e-4
+    )
+    assert np.isfinite(values["val_gain_db"])

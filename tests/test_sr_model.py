@@ -223,3 +223,18 @@ def test_anchor_mask_is_threshold_erosion_without_the_border() -> None:
     assert anchor_mask(hr).sum() == 32 * 32
     hr[:] = 0.05  # below the 0.08 threshold: nothing counts
     assert not anchor_mask(hr).any()
+
+
+def test_interior_leaves_out_the_edge_and_isolated_black_pixels() -> None:
+    """A digitiser's black pixel inside the tissue is where bicubic rings worst: not tissue, not scored."""
+    from mammo_tf.evaluation.sr_eval import INTERIOR_PX, anchor_mask, interior_mask
+
+    hr = np.full((120, 120), 0.5, np.float32)
+    hr[60, 60] = 0.0
+    mask = np.ones_like(hr, bool)
+    interior = interior_mask(mask, anchor_mask(hr))
+    assert not interior[56:65, 56:65].any()  # the 9x9 neighbourhood of the black pixel
+    assert interior[50, 50] and interior[70, 70]
+    mask[:, :30] = False  # a breast edge: INTERIOR_PX of tissue next to it are left out
+    interior = interior_mask(mask, anchor_mask(hr))
+    assert not interior[:, : 30 + INTERIOR_PX].any() and interior[40, 30 + INTERIOR_PX + 1]

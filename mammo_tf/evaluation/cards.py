@@ -56,7 +56,7 @@ def _curve(records: list[dict], out: Path) -> list[dict]:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("training hours (2 CPU cores)")
     ax.set_ylabel("PSNR gain over bicubic (dB)")
-    ax.set_title("validation crops, 8-bit LR", fontsize=9)
+    ax.set_title("validation films, ANCHORS.md region, 8-bit LR", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out)

@@ -34,17 +34,6 @@ def quantise(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
     return (np.round(np.clip(pixels, 0.0, 1.0) * levels) / levels).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class ValidationSet:
-    """Fixed validation crops: lr float32 [N, h, w, 1], hr [N, H, W, 1], bicubic [N, H, W, 1], q float32 [N]."""
-
-    lr: np.ndarray
-    hr: np.ndarray
-    bicubic: np.ndarray
-    quant_step: np.ndarray
-    split: str
-
-
 def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: int):
     """Sampled pairs with LR rounded to each source's bit depth (when quantise_lr); q per pair."""
     from mammo_tf.data.samplers import sample_sr_pairs
@@ -68,50 +57,82 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     return replace(pairs, lr=lr), steps
 
 
+@dataclass(frozen=True)
+class ValidationSet:
+    """Whole validation films, scored as the test films are (ANCHORS.md section 6 region, 8-bit LR for MIAS).
+
+    Per film: lr float32 [h, w] (rounded to the source bit depth when quantise_lr), hr [h*s, w*s], bicubic
+    [h*s, w*s], region bool [h*s, w*s] (HR > 0.08 eroded 9x9, 4-px border), bits (None = float LR).
+    Crops would mislead: their gain is dominated by the film background next to the breast, where any
+    consistent model beats bicubic, not by the tissue a reader looks at.
+    """
+
+    lr: list[np.ndarray]
+    hr: list[np.ndarray]
+    bicubic: list[np.ndarray]
+    region: list[np.ndarray]
+    bits: list[int | None]
+    split: str
+
+
 def validation_set(catalog, config: SRConfig) -> ValidationSet:
-    """Validation-patient crops (training patients if the catalog has no validation split, recorded)."""
-    from mammo_tf.evaluation.sr import interpolate
+    """`config.val_films` validation-patient films, evenly spread over the split (training patients if the
+    catalog has no validation split, recorded)."""
+    from mammo_tf.evaluation.sr import area_downsample, interpolate
+    from mammo_tf.evaluation.sr_eval import anchor_mask
+    from mammo_tf.io.images import read_image
 
     split = "val" if (catalog.images["split"] == "val").any() else "train"
-    size = min(config.val_size, int(catalog.images["height"].min()), int(catalog.images["width"].min()))
-    size -= size % (4 * config.scale)
-    pairs, steps = _pairs(catalog, config, config.val_crops, size, split, config.seed + 1)
-    bicubic = np.stack([interpolate(x[..., 0], config.scale, "bicubic")[..., None] for x in pairs.lr])
-    return ValidationSet(pairs.lr, pairs.hr, bicubic, steps, split)
+    images = catalog.images[catalog.images["split"] == split]
+    picks = np.unique(np.linspace(0, len(images) - 1, min(config.val_films, len(images))).round().astype(int))
+    s = config.scale
+    films: dict[str, list] = {"lr": [], "hr": [], "bicubic": [], "region": [], "bits": []}
+    for image in images.iloc[picks].itertuples():
+        pixels = read_image(image.path).pixels
+        hr = pixels[: pixels.shape[0] // s * s, : pixels.shape[1] // s * s].astype(np.float32)
+        bits = int(image.bit_depth) if config.quantise_lr else None
+        lr = area_downsample(hr, s).astype(np.float32)
+        lr = quantise(lr, bits) if bits else lr
+        region = anchor_mask(hr)
+        films["lr"].append(lr)
+        films["hr"].append(hr)
+        films["bicubic"].append(interpolate(lr, s, "bicubic"))
+        films["region"].append(region if region.any() else np.ones_like(region))  # a film with no tissue
+        films["bits"].append(bits)
+    return ValidationSet(**films, split=split)
 
 
-def validate(generator, val: ValidationSet, batch: int = 8) -> tuple[dict[str, float], np.ndarray]:
-    """Mean PSNR of the generator and of bicubic on the validation crops, and the SR crops."""
-    from mammo_tf.evaluation.sr import crop_border, psnr
+def validate(generator, val: ValidationSet) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Mean PSNR of the generator and of bicubic inside each film's region, and the SR films.
 
-    sr = np.concatenate(
-        [
-            np.asarray(generator([val.lr[i : i + batch], val.quant_step[i : i + batch]], training=False))
-            for i in range(0, len(val.lr), batch)
-        ]
-    )
-    border = val.hr.shape[1] // val.lr.shape[1]
-    model = [
-        psnr(crop_border(s[..., 0], border), crop_border(h[..., 0], border)) for s, h in zip(sr, val.hr, strict=True)
-    ]
-    base = [
-        psnr(crop_border(b[..., 0], border), crop_border(h[..., 0], border))
-        for b, h in zip(val.bicubic, val.hr, strict=True)
-    ]
-    gains = np.array(model) - np.array(base)
+    Films go through inference's tiling, as `upscale` runs them, so memory stays bounded on large films.
+    """
+    from mammo_tf.evaluation.sr import psnr
+    from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
+    from mammo_tf.models.sr import generator_scale
+
+    model = SRModel(generator, generator_scale(generator), receptive_margin(generator), "training", None)
+    sr = [upscale_array(model, lr, bits) for lr, bits in zip(val.lr, val.bits, strict=True)]
+    ours = np.array([psnr(x, h, r) for x, h, r in zip(sr, val.hr, val.region, strict=True)])
+    base = np.array([psnr(b, h, r) for b, h, r in zip(val.bicubic, val.hr, val.region, strict=True)])
     return {
-        "val_psnr": float(np.mean(model)),
-        "val_psnr_bicubic": float(np.mean(base)),
-        "val_gain_db": float(gains.mean()),
+        "val_psnr": float(ours.mean()),
+        "val_psnr_bicubic": float(base.mean()),
+        "val_gain_db": float((ours - base).mean()),
     }, sr
 
 
-def comparison_image(val: ValidationSet, sr: np.ndarray, index: int = 0) -> np.ndarray:
-    """LR (nearest-upscaled) | bicubic | SR | HR of one validation crop, side by side, float32 [H, 4W]."""
-    scale = val.hr.shape[1] // val.lr.shape[1]
-    lr = np.repeat(np.repeat(val.lr[index, ..., 0], scale, 0), scale, 1)
-    tiles = [lr, val.bicubic[index, ..., 0], sr[index, ..., 0], val.hr[index, ..., 0]]
-    gap = np.ones((tiles[0].shape[0], 2), np.float32)
+def comparison_image(val: ValidationSet, sr: list[np.ndarray], index: int = 0, size: int = 192) -> np.ndarray:
+    """LR (nearest-upscaled) | bicubic | SR | HR of a crop at the centre of film `index`'s region, float32."""
+    hr = val.hr[index]
+    scale = hr.shape[0] // val.lr[index].shape[0]
+    size = min(size, *hr.shape) // scale * scale
+    rows, cols = np.nonzero(val.region[index])
+    r0 = int(np.clip(int(np.median(rows)) - size // 2, 0, hr.shape[0] - size)) // scale * scale
+    c0 = int(np.clip(int(np.median(cols)) - size // 2, 0, hr.shape[1] - size)) // scale * scale
+    lr = np.repeat(np.repeat(val.lr[index], scale, 0), scale, 1)
+    tiles = [x[r0 : r0 + size, c0 : c0 + size] for x in (lr, val.bicubic[index], sr[index], hr)]
+    gap = np.ones((size, 2), np.float32)
     return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
 
 
