@@ -120,10 +120,11 @@ def _speckled(n: int, specks: int, seed: int) -> np.ndarray:
 def test_speck_statistics_and_distances_with_a_given_detector():
     real, synth = _speckled(10, 2, seed=0), _speckled(10, 5, seed=1)
     stats = speck_statistics(real, detector=_bright_pixel_detector)
-    assert list(stats.columns) == ["count", "mean_area", "mean_contrast"] and len(stats) == 10
+    assert list(stats.columns) == ["count", "mean_area", "mean_contrast", "fine_texture"] and len(stats) == 10
     assert (stats["count"] == 2).all() and np.allclose(stats["mean_contrast"], 0.5)
     blank = speck_statistics(np.full((2, 16, 16), 0.4, np.float32), detector=_bright_pixel_detector)
     assert (blank["count"] == 0).all() and blank["mean_area"].isna().all()
+    assert (blank["fine_texture"] == 0).all() and (stats["fine_texture"] > 0).all()  # a flat patch has none
     table = speck_distribution_distance(stats, speck_statistics(synth, detector=_bright_pixel_detector))
     by_stat = table.set_index("statistic")
     assert by_stat.loc["count", "wasserstein"] == pytest.approx(3.0)
@@ -131,4 +132,4 @@ def test_speck_statistics_and_distances_with_a_given_detector():
     assert speck_distribution_distance(stats, stats)["wasserstein"].max() == 0.0
     labels = np.array([0] * 5 + [2] * 5)
     per_class = speck_comparison(real, labels, synth, labels, detector=_bright_pixel_detector)
-    assert set(per_class["class"]) == {"normal", "malignant"} and len(per_class) == 6
+    assert set(per_class["class"]) == {"normal", "malignant"} and len(per_class) == 8

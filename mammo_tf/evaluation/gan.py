@@ -17,7 +17,8 @@ from scipy import linalg
 from scipy.spatial.distance import cdist
 from scipy.stats import wasserstein_distance
 
-SPECK_STATISTICS = ("count", "mean_area", "mean_contrast")
+SPECK_STATISTICS = ("count", "mean_area", "mean_contrast", "fine_texture")
+FINE_TEXTURE_SIGMA = 1.0  # px: what a Gaussian of this sigma removes is the texture the detector thresholds on
 _CHUNK = 2048  # rows of a distance matrix computed at once (memory stays ~ CHUNK * N * 8 bytes)
 
 
@@ -226,7 +227,10 @@ Detector = Callable[[np.ndarray], pd.DataFrame]
 
 
 def speck_statistics(images: np.ndarray, detector: Detector | None = None) -> pd.DataFrame:
-    """Per-patch speck statistics: one row per image with count, mean_area (pixels), mean_contrast.
+    """Per-patch speck statistics: one row per image with count, mean_area (pixels), mean_contrast, and
+    fine_texture: the std of the image minus its Gaussian blur (sigma FINE_TEXTURE_SIGMA px), full-scale units.
+    The detector's threshold scales with that texture, so a patch with more fine texture shows fewer, brighter
+    specks: fine_texture tells "too few specks" from "too much texture".
 
     images: float32 [N, P, P, 1] or [N, P, P] in [0, 1].
     detector: ``detector(image float32 [P, P] in [0, 1]) -> DataFrame`` with columns ``area_px`` and
@@ -242,15 +246,19 @@ def speck_statistics(images: np.ndarray, detector: Detector | None = None) -> pd
         stack = stack[..., 0]
     if stack.ndim != 3:
         raise ValueError(f"images must be [N, P, P, 1] or [N, P, P], got shape {np.shape(images)}")
+    import cv2
+
     rows = []
     for image in stack:
         found = detector(image)
+        fine = image - cv2.GaussianBlur(image, (0, 0), FINE_TEXTURE_SIGMA, borderType=cv2.BORDER_REFLECT)
         count = len(found)
         rows.append(
             {
                 "count": count,
                 "mean_area": float(found["area_px"].mean()) if count else np.nan,
                 "mean_contrast": float(found["contrast"].mean()) if count else np.nan,
+                "fine_texture": float(fine.std()),
             }
         )
     return pd.DataFrame(rows, columns=list(SPECK_STATISTICS))

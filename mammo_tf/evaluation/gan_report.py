@@ -14,7 +14,8 @@ Protocol (also written into metrics.json and report.md):
 - FD, unbiased KID (mean and std over 100 subsets), precision/recall (k = 3) on the features.
 - Memorisation: every synthetic patch's nearest TRAINING patch against how close held-out real patches come,
   in feature space and in pixel space (L2), with the closest pairs drawn.
-- Calcification statistics: the project's speck detector per patch (count, mean area, mean contrast),
+- Calcification statistics: the project's speck detector per patch (count, mean area, mean contrast) and
+  the fine texture it thresholds on,
   1-D Wasserstein distances synthetic-vs-held-out per class, beside training-vs-held-out.
 - Class fidelity: the fraction of patches the feature network calls calcification, per class.
 """
