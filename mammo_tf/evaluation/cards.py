@@ -37,7 +37,7 @@ def _replacing(target: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _curve(records: list[dict], out: Path) -> list[dict]:
+def _curve(records: list[dict], out: Path, title: str) -> list[dict]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +56,7 @@ def _curve(records: list[dict], out: Path) -> list[dict]:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("training hours (2 CPU cores)")
     ax.set_ylabel("PSNR gain over bicubic (dB)")
-    ax.set_title("validation films, ANCHORS.md region, 8-bit LR", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
@@ -113,7 +113,9 @@ def write_card(
     target = out_root / name
     with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
-        curve = _curve(records, tmp / "curve.png")
+        # runs before whole-film validation (no val_films in their config) were validated on crops
+        where = "films, ANCHORS.md region" if "val_films" in config else "crops, whole crop"
+        curve = _curve(records, tmp / "curve.png", f"validation {where}, 8-bit LR")
         if report is not None:  # the evaluate-sr report of the test patients: per-image table, crops
             shutil.copytree(report, tmp / "evaluate-sr")
         hours = state.get("seconds", 0) / 3600
