@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MIAS_ARCHIVE ?= ../shared/data/mias/all-mias.tar.gz
 DEMO_DIR ?= runs/demo
 
-SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-raw
+SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-30k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
@@ -48,7 +48,7 @@ data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git
 pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the background (resumes a started run); log in $(SR_RUN)/train.log
 	mkdir -p $(SR_RUN)
 	resume=$$([ -f $(SR_RUN)/checkpoints/last.keras ] && echo --resume); \
-	nohup $(BIN)/mammo-tf train-sr --data data/mias --preset standard --precision float32 --seed 0 \
+	nohup $(BIN)/mammo-tf train-sr --data data/mias --preset standard --precision auto --seed 0 \
 		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(SR_RUN)/train.log"
 

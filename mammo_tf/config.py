@@ -50,11 +50,11 @@ class SRConfig:
     batch_size: int = 16
     n_pairs: int = 32768
     foreground_share: float = 0.25
-    pretrain_steps: int = 3000
+    pretrain_steps: int = 30000
     gan_steps: int = 1000
-    val_every: int = 500
+    val_every: int = 1000
     val_films: int = 8
-    lr_pretrain: float = 2e-4
+    lr_pretrain: float = 5e-4
     lr_gan_g: float = 5e-5
     lr_gan_d: float = 1e-4
     pixel_weight: float = 1.0

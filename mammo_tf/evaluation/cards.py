@@ -37,6 +37,12 @@ def _replacing(target: Path):
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _cores(machine: dict) -> str:
+    """'1 of 2 CPU cores' when the run was pinned to fewer cores than the machine has."""
+    cpus, total = machine.get("cpus", "?"), machine.get("machine_cpus")
+    return f"{cpus} of {total} CPU cores" if total and total != cpus else f"{cpus} CPU cores"
+
+
 def _curve(records: list[dict], out: Path, title: str) -> list[dict]:
     import matplotlib
 
@@ -54,7 +60,7 @@ def _curve(records: list[dict], out: Path, title: str) -> list[dict]:
         if pts:
             ax.plot([p["hours"] for p in pts], [p["gain_db"] for p in pts], marker=marker, ms=3, label=phase)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("training hours (2 CPU cores)")
+    ax.set_xlabel("training hours")
     ax.set_ylabel("PSNR gain over bicubic (dB)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
@@ -155,7 +161,7 @@ def write_card(
             f"Trained by `mammo-tf train-sr` on {config['source']} training patients ({len(config['train_patients'])}"
             f" patients), {state['step']} of {card['training']['planned_steps']} steps ({state['phase']} phase"
             f"{', finished' if state.get('finished') else ', not finished'}), {hours:.2f} h on "
-            f"{machine.get('cpus', '?')} CPU cores ({machine.get('processor', '?')}"
+            f"{_cores(machine)} ({machine.get('processor', '?')}"
             f"{', avx512_bf16' if machine.get('avx512_bf16') else ''}), {config['precision_resolved']}."
             + _selection_text(card["selected_step"], records),
             "",

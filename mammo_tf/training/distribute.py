@@ -38,8 +38,10 @@ def machine_summary() -> dict:
     import os
     import platform
 
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     return {
-        "cpus": os.cpu_count(),
+        "cpus": len(usable),  # the cores this process may run on (taskset pins a job to fewer than the machine's)
+        "machine_cpus": os.cpu_count(),
         "processor": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
         "avx512_bf16": "avx512_bf16" in cpu_flags(),
         "python": platform.python_version(),
