@@ -61,6 +61,27 @@ def test_same_data_is_a_cache_hit_with_identical_embeddings(cached, monkeypatch)
     np.testing.assert_array_equal(again.embed(patches.images), net.embed(patches.images))
 
 
+def test_a_shipped_network_is_used_before_the_cache(cached, tmp_path, monkeypatch):
+    """saved_models/featnet/ holds the weights the shipped reports used: every machine gets the same ones."""
+    import shutil
+
+    folder, patches, net = cached
+    shipped = tmp_path / "models" / "featnet"
+    shipped.mkdir(parents=True)
+    for suffix in (".weights.h5", ".json"):
+        shutil.copy(folder / f"{net.name}{suffix}", shipped / f"{net.name}{suffix}")
+    monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))
+    monkeypatch.setattr(features, "default_cache_dir", lambda: tmp_path / "empty-cache")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shipped network should have been used")
+
+    monkeypatch.setattr(features, "_train", no_training)
+    again = feature_extractor(patches, steps=STEPS, seed=0)
+    assert again.cached and again.name == net.name and not (tmp_path / "empty-cache").exists()
+    np.testing.assert_array_equal(again.embed(patches.images), net.embed(patches.images))
+
+
 def test_embeddings_are_deterministic_float32_and_checked(cached):
     _, patches, net = cached
     feats = net.embed(patches.images)

@@ -12,7 +12,8 @@ same data gives the same network (and name) without retraining::
     net.name                      # "mammo-featnet-v1-<hash12>": put it beside every number
     feats = net.embed(images)     # float32 [N, 64]
 
-Files: ``<cache_dir>/<name>.weights.h5`` and ``<name>.json`` (metadata, written last), both atomically.
+Files: ``<cache_dir>/<name>.weights.h5`` and ``<name>.json`` (metadata, written last), both atomically;
+a copy under ``saved_models/featnet/`` (``shipped_dir``) is used first.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ class FeatureConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def shipped_dir() -> Path:
+    """saved_models/featnet/: the feature networks the shipped reports used, looked up before the cache.
+
+    Trained from the same data and seed on another CPU, the network's weights differ (float rounding in
+    the kernels differs), and so do FD and KID: shipping the weights keeps the numbers comparable.
+    """
+    from mammo_tf.inference.registry import models_root
+
+    return models_root() / "featnet"
 
 
 def default_cache_dir() -> Path:
@@ -215,13 +227,15 @@ def feature_extractor(
     digest = training_hash(images, labels, config)
     name = f"{VERSION}-{digest[:12]}"
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    weights_path, meta_path = folder / f"{name}.weights.h5", folder / f"{name}.json"
     classifier, embedder = _build(images.shape[1], config)
-    if meta_path.exists() and weights_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("sha256") == digest:
-            classifier.load_weights(weights_path)
-            return FeatureNet(classifier, embedder, meta, cached=True)
+    for place in ([folder] if cache_dir is not None else [shipped_dir(), folder]):
+        weights_path, meta_path = place / f"{name}.weights.h5", place / f"{name}.json"
+        if meta_path.exists() and weights_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("sha256") == digest:
+                classifier.load_weights(weights_path)
+                return FeatureNet(classifier, embedder, meta, cached=True)
+    weights_path, meta_path = folder / f"{name}.weights.h5", folder / f"{name}.json"
     report = _train(classifier, images, target, config)
     meta = {
         "name": name,
