@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MIAS_ARCHIVE ?= ../shared/data/mias/all-mias.tar.gz
 DEMO_DIR ?= runs/demo
 
-SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-30k
+SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 

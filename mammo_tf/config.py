@@ -50,7 +50,7 @@ class SRConfig:
     batch_size: int = 16
     n_pairs: int = 32768
     foreground_share: float = 0.25
-    pretrain_steps: int = 30000
+    pretrain_steps: int = 12000
     gan_steps: int = 1000
     val_every: int = 1000
     val_films: int = 8
