@@ -68,8 +68,8 @@ def test_a_shipped_network_is_used_before_the_cache(cached, tmp_path, monkeypatc
     folder, patches, net = cached
     shipped = tmp_path / "models" / "featnet"
     shipped.mkdir(parents=True)
-    for suffix in (".weights.h5", ".json"):
-        shutil.copy(folder / f"{net.name}{suffix}", shipped / f"{net.name}{suffix}")
+    net.classifier.save(shipped / f"{net.name}.keras")
+    shutil.copy(folder / f"{net.name}.json", shipped / f"{net.name}.json")
     monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))
     monkeypatch.setattr(features, "default_cache_dir", lambda: tmp_path / "empty-cache")
 

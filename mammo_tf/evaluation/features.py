@@ -13,7 +13,7 @@ same data gives the same network (and name) without retraining::
     feats = net.embed(images)     # float32 [N, 64]
 
 Files: ``<cache_dir>/<name>.weights.h5`` and ``<name>.json`` (metadata, written last), both atomically;
-a copy under ``saved_models/featnet/`` (``shipped_dir``) is used first.
+a shipped copy, ``saved_models/featnet/<name>.keras`` and ``<name>.json`` (``shipped_dir``), is used first.
 """
 
 from __future__ import annotations
@@ -228,14 +228,17 @@ def feature_extractor(
     name = f"{VERSION}-{digest[:12]}"
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     classifier, embedder = _build(images.shape[1], config)
-    for place in ([folder] if cache_dir is not None else [shipped_dir(), folder]):
-        weights_path, meta_path = place / f"{name}.weights.h5", place / f"{name}.json"
+    weights_path, meta_path = folder / f"{name}.weights.h5", folder / f"{name}.json"
+    places = [(weights_path, meta_path)]
+    if cache_dir is None:  # a shipped copy is a .keras model file, as every shipped model is
+        places.insert(0, (shipped_dir() / f"{name}.keras", shipped_dir() / f"{name}.json"))
+    for weights_path, meta_path in places:
         if meta_path.exists() and weights_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta.get("sha256") == digest:
                 classifier.load_weights(weights_path)
                 return FeatureNet(classifier, embedder, meta, cached=True)
-    weights_path, meta_path = folder / f"{name}.weights.h5", folder / f"{name}.json"
+    weights_path, meta_path = places[-1]
     report = _train(classifier, images, target, config)
     meta = {
         "name": name,
