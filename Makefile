@@ -52,13 +52,13 @@ pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the ba
 		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(SR_RUN)/train.log"
 
-GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias-std
+GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias-f32
 CLS_RUN ?= $(HOME)/mammo-runs/calc-classifier-mias
 
 pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS in the background (standard preset, hours, resumes a started run); log in $(GAN_RUN)/train.log
 	mkdir -p $(GAN_RUN)
 	resume=$$([ -f $(GAN_RUN)/checkpoints/last.keras ] && echo --resume); \
-	nohup $(BIN)/mammo-tf train-gan --data data/mias --preset standard --seed 0 \
+	nohup $(BIN)/mammo-tf train-gan --data data/mias --preset standard --seed 0 --precision float32 \
 		--run-dir $(GAN_RUN) $$resume >> $(GAN_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(GAN_RUN)/train.log"
 

@@ -243,12 +243,31 @@ def test_sample_is_deterministic_and_truncation_bounds_latents():
         gan.sample(0, 1, seed=0)
 
 
-def test_mixed_bfloat16_trains_with_float32_outputs_and_losses():
-    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+def _built_under(policy: str, config: SynthesisConfig = TINY) -> SynthesisGAN:
+    keras.mixed_precision.set_dtype_policy(policy)
     try:
-        gan = build_synthesis_gan(TINY, seed=0)
+        return build_synthesis_gan(config, seed=0)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_the_generator_computes_in_float32_under_mixed_bfloat16_unless_told_otherwise():
+    mixed, plain = _built_under("mixed_bfloat16"), _built_under("float32")
+    for net in (mixed.generator, mixed.ema_generator):
+        assert {layer.compute_dtype for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)} == {
+            "float32"
+        }
+    assert mixed.discriminator.get_layer("from_stem").compute_dtype == "bfloat16"
+    z, labels = latents(6, TINY.latent_dim, seed=1), (np.arange(6) % 3).astype(np.int32)
+    # No bf16 rounding noise: the same pixels as a generator built under float32.
+    np.testing.assert_array_equal(np.asarray(mixed.generator([z, labels])), np.asarray(plain.generator([z, labels])))
+    bf16 = _built_under("mixed_bfloat16", TINY.replace(generator_float32=False))
+    assert bf16.generator.get_layer("to_grey").compute_dtype == "bfloat16"
+    assert np.abs(np.asarray(bf16.generator([z, labels])) - np.asarray(plain.generator([z, labels]))).max() > 0
+
+
+def test_mixed_bfloat16_trains_with_float32_outputs_and_losses():
+    gan = _built_under("mixed_bfloat16", TINY.replace(generator_float32=False))
     assert gan.generator.get_layer("to_grey").compute_dtype == "bfloat16"
     # Eagerly (one trace less, ~15 s saved): step 0 runs the R1 branch, step 1 the other; graph-mode bf16 fits
     # are what the benchmark measures.
