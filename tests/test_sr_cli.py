@@ -249,9 +249,9 @@ def test_validation_scores_whole_films_in_the_anchor_region(tiny_run: Path) -> N
     """Validation is scored as the test films are: whole films, tissue and labels, no film background."""
     from mammo_tf.config import resolve_sr_config
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.evaluation.sr import area_downsample, interpolate, psnr
+    from mammo_tf.evaluation.sr import area_downsample, interpolate, psnr, quantise
     from mammo_tf.evaluation.sr_eval import anchor_mask
-    from mammo_tf.training.sr_trainer import quantise, validate, validation_set
+    from mammo_tf.training.sr_trainer import validate, validation_set
 
     catalog = load_catalog(None)
     val = validation_set(catalog, resolve_sr_config("tiny", val_films=2))

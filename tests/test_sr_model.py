@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from mammo_tf.config import resolve_sr_config
-from mammo_tf.evaluation.sr import area_downsample
+from mammo_tf.evaluation.sr import area_downsample, crop_to_scale, degrade, quantise
 from mammo_tf.inference.tiling import tile_layout, tiled_apply
 from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
 from mammo_tf.models.consistency import project
@@ -24,6 +24,14 @@ def _quantised(x: np.ndarray, bits: int | None) -> np.ndarray:
         return x.astype(np.float32)
     levels = (1 << bits) - 1
     return (np.round(x * levels) / levels).astype(np.float32)
+
+
+def test_degrade_box_averages_then_rounds_to_the_files_grey_levels() -> None:
+    hr = np.array([[0.0, 1.0, 0.2, 0.2, 0.9], [0.0, 1.0, 0.2, 0.3, 0.9], [0.4, 0.4, 0.4, 0.4, 0.4]])
+    assert crop_to_scale(hr, 2).shape == (2, 4)
+    np.testing.assert_allclose(degrade(crop_to_scale(hr, 2), 2, None), [[0.5, 0.225]], rtol=1e-6)
+    np.testing.assert_array_equal(degrade(crop_to_scale(hr, 2), 2, 8), np.float32([[128 / 255, 57 / 255]]))
+    assert quantise(np.array([-0.1, 1.2]), 8).tolist() == [0.0, 1.0] and quantise(hr, 8).dtype == np.float32
 
 
 @pytest.mark.parametrize("scale", [2, 4])

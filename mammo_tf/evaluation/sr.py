@@ -55,6 +55,28 @@ def area_downsample(image: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(image, np.float64).reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
 
 
+def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
+    """[H, W] -> [H - H % s, W - W % s]: the largest top-left part whose sides are multiples of the scale."""
+    return image[: image.shape[0] // scale * scale, : image.shape[1] // scale * scale]
+
+
+def quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
+    """float [0, 1] -> float32 rounded to the grey levels a `bits`-bit file holds (None: float, unrounded)."""
+    if bits is None:
+        return np.asarray(pixels, np.float32)
+    levels = (1 << int(bits)) - 1
+    return (np.round(np.clip(pixels, 0.0, 1.0) * levels) / levels).astype(np.float32)
+
+
+def degrade(hr: np.ndarray, scale: int, bits: int | None) -> np.ndarray:
+    """The LR image SR is scored on: float32 [H/s, W/s], the s x s block mean of `hr` rounded to `bits`.
+
+    The mean is cast to float32 before rounding, as every shipped evaluation was scored (rounding the float64
+    mean moves a few pixels that sit on a half grey level).
+    """
+    return quantise(area_downsample(hr, scale).astype(np.float32), bits)
+
+
 def consistency_error(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
     """max |D(sr) - lr|, in units of full scale."""
     return float(np.abs(area_downsample(sr, scale) - np.asarray(lr, np.float64)).max())

@@ -58,13 +58,6 @@ def interior_mask(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), disk).astype(bool) & anchor
 
 
-def _quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
-    if bits is None:
-        return pixels.astype(np.float32)
-    levels = (1 << bits) - 1
-    return (np.round(np.clip(pixels, 0, 1) * levels) / levels).astype(np.float32)
-
-
 def _truth(catalog) -> pd.DataFrame | None:
     from mammo_tf.data.phantom import TRUTH_NAME
 
@@ -75,13 +68,13 @@ def _truth(catalog) -> pd.DataFrame | None:
 def _film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """HR pixels float32 [H, W] (cropped to a multiple of scale) and the breast mask, original orientation."""
     from mammo_tf.data.preprocess import prepare
+    from mammo_tf.evaluation.sr import crop_to_scale
     from mammo_tf.io.images import read_image
 
     pixels = read_image(path).pixels
     prepared = prepare(path)
     mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
-    h, w = (pixels.shape[0] // scale) * scale, (pixels.shape[1] // scale) * scale
-    return pixels[:h, :w], mask[:h, :w]
+    return crop_to_scale(pixels, scale), crop_to_scale(mask, scale)
 
 
 def _speck_counts(hr, candidates: dict[str, np.ndarray], mask, truth_rc) -> dict[str, float]:
@@ -132,7 +125,7 @@ def evaluate_sr(
 ) -> dict:
     """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`."""
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.evaluation.sr import area_downsample, consistency_error, crop_border, interpolate, psnr, ssim
+    from mammo_tf.evaluation.sr import consistency_error, crop_border, degrade, interpolate, psnr, ssim
     from mammo_tf.evaluation.stats import bootstrap_ci
     from mammo_tf.inference.upscale import load_sr_model, upscale_array
 
@@ -154,11 +147,10 @@ def evaluate_sr(
         eval_mask = crop_border(mask, s)
         anchor = anchor_mask(hr)
         interior = crop_border(interior_mask(mask, anchor), s)
-        lr_float = area_downsample(hr, s).astype(np.float32)
         for variant, bits in VARIANTS:
             if variant != PRIMARY and number >= secondary_images:
                 continue
-            lr = _quantise(lr_float, bits)
+            lr = degrade(hr, s, bits)
             sr = upscale_array(sr_model, lr, bits)
             outputs = {"sr": sr, **{name: interpolate(lr, s, name) for name in BASELINES}}
             row = {"image_id": image.image_id, "patient_id": image.patient_id, "variant": variant}

@@ -127,13 +127,13 @@ def _sr_patients(spec) -> tuple[object, set[str]]:
 
 def _degrade_up(patches: Patches, sr_model, method: str) -> Patches:
     """Patches box-averaged by the SR scale, rounded to 8 bits, and upscaled back by bicubic or the SR model."""
-    from mammo_tf.evaluation.sr import area_downsample, interpolate
+    from mammo_tf.evaluation.sr import degrade, interpolate
     from mammo_tf.inference.upscale import upscale_array
 
     s = sr_model.scale
     out = []
     for image in patches.images[..., 0]:
-        lr = (np.round(area_downsample(image, s) * 255) / 255).astype(np.float32)
+        lr = degrade(image, s, 8)
         up = interpolate(lr, s, "bicubic") if method == "bicubic" else upscale_array(sr_model, lr, 8, tile=None)
         out.append(up)
     return replace(patches, images=np.stack(out)[..., None].astype(np.float32))

@@ -23,20 +23,11 @@ GAN_MODEL = "generator_gan.keras"
 LATEST_MODEL = "generator.keras"
 
 
-def quant_step(bit_depth: int) -> float:
-    """Half-width x 2 of one grey level of a `bit_depth`-bit file, in units of full scale."""
-    return 1.0 / ((1 << int(bit_depth)) - 1)
-
-
-def quantise(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
-    """Round float [0, 1] pixels to the grey levels a `bit_depth`-bit file can hold (float32 out)."""
-    levels = (1 << int(bit_depth)) - 1
-    return (np.round(np.clip(pixels, 0.0, 1.0) * levels) / levels).astype(np.float32)
-
-
 def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: int):
     """Sampled pairs with LR rounded to each source's bit depth (when quantise_lr); q per pair."""
     from mammo_tf.data.samplers import sample_sr_pairs
+    from mammo_tf.evaluation.sr import quantise
+    from mammo_tf.inference.upscale import quant_step_for
 
     pairs = sample_sr_pairs(
         catalog,
@@ -51,7 +42,7 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     if not config.quantise_lr:
         return pairs, np.zeros(len(depths), np.float32)
     lr = np.stack([quantise(x, int(b)) for x, b in zip(pairs.lr, depths, strict=True)])
-    steps = np.array([quant_step(int(b)) for b in depths], np.float32)
+    steps = np.array([quant_step_for(int(b)) for b in depths], np.float32)
     from dataclasses import replace
 
     return replace(pairs, lr=lr), steps
@@ -78,7 +69,7 @@ class ValidationSet:
 def validation_set(catalog, config: SRConfig) -> ValidationSet:
     """`config.val_films` validation-patient films, evenly spread over the split (training patients if the
     catalog has no validation split, recorded)."""
-    from mammo_tf.evaluation.sr import area_downsample, interpolate
+    from mammo_tf.evaluation.sr import crop_to_scale, degrade, interpolate
     from mammo_tf.evaluation.sr_eval import anchor_mask
     from mammo_tf.io.images import read_image
 
@@ -89,10 +80,9 @@ def validation_set(catalog, config: SRConfig) -> ValidationSet:
     films: dict[str, list] = {"lr": [], "hr": [], "bicubic": [], "region": [], "bits": []}
     for image in images.iloc[picks].itertuples():
         pixels = read_image(image.path).pixels
-        hr = pixels[: pixels.shape[0] // s * s, : pixels.shape[1] // s * s].astype(np.float32)
+        hr = crop_to_scale(pixels, s).astype(np.float32)
         bits = int(image.bit_depth) if config.quantise_lr else None
-        lr = area_downsample(hr, s).astype(np.float32)
-        lr = quantise(lr, bits) if bits else lr
+        lr = degrade(hr, s, bits)
         region = anchor_mask(hr)
         films["lr"].append(lr)
         films["hr"].append(hr)
