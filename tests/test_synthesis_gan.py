@@ -129,6 +129,8 @@ def test_config_round_trips_and_validates():
         SynthesisConfig(patch_size=48)
     with pytest.raises(ValueError, match="loss"):
         SynthesisConfig(loss="wasserstein")
+    with pytest.raises(ValueError, match="d_pooling"):
+        SynthesisConfig(d_pooling="max")
     with pytest.raises(ValueError, match="preset"):
         preset("huge")
     with pytest.raises(ValueError, match="unknown"):
@@ -152,6 +154,16 @@ def test_networks_shapes_dtypes_and_stem(size):
     stem = disc.get_layer("stem")
     assert not stem.trainable_weights and not stem.trainable
     assert any(isinstance(layer, keras.layers.SpectralNormalization) for layer in disc.layers)
+
+
+def test_sum_pooling_scales_the_discriminators_logits_by_the_final_map_area():
+    images, labels = _patches(4)
+    mean = build_synthesis_discriminator(16, 3, 4, max_mult=2, seed=3)
+    summed = build_synthesis_discriminator(16, 3, 4, max_mult=2, pooling="sum", seed=3)
+    summed.set_weights(mean.get_weights())  # same weights (the head's bias starts at 0)
+    np.testing.assert_allclose(
+        np.asarray(summed([images, labels])), 16 * np.asarray(mean([images, labels])), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_reflect_pad_mirrors_borders_and_the_generator_uses_it_unless_told_zeros():
