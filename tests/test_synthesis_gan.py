@@ -137,6 +137,14 @@ def test_config_round_trips_and_validates():
         SynthesisConfig.from_dict({"patch_size": 64, "colour": "red"})
 
 
+def test_a_config_saved_before_a_field_existed_reads_as_what_that_model_was_built_with():
+    saved = preset("standard").to_dict()
+    del saved["d_pooling"], saved["generator_float32"]
+    old = SynthesisConfig.from_dict(saved)
+    assert (old.d_pooling, old.generator_float32) == ("mean", False)
+    assert (preset("standard").d_pooling, preset("standard").generator_float32) == ("sum", True)
+
+
 # ------------------------------------------------------------------------------------------------ networks
 
 

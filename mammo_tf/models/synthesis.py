@@ -134,11 +134,16 @@ class SynthesisConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SynthesisConfig:
+        """The config a model was saved with; fields it predates take the value it was built with."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown SynthesisConfig fields: {unknown}")
-        return cls(**values)
+        return cls(**{**PREDATED_DEFAULTS, **values})
+
+
+# Fields added after models had been saved, with what those models were built with (their new defaults differ).
+PREDATED_DEFAULTS: dict[str, Any] = {"d_pooling": "mean", "generator_float32": False}
 
 
 PRESETS: dict[str, SynthesisConfig] = {
