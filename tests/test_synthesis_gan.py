@@ -9,11 +9,13 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from mammo_tf.models import losses  # noqa: E402
+from mammo_tf.models.spectral import SNConv2D, SNDense  # noqa: E402
 from mammo_tf.models.synthesis import (  # noqa: E402
     PRESETS,
     ReflectPad,
     SynthesisConfig,
     SynthesisGAN,
+    _levels,
     build_synthesis_discriminator,
     build_synthesis_gan,
     build_synthesis_generator,
@@ -131,6 +133,8 @@ def test_config_round_trips_and_validates():
         SynthesisConfig(loss="wasserstein")
     with pytest.raises(ValueError, match="d_pooling"):
         SynthesisConfig(d_pooling="max")
+    with pytest.raises(ValueError, match="d_spectral_norm"):
+        SynthesisConfig(d_spectral_norm="weight")
     with pytest.raises(ValueError, match="preset"):
         preset("huge")
     with pytest.raises(ValueError, match="unknown"):
@@ -139,10 +143,11 @@ def test_config_round_trips_and_validates():
 
 def test_a_config_saved_before_a_field_existed_reads_as_what_that_model_was_built_with():
     saved = preset("standard").to_dict()
-    del saved["d_pooling"], saved["generator_float32"]
+    del saved["d_pooling"], saved["generator_float32"], saved["d_spectral_norm"]
     old = SynthesisConfig.from_dict(saved)
-    assert (old.d_pooling, old.generator_float32) == ("mean", False)
-    assert (preset("standard").d_pooling, preset("standard").generator_float32) == ("sum", True)
+    assert (old.d_pooling, old.generator_float32, old.d_spectral_norm) == ("mean", False, "projected")
+    new = preset("standard")
+    assert (new.d_pooling, new.generator_float32, new.d_spectral_norm) == ("sum", True, "reparam")
 
 
 # ------------------------------------------------------------------------------------------------ networks
@@ -161,7 +166,11 @@ def test_networks_shapes_dtypes_and_stem(size):
     assert logits.shape == (2, 1) and logits.dtype == tf.float32
     stem = disc.get_layer("stem")
     assert not stem.trainable_weights and not stem.trainable
-    assert any(isinstance(layer, keras.layers.SpectralNormalization) for layer in disc.layers)
+    spectral = [layer for layer in disc.layers if isinstance(layer, SNConv2D | SNDense)]
+    assert len(spectral) == 1 + 3 * _levels(size) + 2  # stem conv, 3 per down block, final conv, linear head
+    projected = build_synthesis_discriminator(size, 3, 4, max_mult=2, spectral_norm="projected")
+    assert sum(isinstance(layer, keras.layers.SpectralNormalization) for layer in projected.layers) == len(spectral)
+    assert not any(isinstance(layer, SNConv2D | SNDense) for layer in projected.layers)
 
 
 def test_sum_pooling_scales_the_discriminators_logits_by_the_final_map_area():

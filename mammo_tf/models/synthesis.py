@@ -30,11 +30,14 @@ from keras import layers, ops
 
 from mammo_tf.models.augment import AdaptiveAugment, AugmentPolicy
 from mammo_tf.models.losses import D_LOSSES, G_LOSSES, r1_penalty
+from mammo_tf.models.spectral import SNConv2D, SNDense
 
 N_CLASSES = 3  # NORMAL, BENIGN, MALIGNANT (mammo_tf.data.samplers)
 LOSSES = tuple(D_LOSSES)
 PADDINGS = ("reflect", "zeros")
 POOLINGS = ("mean", "sum")
+SPECTRAL_NORMS = ("reparam", "projected")
+SN_WARMUP_ITERATIONS = 20  # power iterations on each initial kernel, so the first sigma is near exact
 
 
 # --------------------------------------------------------------------------------------------- configuration
@@ -54,11 +57,17 @@ class SynthesisConfig:
         0.0041 for the same weights in float32; real 0.0057), and it differed between CPUs.
     r1_gamma, r1_every: R1 weight and lazy interval (the penalty is computed every r1_every D steps and
         scaled by r1_every). ema_decay: the EMA generator's decay per step. ada_*: the augmentation
-        controller (target for E[sign D(real)], images for p to move by 1, start, maximum).
+        controller (target for E[sign D(real)], images for p to move by 1, start, maximum). StyleGAN2-ADA's
+        500k images suit runs of millions; a standard run sees 320k, and on MIAS D was already certain of every
+        real (E[sign] 1.0) by step 300 while p had reached 0.01, so p moves by 1 in 50k images here.
     d_pooling: how the discriminator pools its last 4x4 map: 'mean' or 'sum' (SNGAN / BigGAN). With spectral
         norm every layer is ~1-Lipschitz, so mean pooling shrinks the logits 16x against the hinge margin: on
         MIAS its hinge loss reached 2.0 (D outputs ~0 for real and fake alike) by step 1,500 and the ADA
         controller never engaged; with sum pooling it was 0.94 at step 250 (the models shipped before used mean).
+    d_spectral_norm: 'reparam' (Miyato et al.: D computes with W / sigma(W), models/spectral.py says why) or
+        'projected' (keras.layers.SpectralNormalization, which writes W / sigma into the kernel each step; the
+        models shipped before used it, and their discriminators lost their signal, hinge loss ~1.9, within
+        2,000-3,500 steps).
     aug_*: the DiffAugment policy (see models/augment.py). stem_*: the discriminator's fixed input stem.
     batch_size, steps: the training run (read by the trainer).
     """
@@ -72,6 +81,7 @@ class SynthesisConfig:
     generator_float32: bool = True
     d_width: int = 16
     d_pooling: str = "sum"
+    d_spectral_norm: str = "reparam"
     max_mult: int = 8
     minibatch_std: bool = True
     loss: str = "hinge"
@@ -83,7 +93,7 @@ class SynthesisConfig:
     r1_every: int = 16
     ema_decay: float = 0.999
     ada_target: float = 0.6
-    ada_speed_images: float = 500_000.0
+    ada_speed_images: float = 50_000.0
     ada_p_init: float = 0.0
     ada_p_max: float = 1.0
     aug_flips: bool = True
@@ -106,6 +116,8 @@ class SynthesisConfig:
             raise ValueError(f"g_padding must be one of {PADDINGS}, got {self.g_padding!r}")
         if self.d_pooling not in POOLINGS:
             raise ValueError(f"d_pooling must be one of {POOLINGS}, got {self.d_pooling!r}")
+        if self.d_spectral_norm not in SPECTRAL_NORMS:
+            raise ValueError(f"d_spectral_norm must be one of {SPECTRAL_NORMS}, got {self.d_spectral_norm!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         for name in ("n_classes", "latent_dim", "embed_dim", "g_width", "d_width", "max_mult", "r1_every"):
@@ -143,7 +155,7 @@ class SynthesisConfig:
 
 
 # Fields added after models had been saved, with what those models were built with (their new defaults differ).
-PREDATED_DEFAULTS: dict[str, Any] = {"d_pooling": "mean", "generator_float32": False}
+PREDATED_DEFAULTS: dict[str, Any] = {"d_pooling": "mean", "generator_float32": False, "d_spectral_norm": "projected"}
 
 
 PRESETS: dict[str, SynthesisConfig] = {
@@ -392,6 +404,7 @@ def build_synthesis_discriminator(
     max_mult: int = 8,
     minibatch_std: bool = True,
     pooling: str = "mean",
+    spectral_norm: str = "reparam",
     stem: dict[str, float] | None = None,
     seed: int = 0,
     name: str = "synthesis_discriminator",
@@ -401,39 +414,51 @@ def build_synthesis_discriminator(
     InputStem (fixed) -> SN 3x3 conv -> log2(P/4) residual down blocks (LeakyReLU, SN conv, LeakyReLU, SN conv,
     average pool, plus an SN 1x1 pooled skip) down to 4x4 -> [minibatch std] -> SN 3x3 conv -> global average
     pool h [B, C] (``pooling`` 'mean', or 'sum' = mean x 16) -> SN Dense(1)(h) + embed(label) . h. The head is
-    float32. ``stem``: InputStem keyword
-    arguments. ``seed`` fixes the initial weights and the spectral-norm power-iteration vectors.
+    float32. ``spectral_norm``: 'reparam' (models/spectral.py) or 'projected' (keras.layers.SpectralNormalization).
+    ``stem``: InputStem keyword arguments. ``seed`` fixes the initial weights and the spectral-norm vectors.
     """
+    if spectral_norm not in SPECTRAL_NORMS:
+        raise ValueError(f"spectral_norm must be one of {SPECTRAL_NORMS}, got {spectral_norm!r}")
+    reparam = spectral_norm == "reparam"
+
+    def sn_conv(filters: int, size: int, layer_name: str) -> layers.Layer:
+        if reparam:
+            return SNConv2D(filters, size, padding="same", kernel_initializer=init(), name=layer_name)
+        return _sn(layers.Conv2D(filters, size, padding="same", kernel_initializer=init()), layer_name)
+
     levels = _levels(patch_size)
     init = _Seeds(seed + 7919)
     image = keras.Input((patch_size, patch_size, 1), name="image")
     label = keras.Input((), dtype="int32", name="label")
     h = InputStem(**(stem or {}), name="stem")(image)
-    h = _sn(layers.Conv2D(width, 3, padding="same", kernel_initializer=init()), "from_stem")(h)
+    h = sn_conv(width, 3, "from_stem")(h)
     channels = width
     for level in range(levels):
         out = width * min(2 ** (level + 1), max_mult)
         tag = f"down{level + 1}"
-        skip = _sn(layers.Conv2D(out, 1, kernel_initializer=init()), f"{tag}_skip")(h)
+        skip = sn_conv(out, 1, f"{tag}_skip")(h)
         skip = layers.AveragePooling2D(2, name=f"{tag}_skip_pool")(skip)
         y = layers.LeakyReLU(0.2, name=f"{tag}_act1")(h)
-        y = _sn(layers.Conv2D(channels, 3, padding="same", kernel_initializer=init()), f"{tag}_conv1")(y)
+        y = sn_conv(channels, 3, f"{tag}_conv1")(y)
         y = layers.LeakyReLU(0.2, name=f"{tag}_act2")(y)
-        y = _sn(layers.Conv2D(out, 3, padding="same", kernel_initializer=init()), f"{tag}_conv2")(y)
+        y = sn_conv(out, 3, f"{tag}_conv2")(y)
         y = layers.AveragePooling2D(2, name=f"{tag}_pool")(y)
         h = layers.Add(name=f"{tag}_add")([skip, y])
         channels = out
     h = layers.LeakyReLU(0.2, name="final_act1")(h)
     if minibatch_std:
         h = MinibatchStd(name="minibatch_std")(h)
-    h = _sn(layers.Conv2D(channels, 3, padding="same", kernel_initializer=init()), "final_conv")(h)
+    h = sn_conv(channels, 3, "final_conv")(h)
     h = layers.LeakyReLU(0.2, name="final_act2")(h)
     h = layers.GlobalAveragePooling2D(name="pool")(h)
     if pooling == "sum":
         h = layers.Rescaling(16.0, name="sum_pool")(h)  # the map is 4x4
     features = layers.Activation("linear", dtype="float32", name="features")(h)
     # The wrapper too is float32: it casts its output to its (autocast) input dtype.
-    linear = _sn(layers.Dense(1, kernel_initializer=init(), dtype="float32"), "linear", dtype="float32")
+    if reparam:
+        linear = SNDense(1, kernel_initializer=init(), dtype="float32", name="linear")
+    else:
+        linear = _sn(layers.Dense(1, kernel_initializer=init(), dtype="float32"), "linear", dtype="float32")
     unconditional = linear(features)
     class_vec = layers.Embedding(
         n_classes, channels, embeddings_initializer=init(), dtype="float32", name="projection_embedding"
@@ -445,6 +470,9 @@ def build_synthesis_discriminator(
     for layer in model.layers:  # Keras draws these from the global seed: make them depend on `seed` only
         if isinstance(layer, layers.SpectralNormalization):
             layer.vector_u.assign(rng.normal(0.0, 0.02, size=layer.vector_u.shape).astype(np.float32))
+        elif isinstance(layer, SNConv2D | SNDense):
+            layer.sn_u.assign(rng.normal(0.0, 1.0, size=layer.sn_u.shape).astype(np.float32))
+            layer.power_iterate(SN_WARMUP_ITERATIONS)
     return model
 
 
@@ -659,8 +687,8 @@ class SynthesisGAN(keras.Model):
         with tf.GradientTape() as tape:
             real_aug = self.ada.augment(real, sub(2))
             fake_aug = self.ada.augment(tf.stop_gradient(fake), sub(3))
-            # Only the first call runs the spectral-norm power iteration (training=True writes W / sigma into
-            # the kernels); the later calls of this step see the kernels it normalised (D has no BN/dropout).
+            # Only the first call runs the spectral-norm power iteration (training=True); the later calls of this
+            # step see the sigma it found (D has no BN/dropout, so training changes nothing else).
             real_logits = self.discriminator([real_aug, labels], training=True)
             fake_logits = self.discriminator([fake_aug, fake_labels], training=False)
             adversarial = d_loss_fn(real_logits, fake_logits)  # [B]
@@ -767,7 +795,8 @@ def build_synthesis_gan(config: SynthesisConfig | None = None, seed: int = 0) ->
         keras.mixed_precision.set_dtype_policy(previous)
     discriminator = build_synthesis_discriminator(
         cfg.patch_size, cfg.n_classes, cfg.d_width,
-        max_mult=cfg.max_mult, minibatch_std=cfg.minibatch_std, pooling=cfg.d_pooling, seed=seed,
+        max_mult=cfg.max_mult, minibatch_std=cfg.minibatch_std, pooling=cfg.d_pooling,
+        spectral_norm=cfg.d_spectral_norm, seed=seed,
         stem={
             "mean": cfg.stem_mean, "std": cfg.stem_std,
             "highpass_sigma": cfg.stem_highpass_sigma, "highpass_gain": cfg.stem_highpass_gain,
