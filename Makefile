@@ -52,7 +52,7 @@ pretrained-sr: $(STAMP) data ## train the shipped x2 SR models on MIAS in the ba
 		--run-dir $(SR_RUN) $$resume >> $(SR_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(SR_RUN)/train.log"
 
-GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias-v4
+GAN_RUN ?= $(HOME)/mammo-runs/synth-64-mias-v2
 CLS_RUN ?= $(HOME)/mammo-runs/calc-classifier-mias
 
 pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS in the background (standard preset, hours, resumes a started run); log in $(GAN_RUN)/train.log

@@ -57,17 +57,18 @@ class SynthesisConfig:
         0.0041 for the same weights in float32; real 0.0057), and it differed between CPUs.
     r1_gamma, r1_every: R1 weight and lazy interval (the penalty is computed every r1_every D steps and
         scaled by r1_every). ema_decay: the EMA generator's decay per step. ada_*: the augmentation
-        controller (target for E[sign D(real)], images for p to move by 1, start, maximum). StyleGAN2-ADA's
-        500k images suit runs of millions; a standard run sees 320k, and on MIAS D was already certain of every
-        real (E[sign] 1.0) by step 300 while p had reached 0.01, so p moves by 1 in 50k images here.
+        controller (target for E[sign D(real)], images for p to move by 1, start, maximum). With StyleGAN2-ADA's
+        500k images (a standard run sees 320k), D was certain of every real (E[sign] 1.0) by step 300 on MIAS
+        while p had reached 0.01; 50k held E[sign] near 0.6 until step 1,100, but its run was not evaluated.
     d_pooling: how the discriminator pools its last 4x4 map: 'mean' or 'sum' (SNGAN / BigGAN). With spectral
         norm every layer is ~1-Lipschitz, so mean pooling shrinks the logits 16x against the hinge margin: on
         MIAS its hinge loss reached 2.0 (D outputs ~0 for real and fake alike) by step 1,500 and the ADA
         controller never engaged; with sum pooling it was 0.94 at step 250 (the models shipped before used mean).
-    d_spectral_norm: 'reparam' (Miyato et al.: D computes with W / sigma(W), models/spectral.py says why) or
-        'projected' (keras.layers.SpectralNormalization, which writes W / sigma into the kernel each step; the
-        models shipped before used it, and their discriminators lost their signal, hinge loss ~1.9, within
-        2,000-3,500 steps).
+    d_spectral_norm: 'projected' (keras.layers.SpectralNormalization, which writes W / sigma into the kernel
+        each step; with it D lost its signal, hinge loss ~1.9, within 2,000-3,500 steps on MIAS) or 'reparam'
+        (Miyato et al.: D computes with W / sigma(W); models/spectral.py). 'reparam' kept the hinge loss at
+        1.0-1.3 to step 7,000, and normal patches came closer to real, but benign and malignant ones and the
+        memorisation check got worse (README, Synthesis), so the shipped recipe stays 'projected'.
     aug_*: the DiffAugment policy (see models/augment.py). stem_*: the discriminator's fixed input stem.
     batch_size, steps: the training run (read by the trainer).
     """
@@ -81,7 +82,7 @@ class SynthesisConfig:
     generator_float32: bool = True
     d_width: int = 16
     d_pooling: str = "sum"
-    d_spectral_norm: str = "reparam"
+    d_spectral_norm: str = "projected"
     max_mult: int = 8
     minibatch_std: bool = True
     loss: str = "hinge"
@@ -93,7 +94,7 @@ class SynthesisConfig:
     r1_every: int = 16
     ema_decay: float = 0.999
     ada_target: float = 0.6
-    ada_speed_images: float = 50_000.0
+    ada_speed_images: float = 500_000.0
     ada_p_init: float = 0.0
     ada_p_max: float = 1.0
     aug_flips: bool = True
@@ -404,7 +405,7 @@ def build_synthesis_discriminator(
     max_mult: int = 8,
     minibatch_std: bool = True,
     pooling: str = "mean",
-    spectral_norm: str = "reparam",
+    spectral_norm: str = "projected",
     stem: dict[str, float] | None = None,
     seed: int = 0,
     name: str = "synthesis_discriminator",
