@@ -26,15 +26,33 @@ def _normalise(x: Any) -> Any:
 
 
 class _Spectral:
-    """Shared by the SN layers: the stored vector u, sigma, and the normalised kernel."""
+    """Mixed in before Conv2D or Dense: the stored vector u, sigma, and the call with the normalised kernel.
 
-    power_iterations: int
+    A subclass says only how its kernel meets the input (``_apply``); bias and activation are applied here.
+    """
 
-    def _add_u(self, units: int) -> None:
+    def __init__(self, *args: Any, power_iterations: int = 1, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.power_iterations = int(power_iterations)
+
+    def build(self, input_shape: tuple) -> None:
+        super().build(input_shape)
         self.sn_u = self.add_weight(
-            name="sn_u", shape=(1, units), initializer=keras.initializers.RandomNormal(0.0, 1.0),
+            name="sn_u", shape=(1, self.kernel.shape[-1]), initializer=keras.initializers.RandomNormal(0.0, 1.0),
             trainable=False, dtype="float32",
         )  # fmt: skip
+
+    def _apply(self, inputs: Any, kernel: Any) -> Any:
+        raise NotImplementedError
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        outputs = self._apply(inputs, self._normalised_kernel(training))
+        if self.use_bias:
+            outputs = ops.add(outputs, self.bias)  # channels_last: broadcasts over the last axis
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "power_iterations": self.power_iterations}
 
     # Conv2D and Dense save only kernel and bias (their quantisation-aware versions); the generic Layer
     # versions save every variable, u included.
@@ -81,41 +99,13 @@ class _Spectral:
 class SNConv2D(_Spectral, layers.Conv2D):
     """A Conv2D that convolves with kernel / sigma(kernel); same arguments, plus ``power_iterations``."""
 
-    def __init__(self, *args: Any, power_iterations: int = 1, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.power_iterations = int(power_iterations)
-
-    def build(self, input_shape: tuple) -> None:
-        super().build(input_shape)
-        self._add_u(self.filters)
-
-    def call(self, inputs: Any, training: bool = False) -> Any:
-        outputs = self.convolution_op(inputs, self._normalised_kernel(training))
-        if self.use_bias:
-            outputs = ops.add(outputs, self.bias)  # channels_last: broadcasts over [B, H, W, filters]
-        return outputs if self.activation is None else self.activation(outputs)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "power_iterations": self.power_iterations}
+    def _apply(self, inputs: Any, kernel: Any) -> Any:
+        return self.convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
 class SNDense(_Spectral, layers.Dense):
     """A Dense that multiplies by kernel / sigma(kernel); same arguments, plus ``power_iterations``."""
 
-    def __init__(self, *args: Any, power_iterations: int = 1, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.power_iterations = int(power_iterations)
-
-    def build(self, input_shape: tuple) -> None:
-        super().build(input_shape)
-        self._add_u(self.units)
-
-    def call(self, inputs: Any, training: bool = False) -> Any:
-        outputs = ops.matmul(inputs, self._normalised_kernel(training))
-        if self.use_bias:
-            outputs = ops.add(outputs, self.bias)
-        return outputs if self.activation is None else self.activation(outputs)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "power_iterations": self.power_iterations}
+    def _apply(self, inputs: Any, kernel: Any) -> Any:
+        return ops.matmul(inputs, kernel)

@@ -67,7 +67,7 @@ class SynthesisConfig:
     d_spectral_norm: 'projected' (keras.layers.SpectralNormalization, which writes W / sigma into the kernel
         each step; with it D lost its signal, hinge loss ~1.9, within 2,000-3,500 steps on MIAS) or 'reparam'
         (Miyato et al.: D computes with W / sigma(W); models/spectral.py). 'reparam' kept the hinge loss at
-        1.0-1.3 to step 7,000, and normal patches came closer to real, but benign and malignant ones and the
+        1.0-1.4 to step 7,000, and normal patches came closer to real, but benign and malignant ones and the
         memorisation check got worse (README, Synthesis), so the shipped recipe stays 'projected'.
     aug_*: the DiffAugment policy (see models/augment.py). stem_*: the discriminator's fixed input stem.
     batch_size, steps: the training run (read by the trainer).
@@ -156,7 +156,7 @@ class SynthesisConfig:
 
 
 # Fields added after models had been saved, with what those models were built with (their new defaults differ).
-PREDATED_DEFAULTS: dict[str, Any] = {"d_pooling": "mean", "generator_float32": False, "d_spectral_norm": "projected"}
+PREDATED_DEFAULTS: dict[str, Any] = {"d_pooling": "mean", "generator_float32": False}
 
 
 PRESETS: dict[str, SynthesisConfig] = {
