@@ -124,7 +124,7 @@ def build_sr_model(filters: int = 32, blocks: int = 4) -> Any:
         x = layers.Add()([x, y])
     x = layers.Add()([layers.Conv2D(filters, 3, padding="same")(x), head])
     x = layers.Conv2D(filters * SCALE**2, 3, padding="same")(x)
-    x = ops.depth_to_space(x, SCALE)  # raw keras.ops in a functional graph serialise fine (STACK_NOTES §3)
+    x = ops.depth_to_space(x, SCALE)  # raw keras.ops in a functional graph serialise fine 
     x = layers.Conv2D(1, 3, padding="same")(x)
     base = layers.UpSampling2D(SCALE, interpolation="bilinear")(lr)
     sr = layers.Activation("linear", dtype="float32")(layers.Add()([x, base]))  # float32 out under bf16
@@ -272,7 +272,7 @@ def measure(args: argparse.Namespace, pairs: Any, patches: Any, results: Results
     sr_model, classifier = build_sr_model(), build_classifier()
     models = {"sr_step": (sr_model, sr_batch), "cls_step": (classifier, patch_batch)}
     if results.bf16:
-        # A faster consumer is the harder test for the pipeline (STACK_NOTES §5: bf16 ~1.5-2x faster with
+        # A faster consumer is the harder test for the pipeline (bf16 ~1.5-2x faster with
         # avx512_bf16). The policy is global: build under it, then restore float32.
         _set_precision("mixed_bfloat16")
         try:

@@ -1,8 +1,8 @@
 """`mammo-tf`: the command group, its sectioned help and the one-line error contract.
 
 Every command parses its options, calls one library function and prints.
-Errors a user can fix (MammoError, bad flags) print one line on stderr and exit
-with code 2; anything else is a bug and keeps its traceback. TensorFlow is
+Errors a user can fix (MammoError, bad flags, a full or read-only disk) print
+one line on stderr and exit with code 2; anything else is a bug and keeps its traceback. TensorFlow is
 imported only inside the commands that need it, so `--help` stays fast.
 """
 
@@ -13,7 +13,8 @@ import sys
 import click
 
 from mammo_tf import __version__
-from mammo_tf.errors import MammoError
+from mammo_tf.errors import MammoError, write_failure
+from mammo_tf.io.quiet import quiet_tensorflow, verbose_requested
 
 # Help sections in pipeline order; commands declare theirs with `section=`. The
 # top-level help names the commands still planned for a section, so the map of
@@ -72,9 +73,14 @@ class SectionedGroup(click.Group):
         except click.Abort:
             click.echo("mammo-tf: aborted", err=True)
             sys.exit(1)
-        except MammoError as err:
+        except Exception as err:
+            # A user-fixable error, or a write that failed for lack of space, quota or permission wherever it
+            # happened: one line. Anything else is a bug and keeps its traceback.
+            failure = err if isinstance(err, MammoError) else write_failure(err)
+            if failure is None:
+                raise
             # One line whatever the message holds (a library's multi-line text must not break the contract).
-            message = "; ".join(part.strip() for part in str(err).splitlines() if part.strip())
+            message = "; ".join(part.strip() for part in str(failure).splitlines() if part.strip())
             click.echo(f"mammo-tf: error: {message}", err=True)
             sys.exit(2)
         sys.exit(code if isinstance(code, int) else 0)
@@ -86,12 +92,21 @@ SectionedGroup.group_class = SectionedGroup
 
 @click.group(cls=SectionedGroup, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(__version__, "--version", prog_name="mammo-tf")
-def cli() -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    default=verbose_requested,
+    show_default="off, or MAMMO_VERBOSE=1",
+    help="Let TensorFlow print its own start-up and log lines (CUDA probing, CPU features) on stderr.",
+)
+def cli(verbose: bool) -> None:
     """GAN super-resolution and synthesis for calcifications in mammograms.
 
     Without --data (or MAMMO_DATA), commands use a small synthetic phantom
     dataset, generated once and cached, so every command runs with no set-up.
     """
+    if not verbose:
+        quiet_tensorflow()
 
 
 def _register() -> None:

@@ -6,7 +6,7 @@ import click
 
 from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, preset_option, resumable_run, steps_option
-from mammo_tf_cli.paths import InputFolder, OutputFolder
+from mammo_tf_cli.paths import InputFolder
 
 
 @click.command(name="train-sr", context_settings={"show_default": True})
@@ -64,10 +64,10 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
 )
 @preset_option("standard", "quick: 300 steps; standard: 3000 steps.")
 @steps_option()
-@click.option("--run-dir", type=OutputFolder(), required=True, help="Run directory to create.")
+@resumable_run
 @PRECISION_OPTION
 @SEED_OPTION
-def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_dir, precision, seed) -> None:
+def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, seed) -> None:
     """Train the calcification classifier on the training patients.
 
     Calcification vs normal tissue, with benign vs malignant as an exploratory second head; flips, rot90
@@ -82,6 +82,7 @@ def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_
         synthetic=synthetic,
         synthetic_ratio=synthetic_ratio,
         task=task,
+        resume=resume,
         steps=steps,
         precision=precision,
         seed=seed,

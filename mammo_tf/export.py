@@ -69,7 +69,7 @@ import numpy as np
 from mammo_tf.errors import MammoError, located
 
 DEFAULT_OUT = Path("saved_models/serving")
-SERVING_ROOT = "/models"  # where the docker command of README.md mounts <out>
+SERVING_ROOT = "/models"  # where the docker command of docs/serving.md mounts <out>
 FLOAT_TOLERANCE = 1e-5  # max |SavedModel - Keras| for float32 outputs, in units of full scale
 INT_TOLERANCE = 1  # grey levels, integer outputs
 MAX_COUNT = 1024  # serve_seeded: patches per request
@@ -426,7 +426,7 @@ def export_model(
     MammoError (nothing written) for a bad name or version, a model of no exportable type, an unwritable
     `out`, or a failed verification.
     """
-    from mammo_tf.inference.registry import load_keras, model_id, resolve_model_path
+    from mammo_tf.inference.registry import load_model, model_id
     from mammo_tf.io.atomic import atomic_dir
 
     out = Path(out)
@@ -441,9 +441,8 @@ def export_model(
         shown = ", ".join(map(str, existing)) or "none"
         free = max([*existing, version]) + 1
         raise located(target, f"version {version} already exists (versions: {shown}; next free: {free})")
-    path = resolve_model_path(model_spec, "sr")
     _register_custom_objects()
-    model = load_keras(path)
+    model, path, _ = load_model(model_spec, ("sr", "synthesis", "classifier"), "export")
     exporter = find_exporter(model, path)
     served = exporter.prepare(model)
     with atomic_dir(target) as tmp:

@@ -132,7 +132,7 @@ def test_detect_refuses_a_model_that_is_not_a_classifier(tmp_path: Path) -> None
     keras.Model(inputs, keras.layers.Dense(1)(inputs), name="other").save(other)
     film = cached_phantom_dir() / "mdb001.pgm"
     result = CliRunner().invoke(cli, ["detect", str(film), "--out", str(tmp_path / "d"), "--model", str(other)])
-    assert result.exit_code == 2 and "not a mammo-tf calcification classifier" in result.stderr
+    assert result.exit_code == 2 and "detect needs a calcification classifier" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -32,8 +32,6 @@ DOCKER = (
 )
 
 
-
-
 def tree(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
@@ -268,8 +266,7 @@ def test_fresh_process_loads_every_model_without_the_project(serving: dict, sr_r
 
 
 def serving_section() -> str:
-    text = (REPO / "README.md").read_text()
-    return text.split("## Serving with TensorFlow Serving\n")[1].split("\n## ")[0]
+    return (REPO / "docs" / "serving.md").read_text()  # the serving page, moved out of README.md
 
 
 def rest_examples() -> list[tuple[str, str, str, str, str]]:
@@ -460,7 +457,7 @@ def test_grpc_readme_snippet_against_an_in_process_server(loaded: dict, sr_run: 
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        snippet = serving_section().split("### gRPC")[1].split("```python\n")[1].split("```")[0]
+        snippet = serving_section().split("## gRPC")[1].split("```python\n")[1].split("```")[0]
         assert '"localhost:8500"' in snippet
         pixels = np.random.default_rng(1).integers(0, 4096, (10, 13)).astype(np.uint16)
         namespace = {"pixels": pixels}
@@ -521,8 +518,11 @@ def not_models(tmp_path_factory) -> dict:
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
-        (["{dense}", "--name", "m"], ["dense.keras", "not a model type mammo-tf can export", "plain_dense"]),
-        (["{text}", "--name", "m"], ["notes.keras", "cannot load as a Keras model"]),
+        (
+            ["{dense}", "--name", "m"],
+            ["dense.keras", "export needs an SR model, a synthesis model or a calcification", "plain_dense"],
+        ),
+        (["{text}", "--name", "m"], ["notes.keras", "not a .keras archive"]),
         (["no-such-model", "--name", "m"], ["no shipped model named 'no-such-model'"]),
         (["{sr}", "--name", "m", "--version", "x"], ["Invalid value for '--version'", "'x' is not a valid integer"]),
         (["{sr}", "--name", "m", "--version", "0"], ["Invalid value for '--version'", "0"]),

@@ -112,7 +112,7 @@ def test_synth_bad_inputs_write_nothing(run_dir: Path, tmp_path: Path) -> None:
 
     plain = tmp_path / "plain.keras"
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(plain)
-    one_error_line(invoke("synth", "--n", 2, "--model", plain, "--out", out), "not a mammo-tf synthesis model")
+    one_error_line(invoke("synth", "--n", 2, "--model", plain, "--out", out), "synth needs a synthesis model")
     one_error_line(invoke("synth", "--n", 2, "--model", tmp_path / "missing.keras", "--out", out), "not found")
     assert not out.exists()
     busy = tmp_path / "busy"

@@ -124,7 +124,10 @@ def test_speck_statistics_and_distances_with_a_given_detector():
     assert (stats["count"] == 2).all() and np.allclose(stats["mean_contrast"], 0.5)
     blank = speck_statistics(np.full((2, 16, 16), 0.4, np.float32), detector=_bright_pixel_detector)
     assert (blank["count"] == 0).all() and blank["mean_area"].isna().all()
-    assert (blank["fine_texture"] == 0).all() and (stats["fine_texture"] > 0).all()  # a flat patch has none
+    # A flat patch has no fine texture. OpenCV's float32 blur picks its code path by CPU (IPP, AVX2, AVX-512),
+    # and paths round a constant differently (0.4 blurs to 0.4, or to 0.39999998 with cv2.setUseOptimized(False)):
+    # allow 1e-6 (~30 ulp at 0.4); the speckled patches measure 0.035 and more.
+    assert (blank["fine_texture"] <= 1e-6).all() and (stats["fine_texture"] > 0.01).all()
     table = speck_distribution_distance(stats, speck_statistics(synth, detector=_bright_pixel_detector))
     by_stat = table.set_index("statistic")
     assert by_stat.loc["count", "wasserstein"] == pytest.approx(3.0)

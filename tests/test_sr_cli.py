@@ -148,7 +148,7 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     assert metrics["variants"]["8-bit"]["consistency_excess_max"] < 1e-6
     assert "truth_specks" in metrics["specks"]  # the phantom's ground truth was used
     assert "gain over bicubic" in (report / "report.md").read_text()
-    assert "ANCHORS.md section 6" in (report / "report.md").read_text()
+    assert "film foreground: HR > 0.08 eroded 9x9, 4-px border" in (report / "report.md").read_text()
     assert (report / "worst_region.png").is_file() and " rows " in metrics["worst_region"]["where"]
     row = next(r for r in metrics["per_image"] if r["variant"] == "8-bit")
     gain = metrics["variants"]["8-bit"]["anchor_gain_over_bicubic_db"]["estimate"]
@@ -168,7 +168,7 @@ def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [
-        (["--scale", "4"], "upscales x2, not x4"),
+        (["--scale", "4"], "this is an SR model of scale 2; upscale needs an SR model of scale 4"),
         (["--tile", "20", "--overlap", "16"], "smaller than twice the overlap"),
         (["--tile", "64", "--overlap", "4"], "seams"),
     ],
@@ -187,7 +187,7 @@ def test_upscale_refuses_a_model_that_is_not_sr(tmp_path: Path) -> None:
     text = tmp_path / "notes.keras"
     text.write_text("not a model")
     image = cached_phantom_dir() / "mdb001.pgm"
-    for model, needle in ((other, "not a mammo-tf SR generator"), (text, "cannot load as a Keras model")):
+    for model, needle in ((other, "upscale needs an SR model"), (text, "not a .keras archive")):
         result = invoke("upscale", str(image), "--out", str(tmp_path / "out"), "--model", str(model))
         one_error_line(result, str(model), needle)
 

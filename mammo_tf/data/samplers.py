@@ -56,8 +56,8 @@ class Patches:
     centre_col: np.ndarray
 
 
-# Acceptance rule shared by EVERY patch class (ANCHORS.md section 7): a class-dependent
-# rule lets a classifier learn where a patch was taken instead of what it shows.
+# Acceptance rule shared by EVERY patch class: a class-dependent rule lets a classifier learn where a patch
+# was taken instead of what it shows (requiring only negatives to lie in dense tissue inflated a MIAS CNN's AUC).
 MIN_BREAST_FRACTION = 0.95  # of the patch inside the breast mask
 SATURATION_LEVEL = 0.99  # of full scale
 MAX_SATURATED_FRACTION = 0.01  # of the patch at or above SATURATION_LEVEL
@@ -65,7 +65,7 @@ EDGE_MARGIN = 8  # pixels between the patch and the image edge (centre >= patch_
 MAX_REDRAWS = 20  # tries per patch (calcification: within its jitter) before it is dropped
 MAX_NORMAL_TRIES = 200  # uniform draws per normal patch before it is dropped
 SR_MIN_BREAST_FRACTION = 0.90  # of an SR crop inside the breast mask (or, for foreground crops, the foreground)
-FOREGROUND_LEVEL = 0.08  # of full scale: the film foreground, labels and markers included (ANCHORS.md section 6)
+FOREGROUND_LEVEL = 0.08  # of full scale: the film foreground, labels and markers included (evaluate-sr's region)
 LABELS = {"B": BENIGN, "M": MALIGNANT}
 
 

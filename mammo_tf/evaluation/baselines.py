@@ -5,7 +5,7 @@ texture   logistic regression on 26 texture features per patch (intensity statis
 specks    the speck detector's own score: the patch's maximum top-hat response (no training)
 probes    logistic regression on patch intensity only (mean, std) and on position only (row fraction,
           distance from the chest wall): if these score well, the task leaks where or how bright a patch
-          is, not what it shows (ANCHORS.md section 7)
+          is, not what it shows
 """
 
 from __future__ import annotations

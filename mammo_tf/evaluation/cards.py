@@ -72,7 +72,7 @@ def _curve(records: list[dict], out: Path, title: str) -> list[dict]:
 
 def _table(metrics: dict) -> list[str]:
     rows = [
-        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | ANCHORS.md protocol gain "
+        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | film foreground gain "
         "| worst image (interior) | below bicubic | SSIM SR / bicubic | max abs D(SR) - LR |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -120,7 +120,7 @@ def write_card(
     with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
         # runs before whole-film validation (no val_films in their config) were validated on crops
-        where = "films, ANCHORS.md region" if "val_films" in config else "crops, whole crop"
+        where = "films, film foreground" if "val_films" in config else "crops, whole crop"
         curve = _curve(records, tmp / "curve.png", f"validation {where}, 8-bit LR")
         if report is not None:  # the evaluate-sr report of the test patients: per-image table, crops
             shutil.copytree(report, tmp / "evaluate-sr")

@@ -3,7 +3,7 @@
 A small CNN is trained on REAL TRAINING patches only, to tell calcification (benign or malignant) from normal
 tissue; its penultimate layer (a linear 64-d projection of globally pooled features) is the feature space.
 ImageNet features would let ImageNet class structure drive the scores and say little about mammograms
-(Kynkäänniemi et al. 2023; ANCHORS.md section 4.2); random-initialised features hide real failures (section 8).
+(Kynkäänniemi et al. 2023); random-initialised features barely separate real from synthetic patches and hide failures.
 
 The trained weights are cached on disk under a SHA-256 of the training arrays and the configuration, so the
 same data gives the same network (and name) without retraining::

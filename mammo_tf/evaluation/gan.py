@@ -3,7 +3,7 @@ and calcification (speck) statistics of real against synthetic patches. NumPy/Sc
 
 Conventions: features are float arrays [N, D] from ONE feature network (name it beside every number; see
 evaluation/features.py). Every FD/KID is only interpretable beside the real-vs-real floor computed the same way
-with the same sample sizes (ANCHORS.md section 4.2); FD is biased at small N, KID is not.
+with the same sample sizes; FD is biased at small N (Chong & Forsyth 2020), KID is not (Binkowski et al. 2018).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
 
 @dataclass(frozen=True)
 class Memorisation:
-    """Nearest-training-neighbour distances of synthetic and held-out real samples (ANCHORS.md section 2.4).
+    """Nearest-training-neighbour distances of synthetic and held-out real samples (data-copying, Meehan et al. 2020).
 
     synth_nn_distance, synth_nn_index: [S] each synthetic sample's nearest training sample.
     heldout_nn_distance: [H] the same for held-out real samples: how close genuinely new images come.

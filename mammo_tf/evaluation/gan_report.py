@@ -3,8 +3,8 @@
 Protocol (also written into metrics.json and report.md):
 
 - Real patches come from ``sample_patches`` at the model's patch size: TRAINING patients (``split="train"``)
-  and HELD-OUT patients (the val and test splits pooled: ANCHORS.md section 8 warns that one fold's few benign
-  patches make per-class floors meaningless).
+  and HELD-OUT patients (the val and test splits pooled: one split's few benign patches would make per-class
+  floors meaningless).
 - Features: the project's own network (evaluation/features.py) trained on the training patches only, named
   (with its data hash) in every report.
 - Per class, with n_h held-out and n_t training patches, m = min(n_h, n_t): m synthetic patches are compared
@@ -121,7 +121,7 @@ def evaluate_gan(
     if isinstance(model, SynthesisModel):
         synth_model = model
     elif model is None or isinstance(model, str | Path):
-        synth_model = load_synthesis_model(model)
+        synth_model = load_synthesis_model(model, command="evaluate-gan")
     else:
         synth_model = as_synthesis_model(model)
     size = synth_model.patch_size

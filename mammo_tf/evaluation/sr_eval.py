@@ -3,17 +3,17 @@
 Protocol (stated in every report):
 - HR = the film as stored (cropped to a multiple of the scale); LR = its exact s x s box average, in three
   variants: float (unrounded), rounded to 8 bits and to 16 bits, as files would store it. The 8-bit
-  variant is the primary one (MIAS and ANCHORS.md section 6 use it) and covers every image; the float and
+  variant is the primary one (MIAS films are 8-bit, as a stored LR file would be) and covers every image; the float and
   16-bit variants cover the first `secondary_images` (they show the projection's behaviour per input type).
 - PSNR (data range 1.0) and SSIM (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) inside the breast
   mask of the HR film (mammo_tf.data.preprocess), `scale` border pixels cropped.
-- Also inside the breast interior: the mask eroded by INTERIOR_PX and kept inside the ANCHORS.md region
+- Also inside the breast interior: the mask eroded by INTERIOR_PX and kept inside the film-foreground region
   below, so neither the skin line and breast edge nor the digitiser's isolated black pixels inside the
   tissue count. Those dark pixels (a few thousand per MIAS film) are where bicubic rings worst (squared
   error ~0.015 against ~3e-5 in tissue) and a consistent model wins by a wide margin; they dominate the
   breast-mask gain on some films. The interior is tissue only: the number that matters for specks.
-- Also with ANCHORS.md section 6's protocol, so the gain compares directly with its reference numbers: the
-  mask HR > 0.08 eroded by a 9x9 square, a 4-px border cropped (it keeps most of the skin line).
+- Also in the film foreground (the breast plus the film's labels and markers; the region of the +0.5 dB SR goal):
+  the mask HR > 0.08 eroded by a 9x9 square, a 4-px border cropped (it keeps most of the skin line).
 - Gain over bicubic per image, mean with a patient-level bootstrap 95 % CI, and the worst image.
 - Consistency error max |D(SR) - LR| (float: should be < 1e-5; files: within half a grey level).
 - Specks (data/specks.py, one threshold per film from the HR image): on phantom data, the share of true
@@ -40,11 +40,11 @@ BASELINES = ("nearest", "bicubic", "lanczos")
 MATCH_PX = 2.0
 BLOCK = 64  # the worst-region search: where SR loses most against bicubic, in 64-px blocks
 INTERIOR_PX = 20
-ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = FOREGROUND_LEVEL, 9, 4  # ANCHORS.md section 6
+ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = FOREGROUND_LEVEL, 9, 4  # the film-foreground region
 
 
 def anchor_mask(hr: np.ndarray) -> np.ndarray:
-    """bool [H, W]: HR > 0.08 eroded by a 9x9 square, without a 4-px border (ANCHORS.md section 6)."""
+    """bool [H, W]: HR > 0.08 eroded by a 9x9 square, without a 4-px border (the film foreground)."""
     kernel = np.ones((ANCHOR_ERODE, ANCHOR_ERODE), np.uint8)
     mask = cv2.erode((hr > ANCHOR_THRESHOLD).astype(np.uint8), kernel).astype(bool)
     b = ANCHOR_BORDER
@@ -130,7 +130,7 @@ def evaluate_sr(
     from mammo_tf.inference.upscale import load_sr_model, upscale_array
 
     started = time.monotonic()
-    sr_model = load_sr_model(model)
+    sr_model = load_sr_model(model, command="evaluate-sr")
     s = sr_model.scale
     catalog = load_catalog(data)
     images = catalog.images[catalog.images["split"] == split]
@@ -240,9 +240,9 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
         "patients": int(primary["patient_id"].nunique()),
         "protocol": {
             "psnr": "data range 1.0, inside the HR breast mask, border = scale px cropped",
-            "interior": f"the breast mask eroded by a {INTERIOR_PX}-px disk, inside the anchor region (tissue "
+            "interior": f"the breast mask eroded by a {INTERIOR_PX}-px disk, inside the film foreground (tissue "
             "only: no skin line, breast edge or isolated black digitiser pixels)",
-            "anchor": f"ANCHORS.md section 6: HR > {ANCHOR_THRESHOLD} eroded {ANCHOR_ERODE}x{ANCHOR_ERODE}, "
+            "anchor": f"film foreground: HR > {ANCHOR_THRESHOLD} eroded {ANCHOR_ERODE}x{ANCHOR_ERODE}, "
             f"{ANCHOR_BORDER}-px border",
             "ssim": "11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, data range 1.0, same mask and crop",
             "lr": "exact box average of HR; float, or rounded to 8 / 16 bits",
@@ -302,12 +302,12 @@ def render_markdown(m: dict, has_crops: bool) -> str:
     lines += [
         "",
         f"Two more regions: the breast interior (mask eroded {INTERIOR_PX} px, inside the next region: tissue, "
-        f"where calcifications are) and the region of {m['protocol']['anchor']} (the breast and the film's "
-        "labels), to compare with its reference numbers. The breast mask above also holds the edge and the "
+        f"where calcifications are) and the {m['protocol']['anchor']} (the breast and the film's "
+        "labels). The breast mask above also holds the edge and the "
         "digitiser's isolated black pixels, where bicubic rings worst: its gain is not the tissue's.",
         "",
         "| LR variant | interior SR / bicubic | interior gain [95 % CI] | worst image (interior) "
-        "| ANCHORS.md SR / bicubic | ANCHORS.md gain [95 % CI] |",
+        "| film foreground SR / bicubic | film foreground gain [95 % CI] |",
         "|---|---|---|---|---|---|",
     ]
     for name, v in m["variants"].items():
@@ -333,7 +333,7 @@ def render_markdown(m: dict, has_crops: bool) -> str:
     if m.get("worst_region", {}).get("where"):
         lines += [
             "",
-            f"## Where SR loses most against bicubic ({PRIMARY} LR, {BLOCK}-px blocks, anchor region)",
+            f"## Where SR loses most against bicubic ({PRIMARY} LR, {BLOCK}-px blocks, film foreground)",
             "",
             f"{m['worst_region']['where']}: squared error {m['worst_region']['excess_squared_error']:+.3f} above "
             "bicubic's over the block (HR, bicubic, SR, and both errors x10):",

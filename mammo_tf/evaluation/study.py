@@ -110,16 +110,18 @@ def _threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _sr_patients(spec) -> tuple[object, set[str]]:
     """The SR model and the patients it was trained on (from its run config or model card)."""
-    from mammo_tf.inference.registry import resolve_model_path
+    from mammo_tf.inference.registry import check_model, resolve_model_path
     from mammo_tf.inference.upscale import load_sr_model
 
+    command = "evaluate-aug --sr-model"
     path = resolve_model_path(spec, "sr")
+    check_model(path, ("sr",), command)
     for meta in (path.parent / "config.json", path.parent / "card.json"):
         if meta.is_file():
             data = json.loads(meta.read_text())
             patients = data.get("train_patients") or data.get("training", {}).get("train_patients")
             if isinstance(patients, list):
-                return load_sr_model(path), set(patients)
+                return load_sr_model(path, command=command), set(patients)
     raise MammoError(
         f"{path}: the SR arm needs the ids of the model's training patients (config.json or card.json beside it)"
     )

@@ -119,8 +119,8 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
         if "exploratory" in task:
             lines += [
                 "",
-                "Exploratory only: benign vs malignant showed no usable signal at MIAS size (ANCHORS.md "
-                "section 7); do not read this row as a result.",
+                "Exploratory only: MIAS holds too few calcification clusters to tell benign from malignant; "
+                "do not read this row as a result.",
             ]
     loc = metrics.get("film_localisation") or {}
     if loc.get("clusters_films"):

@@ -10,6 +10,9 @@ The film score used by the study is the heatmap's maximum inside the breast.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +34,15 @@ class Heatmap:
     score: float
 
 
-def load_classifier(spec: str | Path | None = None):
-    """(model, model id, patch size) for a shipped name, a .keras file or a classifier run directory."""
-    from mammo_tf.inference.registry import load_keras, model_id, resolve_model_path
+def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
+    """(model, model id, patch size) for a shipped name, a .keras file or a classifier run directory.
+
+    A file of another kind is refused before it is loaded (MammoError: what it is, what ``command`` needs).
+    """
+    from mammo_tf.inference.registry import load_model, model_id
     from mammo_tf.models.classifier import CLASSIFIER_NAME, CalcificationClassifier  # noqa: F401 (registers)
 
-    path = resolve_model_path(spec, "classifier")
-    model = load_keras(path)
+    model, path, _ = load_model(spec, ("classifier",), command)
     if not model.name.startswith(CLASSIFIER_NAME):
         raise located(path, f"not a mammo-tf calcification classifier (model {model.name!r})")
     return model, model_id(path), int(model.network.input_shape[1])
@@ -103,33 +108,79 @@ def detect_files(
 ) -> pd.DataFrame:
     """Heatmap PNGs (<stem>_heatmap.png, 255 = probability 1) and detections.csv for every input film.
 
-    A film that fails gives its one-line error through on_result(path, None, error) and is left out.
+    A film that fails gives its one-line error through on_result(path, None, error) and is left out; errors are
+    held back until a film succeeds, and if none does nothing is written and a MammoError (one line: no input
+    could be processed, and why) is raised instead. Everything is written under a temporary name and put in
+    place at the end (a new out_dir appears whole), so an interrupted run leaves nothing behind.
     Returns the detections table (image, rank, row, col, score, film_score, model).
     """
     from mammo_tf.data.preprocess import prepare
-    from mammo_tf.io.atomic import write_bytes_atomic
     from mammo_tf.io.images import read_image, write_image
 
     net, ident, patch_size = load_classifier(model)
     out_dir = Path(out_dir)
-    tables = []
-    for source in map(Path, inputs):
-        try:
-            pixels = read_image(source).pixels
-            prepared = prepare(source)
-            mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
-            result = heatmap(net, pixels, mask, patch_size, stride=stride, top=top)
-            out = out_dir / f"{source.stem}_heatmap.png"
-            write_image(out, result.probability, 8)
-        except MammoError as err:
-            if on_result:
-                on_result(source, None, str(err))
-            continue
-        table = result.regions.assign(image=source.name, film_score=result.score, model=ident)
-        tables.append(table[["image", "rank", "row", "col", "score", "film_score", "model"]])
-        if on_result:
-            on_result(source, out, None)
     columns = ["image", "rank", "row", "col", "score", "film_score", "model"]
-    detections = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=columns)
-    write_bytes_atomic(out_dir / "detections.csv", detections.to_csv(index=False).encode())
+    tables, held, failures = [], [], []
+    with _staging(out_dir) as stage:
+        for source in map(Path, inputs):
+            try:
+                pixels = read_image(source).pixels
+                prepared = prepare(source)
+                mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
+                result = heatmap(net, pixels, mask, patch_size, stride=stride, top=top)
+                name = f"{source.stem}_heatmap.png"
+                write_image(stage / name, result.probability, 8)
+            except MammoError as err:
+                failures.append(str(err))
+                if tables:
+                    _report(on_result, source, None, str(err))
+                else:  # not yet: if no film succeeds, the one error line is the summary below
+                    held.append((source, str(err)))
+                continue
+            table = result.regions.assign(image=source.name, film_score=result.score, model=ident)
+            tables.append(table[columns])
+            for early in held:
+                _report(on_result, early[0], None, early[1])
+            held.clear()
+            _report(on_result, source, out_dir / name, None)
+        if not tables:
+            raise MammoError(_nothing_done(failures))
+        detections = pd.concat(tables, ignore_index=True)
+        (stage / "detections.csv").write_bytes(detections.to_csv(index=False).encode())
     return detections
+
+
+def _report(on_result, source: Path, output: Path | None, error: str | None) -> None:
+    if on_result:
+        on_result(source, output, error)
+
+
+def _nothing_done(failures: list[str], shown: int = 3) -> str:
+    """'no input could be processed: <error>; <error>; ... (and N more)' on one line."""
+    if not failures:
+        return "no input could be processed (no inputs given)"
+    more = f" (and {len(failures) - shown} more)" if len(failures) > shown else ""
+    return f"no input could be processed: {'; '.join(failures[:shown])}{more}"
+
+
+@contextlib.contextmanager
+def _staging(out_dir: Path) -> Iterator[Path]:
+    """A temporary folder whose files become out_dir's when the block ends without an error.
+
+    A new out_dir is the temporary folder (built beside it) renamed into place; an existing one gets a temporary
+    folder inside it whose files are then moved in (detections.csv last). On an error nothing reaches out_dir.
+    """
+    from mammo_tf.io.atomic import atomic_dir, scratch_dir
+
+    if not out_dir.is_dir():
+        with atomic_dir(out_dir) as tmp:
+            yield tmp
+        return
+    with scratch_dir(out_dir / ".detect") as stage:
+        yield stage
+        names = sorted(p.name for p in stage.iterdir())
+        for name in sorted(names, key=lambda n: n == "detections.csv"):
+            try:
+                os.replace(stage / name, out_dir / name)
+            except OSError as err:
+                raise located(out_dir / name, f"cannot move the finished output into place ({err.strerror})") from None

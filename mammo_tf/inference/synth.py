@@ -77,13 +77,17 @@ def as_synthesis_model(model: Any, path: Path | None = None, model_id: str | Non
     )
 
 
-def load_synthesis_model(spec: str | Path | None = None) -> SynthesisModel:
-    """The synthesis generator named by ``spec`` (shipped name, .keras file or run directory; None = default)."""
-    import mammo_tf.models.synthesis  # noqa: F401  (registers the custom layers and SynthesisGAN)
-    from mammo_tf.inference.registry import load_keras, model_id, resolve_model_path
+def load_synthesis_model(spec: str | Path | None = None, *, command: str = "synth") -> SynthesisModel:
+    """The synthesis generator named by ``spec`` (shipped name, .keras file or run directory; None = default).
 
-    path = resolve_model_path(spec, "synthesis")
-    return as_synthesis_model(load_keras(path), path, model_id(path))
+    A generator or a SynthesisGAN checkpoint; a file of another kind is refused before it is loaded (MammoError:
+    what the file is, what ``command`` needs).
+    """
+    import mammo_tf.models.synthesis  # noqa: F401  (registers the custom layers and SynthesisGAN)
+    from mammo_tf.inference.registry import load_model, model_id
+
+    model, path, _ = load_model(spec, ("synthesis", "synthesis-gan"), command)
+    return as_synthesis_model(model, path, model_id(path))
 
 
 def class_plan(n: int, class_name: str) -> np.ndarray:

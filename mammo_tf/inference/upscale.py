@@ -60,13 +60,16 @@ def receptive_margin(generator) -> int:
     return sum(int(layer.kernel_size[0]) // 2 for layer in convs) + 3
 
 
-def load_sr_model(spec: str | Path | None = None) -> SRModel:
-    """The SR generator named by `spec` (shipped name, .keras file or run directory; None = shipped default)."""
-    from mammo_tf.inference.registry import load_keras, model_id, resolve_model_path
+def load_sr_model(spec: str | Path | None = None, *, scale: int | None = None, command: str = "upscale") -> SRModel:
+    """The SR generator named by `spec` (shipped name, .keras file or run directory; None = shipped default).
+
+    scale: the factor asked for; command: what needs the model. A file of another kind or scale is refused
+    before it is loaded (MammoError: what the file is, what `command` needs).
+    """
+    from mammo_tf.inference.registry import load_model, model_id
     from mammo_tf.models.sr import generator_scale
 
-    path = resolve_model_path(spec, "sr")
-    generator = load_keras(path)
+    generator, path, _ = load_model(spec, ("sr",), command, scale=scale)
     scale = generator_scale(generator)
     if scale is None:
         raise located(path, f"not a mammo-tf SR generator (model {generator.name!r})")
@@ -183,9 +186,7 @@ def upscale_files(
     """
     if fmt not in FORMATS:
         raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    sr_model = load_sr_model(model)
-    if scale is not None and scale != sr_model.scale:
-        raise located(sr_model.path, f"this model upscales x{sr_model.scale}, not x{scale}")
+    sr_model = load_sr_model(model, scale=scale)
     if tile is not None:
         from mammo_tf.inference.tiling import check_tiling
 

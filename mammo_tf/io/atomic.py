@@ -1,7 +1,9 @@
 """Atomic writes: a failed command leaves nothing half-written behind.
 
 Everything is written under a temporary name in the destination's own folder
-(same filesystem) and renamed into place only when complete. A destination
+(same filesystem) and renamed into place only when complete. A write that fails
+for lack of space, quota or permission removes the temporary and is a one-line
+MammoError naming the destination and the cause. A destination
 whose folder cannot be created or written (a read-only disk, /proc, a file in
 the way) is a MammoError naming the destination, raised before anything is
 written, so library callers get the same one-line error as the CLI.
@@ -17,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from mammo_tf.errors import located
+from mammo_tf.errors import located, write_failure
 
 
 def _umask() -> int:
@@ -65,6 +67,13 @@ def _temporary(path: Path, make) -> Iterator[tuple]:
         raise
 
 
+def _raise_write_failure(err: BaseException, path: Path) -> None:
+    """Re-raise a full disk, quota, read-only or permission error as one line naming `path` (else return)."""
+    failure = write_failure(err, path)
+    if failure is not None:
+        raise failure from None
+
+
 def _publish(tmp: str | Path, path: Path) -> None:
     try:
         os.replace(tmp, path)
@@ -83,9 +92,10 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
             with os.fdopen(fd, mode) as handle:
                 yield handle
             _publish(tmp, path)
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            _raise_write_failure(err, path)
             raise
 
 
@@ -108,8 +118,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         try:
             yield Path(tmp)
             _publish(tmp, path)
-        except BaseException:
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            _raise_write_failure(err, path)
             raise
 
 

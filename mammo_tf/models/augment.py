@@ -11,11 +11,11 @@ et al. 2020). Each op is applied to each example independently with probability 
 5. cutout: a square of ``cutout * size`` pixels set to the image mean (its centre uniform, may overhang).
 
 The defaults (brightness 0.05, contrast 20 %) are deliberately weak: on low-contrast mammogram patches the
-usual DiffAugment colour jitter stopped the discriminator from learning at all (ANCHORS.md section 8). Values are
+usual DiffAugment colour jitter stopped the discriminator from learning at all (hinge loss stuck at 2.0). Values are
 not clipped afterwards (clipping would kill gradients at the bounds); real and fake are treated alike.
 
 Randomness is stateless: ``seed`` is an int32/int64 [2] tensor; the same images, p and seed give the same
-output. Under a tf.distribute strategy the caller folds the replica id into the seed (STACK_NOTES section 6).
+output. Under a tf.distribute strategy the caller folds the replica id into the seed (one SeedGenerator gives every replica the same draws).
 
 ``AdaptiveAugment`` holds p as a tracked, non-trainable variable (so it is saved with the model) and moves it
 with an integral controller on r_t = E[sign(D(real))]: p += sign(r_t - target) * images / speed_images.

@@ -40,7 +40,7 @@ def residual_block(x, filters: int, scale: float, name: str, activation: str = "
 
     activation: 'relu' (EDSR) or 'leaky_relu' (slope 0.2). Leaky ReLU was tried when ReLU channels of the
     deeper blocks stopped firing in runs with film-label crops; the cause was the loss, not the activation
-    (SRGAN's raw_weight, README "What was tried"), so ReLU stays the default.
+    (SRGAN's raw_weight, docs/results-sr.md, "What was tried"), so ReLU stays the default.
     """
     y = layers.Conv2D(filters, 3, padding="same", activation=activation, name=f"{name}_conv1")(x)
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(y)

@@ -4,8 +4,8 @@
     output {"calc": float32 [B] probability of calcification (vs normal tissue),
             "malignant": float32 [B] probability of malignant given calcification (exploratory)}
 
-A fixed stem (per-patch standardised grey level and a high-pass channel, as in the reference CNN of
-ANCHORS.md section 7) feeds three conv stages and global pooling. The wrapper overrides train_step: the
+A fixed stem (per-patch standardised grey level and a high-pass channel, as in the synthesis
+discriminator) feeds three conv stages and global pooling. The wrapper overrides train_step: the
 calcification loss on every patch, the malignancy loss only on calcification patches (BENIGN vs
 MALIGNANT), both per-example and averaged over the global batch. Classic augmentation runs in
 every arm: random flips and rot90 come from the tf.data pipeline, small brightness/contrast changes here.

@@ -2,7 +2,7 @@
 
 For the area (binning) degradation D with factor s, D(x) is the mean of each s x s block. The projection
 returns the image nearest to x in the sense of a per-block shift whose block means lie where the input
-allows them (ANCHORS.md section 1.3, a CEM for this kernel), while staying inside [0, 1]:
+allows them (a Consistency Enforcing Module, Bahat & Michaeli 2020, for this kernel), while staying inside [0, 1]:
 
 1. Quantisation-aware target. A file with b bits fixes the true LR only to within half a grey step
    q = 1 / (2^b - 1): each block mean m = D(x)_ij is moved to the nearest point of the cell

@@ -5,7 +5,7 @@ variable, so no gradient flows through sigma (tensorflow/addons#1244) and the ke
 every step. Adam's steps have a fixed size per weight, so a kernel pinned at norm 1 keeps the same relative
 step for the whole run; in Miyato's form the raw kernel's norm grows with training and the effective step
 shrinks. The synthesis discriminator uses these layers with ``d_spectral_norm='reparam'``, an option: on MIAS
-D stayed engaged with them, but the patches were not better where it matters (README, Synthesis).
+D stayed engaged with them, but the patches were not better where it matters (docs/results-synthesis.md).
 
 sigma is ||W u|| for W reshaped to [fan_in, units] and the stored unit vector u [1, units]: a training call
 first moves u by one power iteration (and stores it), any other call uses the stored u, so every call of a

@@ -8,7 +8,7 @@ Classes are the patch classes of ``mammo_tf.data.samplers``: NORMAL=0, BENIGN=1,
   followed by a 3x3 convolution (no transposed convolutions, so no checkerboard; nearest neighbour left a
   faint blocky texture after a 5-minute run on mini-MIAS).
 - ``build_synthesis_discriminator``: a fixed input stem (standardised grey plus a high-pass channel, which
-  helped D learn on low-contrast patches; ANCHORS.md section 8), spectral-normalised residual down blocks, a
+  helped D learn on low-contrast mini-MIAS patches), spectral-normalised residual down blocks, a
   minibatch-standard-deviation channel, and a projection head: logit = w . h + embed(y) . h (Miyato & Koyama
   2018).
 - ``SynthesisGAN``: a ``keras.Model`` overriding ``train_step``: hinge or non-saturating loss, lazy R1,
@@ -68,7 +68,7 @@ class SynthesisConfig:
         each step; with it D lost its signal, hinge loss ~1.9, within 2,000-3,500 steps on MIAS) or 'reparam'
         (Miyato et al.: D computes with W / sigma(W); models/spectral.py). 'reparam' kept the hinge loss at
         1.0-1.4 to step 7,000, and normal patches came closer to real, but benign and malignant ones and the
-        memorisation check got worse (README, Synthesis), so the shipped recipe stays 'projected'.
+        memorisation check got worse (docs/results-synthesis.md), so the shipped recipe stays 'projected'.
     aug_*: the DiffAugment policy (see models/augment.py). stem_*: the discriminator's fixed input stem.
     batch_size, steps: the training run (read by the trainer).
     """
@@ -171,7 +171,7 @@ PRESETS: dict[str, SynthesisConfig] = {
         latent_dim=64, embed_dim=16, g_width=8, d_width=8, batch_size=16, steps=1_000,
         ema_decay=0.995, ada_speed_images=100_000.0,
     ),
-    # Hours on a CPU (the size of the plain few-shot cGAN of ANCHORS.md section 8): the dataclass defaults.
+    # Hours on a CPU (about the size of a plain few-shot conditional GAN): the dataclass defaults.
     "standard": SynthesisConfig(),
 }  # fmt: skip
 
@@ -626,7 +626,7 @@ class SynthesisGAN(keras.Model):
     # ---- training
 
     def _step_seed(self) -> tf.Tensor:
-        """A fresh int64 [2] stateless seed per step, different on every replica (STACK_NOTES section 6).
+        """A fresh int64 [2] stateless seed per step, different on every replica (keras.random with one SeedGenerator gives every replica the same noise).
 
         Derived from (seed, D optimizer step): the step counter is saved with the optimizer, so a resumed run
         draws exactly the noise an uninterrupted one would have (a SeedGenerator's state is not saved).

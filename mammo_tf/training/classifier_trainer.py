@@ -124,6 +124,7 @@ def train_classifier(
     *,
     preset: str = "standard",
     synthetic: str | Path | None = None,
+    resume: bool = False,
     verbose: int | str = "auto",
     catalog=None,
     synthetic_only: bool = False,
@@ -138,15 +139,13 @@ def train_classifier(
     patch_transform: Patches -> Patches applied to training and validation patches (e.g. SR of their LR).
     real_patches: (train, val) already drawn by `real_patches_for` for this config (the study reuses them
     across arms instead of sampling the films again).
+    resume: continue the run in `run_dir` from its last checkpoint (same config; `steps` may grow).
     """
-    import keras
-
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.data.pipelines import patch_dataset
-    from mammo_tf.models.classifier import compiled_classifier
-    from mammo_tf.training.distribute import resolve_precision, set_precision, strategy
-    from mammo_tf.training.runs import Run, fit_in_run, save_keras_atomic
+    from mammo_tf.training.distribute import resolve_precision
+    from mammo_tf.training.runs import Run
 
+    Run.precheck(run_dir, resume=resume)  # before TensorFlow prints anything
     config = resolve_classifier_config(preset, **overrides)
     if config.synthetic_ratio > 0 and synthetic is None:
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
@@ -175,16 +174,39 @@ def train_classifier(
         "train_patients": sorted(set(real_train.patient_id.tolist())),
         "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train.labels))},
     }
-    run = Run.create(run_dir, record)
     if len(np.unique(train.labels != NORMAL)) < 2:
         raise MammoError(f"{catalog.root}: the training patients give only one class of patches")
+    run = Run.create(run_dir, record, resume=resume)
+    if run.state.get("finished") and run.step >= config.steps:
+        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
+    try:
+        return _train(run, config, policy, train, val, verbose)
+    except BaseException:
+        run.discard()  # a new run that failed before its first checkpoint leaves nothing behind
+        raise
+
+
+def _train(run, config: ClassifierConfig, policy: str, train: Patches, val: Patches, verbose: int | str) -> Path:
+    """The part of train_classifier that needs TensorFlow: model (new or resumed), fit, final scores."""
+    import keras
+
+    from mammo_tf.data.pipelines import patch_dataset
+    from mammo_tf.models.classifier import CalcificationClassifier, compiled_classifier
+    from mammo_tf.training.distribute import set_precision, strategy
+    from mammo_tf.training.runs import fit_in_run, save_keras_atomic
+
     dataset = patch_dataset(train, config.batch_size, balanced=True, seed=config.seed)
     previous = keras.mixed_precision.dtype_policy().name
     set_precision(policy)
     keras.utils.set_random_seed(config.seed)
     try:
         with strategy().scope():
-            model = compiled_classifier(config.patch_size, config.width, config.learning_rate)
+            if run.resumed:
+                model = run.load_checkpoint()
+                if not isinstance(model, CalcificationClassifier):
+                    raise MammoError(f"{run.path}: the checkpoint is not a calcification classifier")
+            else:
+                model = compiled_classifier(config.patch_size, config.width, config.learning_rate)
 
         def on_validate(model, step: int) -> dict[str, float]:
             save_keras_atomic(model, run.path / MODEL_NAME)
@@ -195,7 +217,7 @@ def train_classifier(
             dataset,
             run,
             phase="train",
-            start=0,
+            start=run.step,
             end=config.steps,
             interval=config.val_every,
             on_validate=on_validate,

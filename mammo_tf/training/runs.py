@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mammo_tf.errors import MammoError, located
+from mammo_tf.errors import MammoError, located, write_failure
 from mammo_tf.io.atomic import write_bytes_atomic
 
 CONFIG_NAME = "config.json"
@@ -68,6 +68,14 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _step_of(line: str) -> float:
+    """The step of one JSONL record; infinity for a line that is not a whole record."""
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return math.inf
 
 
 def _config_diff(old: dict, new: dict) -> list[str]:
@@ -115,6 +123,7 @@ class Run:
                 )
             state = json.loads((path / STATE_NAME).read_text())
             run = cls(path, config, state, resumed=True)
+            run._forget_after(run.step)
         else:
             existed = path.is_dir()
             try:
@@ -142,6 +151,16 @@ class Run:
         if self.existed:
             self.path.mkdir(exist_ok=True)
 
+    def _forget_after(self, step: int) -> None:
+        """Drop log records past the checkpoint (a run killed or out of disk after it logs them again)."""
+        path = self.path / JSONL_NAME
+        if not path.is_file():
+            return
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        kept = [line for line in lines if _step_of(line) <= step]  # a line cut short by a kill goes too
+        if len(kept) < len(lines):
+            write_bytes_atomic(path, "".join(line + "\n" for line in kept).encode())
+
     # -- state ----------------------------------------------------------------------------------------
     @property
     def step(self) -> int:
@@ -166,15 +185,24 @@ class Run:
         """The model saved by the last checkpoint (the defining modules must be imported)."""
         import keras
 
-        return keras.models.load_model(self.path / CHECKPOINT, compile=True)
+        try:
+            return keras.models.load_model(self.path / CHECKPOINT, compile=True)
+        except Exception as err:  # a damaged file (the disk, not the atomic writer): one line, the run stays
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            raise located(
+                self.path / CHECKPOINT, f"--resume: cannot load the checkpoint ({type(err).__name__}: {first})"
+            ) from None
 
     # -- logs -----------------------------------------------------------------------------------------
     def log(self, step: int, phase: str, values: dict[str, float]) -> None:
         """Append one JSONL record and write the same scalars to TensorBoard."""
         record = {"step": int(step), "phase": phase, "seconds": round(self.seconds, 1)}
         record.update({k: float(v) for k, v in values.items()})
-        with open(self.path / JSONL_NAME, "a") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+        try:
+            with open(self.path / JSONL_NAME, "a") as handle:
+                handle.write(json.dumps(record, default=_json_default) + "\n")
+        except OSError as err:
+            raise (write_failure(err, self.path / JSONL_NAME) or err) from None
         writer = self._tensorboard()
         import tensorflow as tf
 
@@ -222,15 +250,21 @@ class Run:
 def save_keras_atomic(model, target: str | Path) -> None:
     """``model.save`` to a temporary ``.keras`` beside target, then rename (Keras insists on the suffix)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part.keras", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part.keras", dir=target.parent)
+    except OSError as err:
+        raise (write_failure(err, target) or err) from None
     os.close(fd)
     try:
         model.save(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        failure = write_failure(err, target)
+        if failure is not None:  # a full disk: the previous file at `target` is untouched
+            raise failure from None
         raise
 
 

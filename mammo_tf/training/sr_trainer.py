@@ -50,7 +50,7 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
 
 @dataclass(frozen=True)
 class ValidationSet:
-    """Whole validation films, scored as the test films are (ANCHORS.md section 6 region, 8-bit LR for MIAS).
+    """Whole validation films, scored as the test films are (film-foreground region, 8-bit LR for MIAS).
 
     Per film: lr float32 [h, w] (rounded to the source bit depth when quantise_lr), hr [h*s, w*s], bicubic
     [h*s, w*s], region bool [h*s, w*s] (HR > 0.08 eroded 9x9, 4-px border), bits (None = float LR).
