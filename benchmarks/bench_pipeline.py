@@ -124,7 +124,7 @@ def build_sr_model(filters: int = 32, blocks: int = 4) -> Any:
         x = layers.Add()([x, y])
     x = layers.Add()([layers.Conv2D(filters, 3, padding="same")(x), head])
     x = layers.Conv2D(filters * SCALE**2, 3, padding="same")(x)
-    x = ops.depth_to_space(x, SCALE)  # raw keras.ops in a functional graph serialise fine 
+    x = ops.depth_to_space(x, SCALE)  # raw keras.ops in a functional graph serialise fine
     x = layers.Conv2D(1, 3, padding="same")(x)
     base = layers.UpSampling2D(SCALE, interpolation="bilinear")(lr)
     sr = layers.Activation("linear", dtype="float32")(layers.Add()([x, base]))  # float32 out under bf16
