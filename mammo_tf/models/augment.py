@@ -15,7 +15,8 @@ usual DiffAugment colour jitter stopped the discriminator from learning at all (
 not clipped afterwards (clipping would kill gradients at the bounds); real and fake are treated alike.
 
 Randomness is stateless: ``seed`` is an int32/int64 [2] tensor; the same images, p and seed give the same
-output. Under a tf.distribute strategy the caller folds the replica id into the seed (one SeedGenerator gives every replica the same draws).
+output. Under a tf.distribute strategy the caller folds the replica id into the
+seed (one SeedGenerator gives every replica the same draws).
 
 ``AdaptiveAugment`` holds p as a tracked, non-trainable variable (so it is saved with the model) and moves it
 with an integral controller on r_t = E[sign(D(real))]: p += sign(r_t - target) * images / speed_images.

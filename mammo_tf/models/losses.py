@@ -99,7 +99,7 @@ def r1_penalty(
     with tf.GradientTape() as tape:
         tape.watch(real)
         logits = discriminator(real if labels is None else [real, labels], training=training)
-        # The scalar must be built INSIDE the tape (a nested tape records only what runs inside it); otherwise the gradient is None.
+        # The scalar must be built INSIDE the tape (it records only what runs inside); else the gradient is None.
         total = tf.reduce_sum(tf.cast(logits, tf.float32))
     grads = tape.gradient(total, real)
     squared = tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1)

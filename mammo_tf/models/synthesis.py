@@ -626,7 +626,8 @@ class SynthesisGAN(keras.Model):
     # ---- training
 
     def _step_seed(self) -> tf.Tensor:
-        """A fresh int64 [2] stateless seed per step, different on every replica (keras.random with one SeedGenerator gives every replica the same noise).
+        """A fresh int64 [2] stateless seed per step, different on every replica
+        (keras.random with one SeedGenerator gives every replica the same noise).
 
         Derived from (seed, D optimizer step): the step counter is saved with the optimizer, so a resumed run
         draws exactly the noise an uninterrupted one would have (a SeedGenerator's state is not saved).

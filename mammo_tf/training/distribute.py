@@ -66,7 +66,7 @@ def resolve_precision(requested: str, *, flags: set[str] | None = None, gpu: boo
 
 
 def set_precision(policy: str) -> None:
-    """Set the global Keras dtype policy. Must run BEFORE layers are built (built layers keep the policy they were built under)."""
+    """Set the global Keras dtype policy. Must run BEFORE layers are built (layers keep the policy of their build)."""
     import keras
 
     keras.mixed_precision.set_dtype_policy(policy)
