@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier export study
+.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier export study
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ install: $(STAMP) ## create .venv and install mammo-tf with its pinned dependenc
 
 test: $(STAMP) ## run the whole test suite (CI runs exactly this; MIAS tests need ../shared/data/mias)
 	$(BIN)/pytest -q
+
+test-fast: $(STAMP) ## the suite without the tests marked slow (child processes, whole studies): minutes, for iterating
+	$(BIN)/pytest -q -m "not slow"
 
 demo: $(STAMP) ## the main job on the phantom: dataset, summary, preview, a quick SR GAN, upscale and evaluate-sr
 	rm -rf $(DEMO_DIR)

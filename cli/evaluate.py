@@ -61,7 +61,7 @@ def ship_sr(run_dir, data, out, name) -> None:
 
     Evaluates them on the test patients and the phantom, writes <name>-psnr, <name>-gan and <name>.
     """
-    from mammo_tf.evaluation.cards import ship_sr as run
+    from mammo_tf.workflows.cards import ship_sr as run
 
     summary = run(run_dir, data, out, prefix=name)
     for which, path in summary["shipped"].items():
@@ -76,7 +76,9 @@ def ship_sr(run_dir, data, out, name) -> None:
     "--seeds", type=click.IntRange(min=1), default=None, help="Training seeds per arm [default: the preset's]."
 )
 @click.option("--tasks", default=None, help="Comma-separated: easy, matched, film [default: all three].")
-@preset_option("standard", "quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds.")
+@preset_option(
+    "study", "standard", "quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds."
+)
 @click.option("--sr-model", default=None, help="SR model for the SR utility arm (a run directory or shipped name).")
 @click.option(
     "--out",
@@ -96,7 +98,7 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
     Arms: real only, real + synthetic (0.5, 1, 2), synthetic only, texture logistic regression, the speck
     detector, intensity and position probes, and SR utility; paired bootstrap CIs and a verdict per arm.
     """
-    from mammo_tf.evaluation.study import evaluate_aug as run
+    from mammo_tf.workflows.study import evaluate_aug as run
 
     chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
     metrics = run(
@@ -132,6 +134,6 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
 )
 def ship(run_dir, name, report, out) -> None:
     """Ship a synthesis or classifier run with a model card."""
-    from mammo_tf.evaluation.cards import ship_run
+    from mammo_tf.workflows.cards import ship_run
 
     click.echo(f"shipped {ship_run(run_dir, name, out, report=report)}")

@@ -37,7 +37,7 @@ def export(model, name, version, out) -> None:
     signatures (SR generator: serving_default, serve_uint16; synthesis generator: serving_default, serve_seeded),
     checks it against the Keras model in a fresh process before publishing it, and rewrites <out>/models.config.
     """
-    from mammo_tf.export import export_info, export_model
+    from mammo_tf.workflows.export import export_info, export_model
 
     path = export_model(model, name, version=version, out=out)
     info = export_info(path)

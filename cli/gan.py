@@ -16,7 +16,7 @@ MODEL_OPTION = model_option("synth-64", "synthesis model")
 @click.command(name="train-gan", context_settings={"show_default": True})
 @DATA_OPTION
 @click.option("--patch-size", type=int, default=64, help="Patch side in pixels: 4 * 2**k (64, or 128).")
-@preset_option("quick", "quick: minutes on 2 CPU cores; standard: hours (resumable).")
+@preset_option("synthesis", "quick", "quick: minutes on 2 CPU cores; standard: hours (resumable).")
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
@@ -29,7 +29,7 @@ def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, seed,
     R1, an EMA generator. The run directory gets config.json, checkpoints, TensorBoard logs, sample grids
     per class, metrics and generator.keras.
     """
-    from mammo_tf.training.gan_trainer import train_gan as run_training
+    from mammo_tf.workflows.training import train_gan as run_training
 
     out = run_training(
         data,

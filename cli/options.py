@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from mammo_tf.config import preset_names
 from mammo_tf_cli.paths import OutputFolder
 
 PRECISION_OPTION = click.option(
@@ -17,9 +18,9 @@ SEED_OPTION = click.option(
 )
 
 
-def preset_option(default: str, help: str):
-    """--preset quick|standard."""
-    return click.option("--preset", type=click.Choice(["quick", "standard"]), default=default, help=help)
+def preset_option(kind: str, default: str, help: str):
+    """--preset NAME: the presets mammo_tf.config offers for `kind` ('sr', 'classifier', 'synthesis', 'study')."""
+    return click.option("--preset", type=click.Choice(list(preset_names(kind))), default=default, help=help)
 
 
 def steps_option(help: str = "Training steps [default: the preset's]."):

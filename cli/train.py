@@ -13,7 +13,7 @@ from mammo_tf_cli.paths import InputFolder
 @DATA_OPTION
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", help="Upscaling factor.")
 @preset_option(
-    "standard", "quick: minutes on 2 CPU cores (make demo); standard: the shipped models (hours, resumable)."
+    "sr", "standard", "quick: minutes on 2 CPU cores (make demo); standard: the shipped models (hours, resumable)."
 )
 @click.option(
     "--generator",
@@ -31,7 +31,7 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
     L1 pretraining, then adversarial fine-tuning; validation on the validation patients. The run
     directory gets config.json, checkpoints, TensorBoard logs, comparison images and metrics.
     """
-    from mammo_tf.training.sr_trainer import train_sr as run_training
+    from mammo_tf.workflows.training import train_sr as run_training
 
     out = run_training(
         data,
@@ -62,7 +62,7 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
     default="easy",
     help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.",
 )
-@preset_option("standard", "quick: 300 steps; standard: 3000 steps.")
+@preset_option("classifier", "standard", "quick: 300 steps; standard: 3000 steps.")
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
@@ -73,7 +73,7 @@ def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_
     Calcification vs normal tissue, with benign vs malignant as an exploratory second head; flips, rot90
     and small intensity changes in every arm. Validation AUC and threshold on the validation patients.
     """
-    from mammo_tf.training.classifier_trainer import train_classifier as run_training
+    from mammo_tf.workflows.training import train_classifier as run_training
 
     out = run_training(
         data,

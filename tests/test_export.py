@@ -21,8 +21,8 @@ import tensorflow as tf
 from cli_helpers import invoke, one_error_line
 
 from mammo_tf.errors import MammoError
-from mammo_tf.export import FLOAT_TOLERANCE, export_info, export_model, float32_copy
 from mammo_tf.inference.registry import load_keras
+from mammo_tf.workflows.export import FLOAT_TOLERANCE, export_info, export_model, float32_copy
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -152,6 +152,7 @@ def test_next_version_and_an_existing_version_is_never_overwritten(serving: dict
 # --------------------------------------------------------------------------------------------- saved_model_cli
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_lists_named_signatures(serving: dict) -> None:
     done = subprocess.run(
         [BIN / "saved_model_cli", "show", "--dir", serving["out"] / "sr-x2" / "1", "--all"],
@@ -171,6 +172,7 @@ def test_saved_model_cli_show_lists_named_signatures(serving: dict) -> None:
             assert needle in block, (signature, needle, block)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_run_gives_the_keras_output(serving: dict, sr_run: Path, tmp_path: Path) -> None:
     image = np.random.default_rng(3).uniform(0, 1, (1, 9, 14, 1)).astype(np.float32)
     np.save(tmp_path / "x.npy", image)
@@ -188,7 +190,7 @@ def test_saved_model_cli_run_gives_the_keras_output(serving: dict, sr_run: Path,
 
 def test_verification_checks_of_every_type_match_the_saved_model(serving: dict, loaded: dict, sr_run: Path) -> None:
     """The sample inputs and Keras outputs export verifies with, run here through each loaded SavedModel."""
-    from mammo_tf.export import EXPORTERS, find_exporter
+    from mammo_tf.workflows.export import EXPORTERS, find_exporter
 
     assert [e.kind for e in EXPORTERS] == ["sr-generator", "synthesis-generator", "classifier"]
     for name, path in (("sr-x2", sr_run / "generator.keras"), ("synth-64", serving["synth"]),
@@ -233,6 +235,7 @@ print("RESULT " + json.dumps(result))
 """
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_every_model_without_the_project(serving: dict, sr_run: Path, tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-I", "-c", FRESH, serving["out"], tmp_path / "arrays.npz"],
@@ -371,7 +374,7 @@ def check_documented_values(model: str, body: dict, documented: dict) -> None:
         assert np.abs(sr_pixels.reshape(1, 2, 2, 2, 2).mean(axis=(2, 4))[..., None] - pixels).max() <= 0.5 + 0.5
         assert np.abs(sr * 4095 - sr_pixels).max() <= 0.5 + 0.5  # 4 printed decimals of sr
     elif model == "synth-64" and body.get("signature_name") == "serve_seeded":
-        from mammo_tf.export import _seeded_latents
+        from mammo_tf.workflows.export import _seeded_latents
 
         z = np.asarray(_seeded_latents(inputs["count"], 4, inputs["seed"]))
         assert np.abs(np.asarray(payload["z"]) - z).max() <= 1e-4  # Philox: the same on every machine
@@ -384,8 +387,8 @@ def check_documented_values(model: str, body: dict, documented: dict) -> None:
 def test_readme_sr_numbers_are_the_untrained_generators_outputs() -> None:
     """The README says its SR numbers come from an untrained x2 generator (projected bicubic): they must."""
     from mammo_tf.config import resolve_sr_config
-    from mammo_tf.export import _sr_endpoints
     from mammo_tf.models.sr import build_sr_generator
+    from mammo_tf.workflows.export import _sr_endpoints
 
     endpoints = _sr_endpoints(build_sr_generator(resolve_sr_config("tiny")))
     for model, _, request, _, response in rest_examples()[:4]:
@@ -406,7 +409,7 @@ def test_readme_docker_command_and_models_config_are_exact(serving: dict) -> Non
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    from mammo_tf.export import SERVING_ROOT, models_config_text
+    from mammo_tf.workflows.export import SERVING_ROOT, models_config_text
 
     section = serving_section()
     assert DOCKER in section and f':{SERVING_ROOT}"' in DOCKER  # the mount that base_path /models/<name> assumes
@@ -544,7 +547,7 @@ def test_bad_input_one_line_exit_2_nothing_written(args, needles, not_models, sr
 
 
 def test_a_failed_verification_publishes_nothing(sr_run: Path, tmp_path: Path, monkeypatch) -> None:
-    import mammo_tf.export as export
+    import mammo_tf.workflows.export as export
 
     def fails(folder, checks, signatures=None):
         assert folder.name.startswith(".1.") and (folder / "saved_model.pb").is_file()  # verified before the rename

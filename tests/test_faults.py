@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mammo_tf.errors import MammoError
-from mammo_tf.training.sr_trainer import train_sr
+from mammo_tf.workflows.training import train_sr
 from mammo_tf_cli.main import cli
 
 
@@ -55,6 +55,7 @@ def _fill(folder: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_path: Path, monkeypatch) -> None:
     with _tmpfs(tmp_path / "disk", 24) as real_disk:
         run = tmp_path / "disk" / "run"
@@ -98,12 +99,12 @@ def test_a_full_disk_mid_run_keeps_the_last_checkpoint_and_resume_finishes(tmp_p
 )
 def test_the_cli_turns_a_failed_write_anywhere_into_one_line(error: OSError, monkeypatch) -> None:
     """Writes outside the atomic helpers (Keras, TensorBoard) reach the CLI as OSError: still one line, exit 2."""
-    import mammo_tf.training.sr_trainer as sr_trainer
+    import mammo_tf.workflows.training as training
 
     def failing(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(sr_trainer, "train_sr", failing)
+    monkeypatch.setattr(training, "train_sr", failing)
     result = CliRunner().invoke(cli, ["train-sr", "--preset", "quick", "--run-dir", "/tmp/unused-run"])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -111,11 +112,11 @@ def test_the_cli_turns_a_failed_write_anywhere_into_one_line(error: OSError, mon
 
 
 def test_other_os_errors_stay_bugs_with_a_traceback(monkeypatch) -> None:
-    import mammo_tf.training.sr_trainer as sr_trainer
+    import mammo_tf.workflows.training as training
 
     def failing(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(sr_trainer, "train_sr", failing)
+    monkeypatch.setattr(training, "train_sr", failing)
     result = CliRunner().invoke(cli, ["train-sr", "--preset", "quick", "--run-dir", "/tmp/unused-run"])
     assert isinstance(result.exception, OSError) and result.exception.errno == errno.EIO

@@ -1,5 +1,9 @@
 """The imports of mammo_tf and the CLI (mammo_tf_cli, the cli/ folder) point one way: no module imports one
-that imports it back, directly or around a longer loop.
+that imports it back, directly or around a longer loop, and no module imports from a layer above its own.
+
+Layers, bottom to top (LAYERS below): errors, paths, config < io < data < models < training, inference
+(siblings: neither imports the other) < evaluation < workflows < cli. A module imports from its own layer
+or below; what a lower layer needs from a higher one is passed in (a callback, a function argument).
 
 The walk is static (ast), over every `import` and `from ... import` anywhere
 in a module: at the top, inside functions (the lazy imports that keep
@@ -61,6 +65,48 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
     return {name: _imports(name, path, known) for name, path in modules.items()}
+
+
+# Layers, bottom = 0; each holds the top-level parts of mammo_tf named (a module, or a package with everything
+# under it). "mammo_tf" is the package's own __init__ (__version__ only), never a catch-all.
+LAYERS = {
+    "errors": 0,
+    "paths": 0,
+    "config": 0,
+    "io": 1,
+    "data": 2,
+    "models": 3,
+    "training": 4,
+    "inference": 4,
+    "evaluation": 5,
+    "workflows": 6,
+    "cli": 7,  # mammo_tf_cli, the cli/ folder
+}
+SIBLINGS = {frozenset({"training", "inference"})}  # one rank, and neither imports the other
+
+
+def layer_of(module: str) -> str | None:
+    """The LAYERS name of a module (mammo_tf.data.samplers -> "data"), or None if it is in none."""
+    parts = module.split(".")
+    if parts[0] == "mammo_tf_cli":
+        return "cli"
+    if module == "mammo_tf":
+        return "errors"  # the bottom layer
+    return parts[1] if parts[0] == "mammo_tf" and parts[1] in LAYERS and parts[1] != "cli" else None
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that runs upward, or sideways between siblings: "module -> imported (layer -> layer)"."""
+    found = []
+    for module in sorted(graph):
+        for target in sorted(graph[module]):
+            source_layer, target_layer = layer_of(module), layer_of(target)
+            if source_layer is None or target_layer is None or source_layer == target_layer:
+                continue
+            upward = LAYERS[target_layer] > LAYERS[source_layer]
+            if upward or frozenset({source_layer, target_layer}) in SIBLINGS:
+                found.append(f"{module} -> {target} ({source_layer} -> {target_layer})")
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -131,6 +177,34 @@ def test_no_import_cycles() -> None:
     assert not loops, "import cycles:\n" + "\n".join(" -> ".join(loop) for loop in loops)
 
 
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted(m for m in import_graph() if layer_of(m) is None)
+    assert not unplaced, f"modules in no layer (add them to LAYERS in {Path(__file__).name}): {unplaced}"
+
+
+def test_the_layer_check_flags_upward_and_sideways_imports() -> None:
+    graph = {
+        "mammo_tf.data.a": {"mammo_tf.io.b", "mammo_tf.errors", "mammo_tf.models.c"},  # io, errors: fine; models: up
+        "mammo_tf.training.d": {"mammo_tf.inference.e"},  # sideways between siblings
+        "mammo_tf.inference.e": {"mammo_tf.models.c", "mammo_tf.inference.f"},  # down, and inside its own layer
+        "mammo_tf.config.g": {"mammo_tf.errors"},  # config (a package or a module) is the bottom layer
+        "mammo_tf_cli.main": {"mammo_tf.workflows.h"},
+    }
+    assert [layer_of(m) for m in ("mammo_tf", "mammo_tf.config", "mammo_tf.config.g", "mammo_tf_cli")] == [
+        "errors", "config", "config", "cli"]
+    assert layer_of("mammo_tf.export") is None and layer_of("mammo_tf.cli") is None  # placed nowhere: a failure
+    assert layer_violations(graph) == [
+        "mammo_tf.data.a -> mammo_tf.models.c (data -> models)",
+        "mammo_tf.training.d -> mammo_tf.inference.e (training -> inference)",
+    ]
+
+
+def test_imports_never_point_up_a_layer() -> None:
+    """Any upward import, or one between training and inference, lazy ones included, fails with its name."""
+    wrong = layer_violations(import_graph())
+    assert not wrong, f"{len(wrong)} imports against the layers (module -> imported):\n" + "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     ("module", "must_not_import"),
     [
@@ -151,6 +225,17 @@ def test_no_import_cycles() -> None:
 def test_layers(module: str, must_not_import: str) -> None:
     imported = import_graph()[module]
     assert not [m for m in imported if m == must_not_import or m.startswith(must_not_import)], imported
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [("mammo_tf.data.degrade", {"__future__", "cv2", "numpy", "mammo_tf"})],  # NumPy/OpenCV: no TensorFlow
+)
+def test_third_party_imports(module: str, allowed: set[str]) -> None:
+    nodes = list(ast.walk(ast.parse(_modules()[module].read_text("utf-8"))))
+    roots = {alias.name.split(".")[0] for node in nodes if isinstance(node, ast.Import) for alias in node.names}
+    roots |= {node.module.split(".")[0] for node in nodes if isinstance(node, ast.ImportFrom) and node.module}
+    assert roots <= allowed, sorted(roots - allowed)
 
 
 def test_readme_imports_still_work() -> None:

@@ -29,11 +29,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     models at all."""
     import dataclasses
 
-    from mammo_tf.config import resolve_sr_config
+    from mammo_tf.config import SynthesisConfig, resolve_sr_config
     from mammo_tf.evaluation.features import FeatureConfig, _build
     from mammo_tf.models.classifier import CalcificationClassifier, build_classifier_network
     from mammo_tf.models.sr import build_sr_generator, compiled_srgan
-    from mammo_tf.models.synthesis import SynthesisConfig, build_synthesis_gan, build_synthesis_generator
+    from mammo_tf.models.synthesis import build_synthesis_gan, build_synthesis_generator
 
     folder = tmp_path_factory.mktemp("kinds")
     sr = resolve_sr_config("tiny")
@@ -250,7 +250,7 @@ def test_run_directories_of_the_wrong_kind_or_without_a_model(models, film, tmp_
 
 
 def test_study_sr_arm_refuses_another_kind_before_reading_its_metadata(models) -> None:
-    from mammo_tf.evaluation.study import _sr_patients
+    from mammo_tf.workflows.study import _sr_patients
 
     with pytest.raises(MammoError, match=r"this is a synthesis model .*; evaluate-aug --sr-model needs an SR model"):
         _sr_patients(models["synth"])

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from mammo_tf.data.pipelines import patch_dataset, sr_dataset
-from mammo_tf.data.samplers import BENIGN, MALIGNANT, NORMAL, Patches, SRPairs
+from mammo_tf.data.samplers import Patches, SRPairs
+from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
 
 
 def _upsample(lr: np.ndarray, scale: int) -> np.ndarray:

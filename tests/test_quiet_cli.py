@@ -64,6 +64,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("group", sorted(CASES))
+@pytest.mark.slow
 def test_a_failing_command_prints_exactly_one_line(
     group: str, broken_sr: Path, foreign_run: Path, tmp_path: Path
 ) -> None:
@@ -74,6 +75,7 @@ def test_a_failing_command_prints_exactly_one_line(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_successful_command_says_nothing_about_cuda(tmp_path: Path) -> None:
     result = mammo_tf("synth", "--n", "4", "--out", tmp_path / "synth")
     assert result.returncode == 0, result.stderr

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a child process per trainer, killed and resumed
+
 # (module, function, keyword arguments): enough steps that the child is still training when it is killed.
 TRAINERS = {
-    "sr": ("mammo_tf.training.sr_trainer", "train_sr", {"preset": "tiny", "pretrain_steps": 30, "gan_steps": 2}),
+    "sr": ("mammo_tf.workflows.training", "train_sr", {"preset": "tiny", "pretrain_steps": 30, "gan_steps": 2}),
     "gan": ("mammo_tf.training.gan_trainer", "train_gan", {"preset": "tiny", "steps": 40, "val_every": 2}),
     "classifier": (
         "mammo_tf.training.classifier_trainer",

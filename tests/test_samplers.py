@@ -17,9 +17,6 @@ import pytest
 from mammo_tf.data.catalog import Catalog
 from mammo_tf.data.preprocess import prepare, to_oriented
 from mammo_tf.data.samplers import (
-    BENIGN,
-    MALIGNANT,
-    NORMAL,
     Patches,
     PatchReport,
     SRPairs,
@@ -28,6 +25,7 @@ from mammo_tf.data.samplers import (
     sample_patches,
     sample_sr_pairs,
 )
+from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
 from mammo_tf.errors import MammoError
 from mammo_tf.io.images import write_image
 

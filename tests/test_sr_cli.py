@@ -17,7 +17,7 @@ from mammo_tf.data.phantom import cached_phantom_dir
 from mammo_tf.errors import MammoError
 from mammo_tf.io.images import read_image, write_image
 from mammo_tf.training.runs import NonFiniteLoss, Run, fit_in_run
-from mammo_tf.training.sr_trainer import train_sr
+from mammo_tf.workflows.training import train_sr
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,7 @@ def _dicom(path: Path) -> Path:
     return save(ds, path)
 
 
+@pytest.mark.slow
 def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     run = tmp_path / "quick"
     result = invoke("train-sr", "--preset", "quick", "--steps", "4", "--run-dir", str(run), "--precision", "float32")
@@ -134,7 +135,7 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     assert derived.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert derived.PatientID == "P1" and "WindowCenter" not in derived
     back = read_image(out / "film_x2.dcm")  # reads back through the project's own reader
-    from mammo_tf.evaluation.sr import area_downsample
+    from mammo_tf.data.degrade import area_downsample
 
     lr = read_image(dcm).pixels
     assert np.abs(area_downsample(back.pixels, 2) - lr).max() <= 1.5 / 4095  # half a grey level + rounding
@@ -197,8 +198,9 @@ def test_train_sr_bad_run_dirs(tmp_path: Path, tiny_run: Path) -> None:
     one_error_line(invoke("train-sr", "--run-dir", str(tiny_run), "--resume", "--preset", "quick"), "another config")
 
 
+@pytest.mark.slow
 def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Path, monkeypatch) -> None:
-    from mammo_tf.evaluation.cards import ship_sr
+    from mammo_tf.workflows.cards import ship_sr
 
     summary = ship_sr(tiny_run, None, tmp_path / "models", max_images=1)
     assert summary["default"] in ("psnr", "gan") and summary["reason"]
@@ -210,7 +212,7 @@ def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Pa
         assert "evaluate-sr" in (folder / "card.md").read_text()
     assert "Default `upscale` model" in (tmp_path / "models" / "sr-x2" / "card.md").read_text()
     # the card keeps the patient ids, so the study can exclude them from its SR arm
-    from mammo_tf.evaluation.study import _sr_patients
+    from mammo_tf.workflows.study import _sr_patients
 
     trained_on = json.loads((tiny_run / "config.json").read_text())["train_patients"]
     card = json.loads((tmp_path / "models" / "sr-x2" / "card.json").read_text())
@@ -235,7 +237,7 @@ def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Pa
     ],
 )
 def test_default_sr_model_rule(gan_psnr: float, spurious: int, choice: str, needle: str) -> None:
-    from mammo_tf.evaluation.cards import _default_choice
+    from mammo_tf.workflows.cards import _default_choice
 
     def result(psnr: float, spurious_sr: int) -> tuple:
         test = {"variants": {"8-bit": {"psnr_sr": psnr}}}
@@ -249,9 +251,11 @@ def test_validation_scores_whole_films_in_the_anchor_region(tiny_run: Path) -> N
     """Validation is scored as the test films are: whole films, tissue and labels, no film background."""
     from mammo_tf.config import resolve_sr_config
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.evaluation.sr import area_downsample, interpolate, psnr, quantise
+    from mammo_tf.data.degrade import area_downsample, interpolate
+    from mammo_tf.evaluation.sr import psnr
     from mammo_tf.evaluation.sr_eval import anchor_mask
-    from mammo_tf.training.sr_trainer import validate, validation_set
+    from mammo_tf.evaluation.sr_validation import validate, validation_set
+    from mammo_tf.io.images import quantize
 
     catalog = load_catalog(None)
     val = validation_set(catalog, resolve_sr_config("tiny", val_films=2))
@@ -264,7 +268,7 @@ def test_validation_scores_whole_films_in_the_anchor_region(tiny_run: Path) -> N
     first = films.iloc[0]  # recomputed from the file: the bicubic baseline of the first film
     hr = read_image(first["path"]).pixels
     hr = hr[: hr.shape[0] // 2 * 2, : hr.shape[1] // 2 * 2]
-    lr = quantise(area_downsample(hr, 2).astype(np.float32), int(first["bit_depth"]))  # as evaluate-sr
+    lr = quantize(area_downsample(hr, 2).astype(np.float32), int(first["bit_depth"]), as_float=True)  # as evaluate-sr
     assert psnr(interpolate(lr, 2, "bicubic"), hr, anchor_mask(hr)) == pytest.approx(
         psnr(val.bicubic[0], val.hr[0], val.region[0]), abs=1e-4
     )

@@ -11,7 +11,9 @@ import pytest
 from mammo_tf.data.catalog import load_catalog
 from mammo_tf.errors import MammoError
 from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
-from mammo_tf.evaluation.study import evaluate_aug, fold_catalog
+from mammo_tf.workflows.study import evaluate_aug, fold_catalog
+
+pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
 
 
 def test_bootstrap_ci_of_a_mean_matches_the_normal_theory_interval() -> None:
@@ -61,7 +63,7 @@ def test_fold_catalog_keeps_patients_on_one_side() -> None:
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory) -> tuple[Path, dict]:
-    from mammo_tf.training.sr_trainer import train_sr
+    from mammo_tf.workflows.training import train_sr
 
     root = tmp_path_factory.mktemp("study")
     sr_run = train_sr(None, root / "sr", preset="tiny", verbose=0)

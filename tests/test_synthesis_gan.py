@@ -8,22 +8,21 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from mammo_tf.config import SynthesisConfig, resolve_synthesis_config  # noqa: E402
+from mammo_tf.errors import MammoError  # noqa: E402
 from mammo_tf.models import losses  # noqa: E402
 from mammo_tf.models.spectral import SNConv2D, SNDense  # noqa: E402
 from mammo_tf.models.synthesis import (  # noqa: E402
-    PRESETS,
-    ReflectPad,
-    SynthesisConfig,
     SynthesisGAN,
-    _levels,
     build_synthesis_discriminator,
     build_synthesis_gan,
     build_synthesis_generator,
     latents,
-    preset,
 )
+from mammo_tf.models.synthesis_layers import ReflectPad  # noqa: E402
+from mammo_tf.models.synthesis_networks import _levels  # noqa: E402
 
-TINY = preset("tiny")
+TINY = resolve_synthesis_config("tiny")
 
 
 def _patches(n: int = 24, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -120,34 +119,13 @@ def test_lazy_r1_inside_tf_cond_reaches_the_discriminator_weights():
 
 
 # ------------------------------------------------------------------------------------------------ config
+# (the config itself, its presets and old saved configs: tests/test_config.py)
 
 
-def test_config_round_trips_and_validates():
-    for config in PRESETS.values():
-        assert SynthesisConfig.from_dict(config.to_dict()) == config
-    assert preset("quick").patch_size == 64
-    assert preset("standard", patch_size=128).patch_size == 128
-    with pytest.raises(ValueError, match="patch_size"):
-        SynthesisConfig(patch_size=48)
-    with pytest.raises(ValueError, match="loss"):
-        SynthesisConfig(loss="wasserstein")
-    with pytest.raises(ValueError, match="d_pooling"):
-        SynthesisConfig(d_pooling="max")
-    with pytest.raises(ValueError, match="d_spectral_norm"):
-        SynthesisConfig(d_spectral_norm="weight")
-    with pytest.raises(ValueError, match="preset"):
-        preset("huge")
-    with pytest.raises(ValueError, match="unknown"):
-        SynthesisConfig.from_dict({"patch_size": 64, "colour": "red"})
+def test_loss_names_of_the_config_are_the_losses_module():
+    from mammo_tf.config import LOSSES
 
-
-def test_a_config_saved_before_a_field_existed_reads_as_what_that_model_was_built_with():
-    saved = preset("standard").to_dict()
-    del saved["d_pooling"], saved["generator_float32"], saved["d_spectral_norm"]
-    old = SynthesisConfig.from_dict(saved)
-    assert (old.d_pooling, old.generator_float32, old.d_spectral_norm) == ("mean", False, "projected")
-    new = preset("standard")
-    assert (new.d_pooling, new.generator_float32) == ("sum", True)
+    assert LOSSES == tuple(losses.D_LOSSES) == tuple(losses.G_LOSSES)
 
 
 # ------------------------------------------------------------------------------------------------ networks
@@ -198,7 +176,7 @@ def test_reflect_pad_mirrors_borders_and_the_generator_uses_it_unless_told_zeros
         outputs[padding] = np.asarray(gen([z, labels]))
     assert outputs["reflect"].shape == outputs["zeros"].shape
     assert np.abs(outputs["reflect"] - outputs["zeros"]).max() > 1e-5  # same weights, different borders
-    with pytest.raises(ValueError, match="g_padding"):
+    with pytest.raises(MammoError, match="g_padding"):
         TINY.replace(g_padding="wrap")
 
 

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest
 from mammo_tf.data.mias import ARCHIVE_NAME, INFO_NAME, load_mias
-from mammo_tf.data.schema import CALCIFICATION, FINDING_COLUMNS, IMAGE_COLUMNS, NORMAL, Catalog
+from mammo_tf.data.schema import CALCIFICATION, FINDING_COLUMNS, IMAGE_COLUMNS, NORMAL_FINDING, Catalog
 from mammo_tf.errors import located
 
 __all__ = [
     "CALCIFICATION",
     "FINDING_COLUMNS",
     "IMAGE_COLUMNS",
-    "NORMAL",
+    "NORMAL_FINDING",
     "Catalog",
     "default_data_dir",
     "load_catalog",

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammo_tf.data.schema import NORMAL, Catalog
+from mammo_tf.data.schema import NORMAL_FINDING, Catalog
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.images import SUPPORTED_SUFFIXES, probe_image
 
@@ -134,10 +134,10 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
             line,
         )
     full_path = raw_path if raw_path.is_absolute() else folder / raw_path
-    abnormality = record.get("abnormality", "").upper() or NORMAL
+    abnormality = record.get("abnormality", "").upper() or NORMAL_FINDING
     severity = _choice(manifest, line, "severity", record.get("severity", ""), SEVERITIES)
     row, col, radius = _coordinates(manifest, line, record)
-    if abnormality == NORMAL and (severity or row is not None):
+    if abnormality == NORMAL_FINDING and (severity or row is not None):
         raise located(manifest, "a NORM row describes no finding: leave severity, row, col and radius empty", line)
     split = ""
     if has_split:

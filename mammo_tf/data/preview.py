@@ -57,7 +57,8 @@ def _patch_rows(catalog: Catalog, per_class: int, patch_px: int, width: int, see
     """One strip per class of sampled patches (64 px patches shown at `patch_px`)."""
     import cv2
 
-    from mammo_tf.data.samplers import CLASS_NAMES, sample_patches
+    from mammo_tf.data.samplers import sample_patches
+    from mammo_tf.data.schema import CLASS_NAMES
 
     # Sample from the calcification films and as many other films: enough for a strip, fast on 322 films.
     findings = catalog.findings

@@ -11,14 +11,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from mammo_tf.data.catalog import CALCIFICATION, Catalog
-from mammo_tf.data.catalog import NORMAL as NORMAL_FINDING
+from mammo_tf.data.catalog import CALCIFICATION, NORMAL_FINDING, Catalog
 from mammo_tf.data.preprocess import Prepared, centres_in_mask, prepare, to_oriented
-from mammo_tf.errors import MammoError
 
-# Patch classes. Kept as integers so tf.data and Keras can use them directly.
-NORMAL, BENIGN, MALIGNANT = 0, 1, 2
-CLASS_NAMES = ("normal", "benign", "malignant")
+from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
+from mammo_tf.errors import MammoError
 
 
 @dataclass(frozen=True)

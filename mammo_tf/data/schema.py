@@ -60,8 +60,14 @@ FINDING_COLUMNS = {
     "has_coords": "bool",
     "source_line": "int64",
 }
+# Findings' abnormality codes.
 CALCIFICATION = "CALC"
-NORMAL = "NORM"
+NORMAL_FINDING = "NORM"  # the finding of a normal film (not the patch class NORMAL below)
+
+# Patch classes (samplers, models, trainers, synthesis): integers, so tf.data and Keras use them directly.
+NORMAL, BENIGN, MALIGNANT = 0, 1, 2
+CLASS_NAMES = ("normal", "benign", "malignant")  # CLASS_NAMES[c] names class c
+N_CLASSES = len(CLASS_NAMES)
 
 
 def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -119,7 +125,7 @@ class Catalog:
         """One label per image for stratification: 'calc-M', 'calc-B', 'other' (abnormal) or 'normal'."""
         calc = self.findings[self.findings["abnormality"] == CALCIFICATION]
         label = pd.Series("normal", index=self.images["image_id"].to_numpy(), dtype="string")
-        abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL, "image_id"])
+        abnormal = set(self.findings.loc[self.findings["abnormality"] != NORMAL_FINDING, "image_id"])
         label[label.index.isin(list(abnormal))] = "other"
         for severity in ("B", "M"):  # malignant wins when an image has both
             ids = set(calc.loc[calc["severity"] == severity, "image_id"])
@@ -129,7 +135,7 @@ class Catalog:
     def summary(self) -> dict:
         """Counts a user checks first: images, patients, class x severity, coordinates known."""
         findings = self.findings
-        abnormal = findings[findings["abnormality"] != NORMAL]
+        abnormal = findings[findings["abnormality"] != NORMAL_FINDING]
         table = (
             findings.assign(severity=findings["severity"].replace("", "-"))
             .groupby(["abnormality", "severity"], sort=True)

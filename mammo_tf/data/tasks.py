@@ -16,7 +16,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from mammo_tf.data.samplers import NORMAL, Patches
+from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import NORMAL
 from mammo_tf.data.schema import Catalog
 
 TASK_OVERSAMPLE = 6  # normal candidates drawn per image for the matched task, before resampling

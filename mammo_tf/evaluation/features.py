@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mammo_tf.data.samplers import NORMAL, Patches
+from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import NORMAL
 from mammo_tf.errors import MammoError
 from mammo_tf.io.atomic import write_bytes_atomic
 
@@ -93,7 +94,7 @@ def _build(patch_size: int, config: FeatureConfig) -> tuple[keras.Model, keras.M
     import keras
     from keras import layers
 
-    from mammo_tf.models.synthesis import InputStem
+    from mammo_tf.models.synthesis_layers import InputStem
 
     counter = iter(range(1, 10_000))
 

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from mammo_tf.data.samplers import CLASS_NAMES, Patches
+from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import CLASS_NAMES
 from mammo_tf.errors import MammoError
 
 KID_SUBSETS = 100

@@ -2,16 +2,16 @@
 a border of `scale` pixels cropped, optionally a breast mask; SSIM with an 11x11 Gaussian window,
 sigma 1.5, K1 = 0.01, K2 = 0.03 (the MATLAB reference, via scikit-image when available, else TF).
 
-NumPy in, floats out; no model code here.
+NumPy in, floats out; no model code here. The degradation they are scored on is mammo_tf.data.degrade.
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from mammo_tf.data.degrade import area_downsample
+
 SSIM_WINDOW = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "K1": 0.01, "K2": 0.03}
-INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
 
 
 def crop_border(image: np.ndarray, border: int) -> np.ndarray:
@@ -40,41 +40,6 @@ def ssim(estimate: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = 
     """Mean SSIM over `mask` (or the whole image)."""
     full = ssim_map(estimate, reference)
     return float(full[mask].mean() if mask is not None else full.mean())
-
-
-def interpolate(lr: np.ndarray, scale: int, method: str) -> np.ndarray:
-    """OpenCV upscaling of float32 [h, w] by `scale` (nearest, bicubic or lanczos), clipped to [0, 1]."""
-    h, w = lr.shape[:2]
-    up = cv2.resize(np.asarray(lr, np.float32), (w * scale, h * scale), interpolation=INTERPOLATIONS[method])
-    return np.clip(up, 0.0, 1.0)
-
-
-def area_downsample(image: np.ndarray, scale: int) -> np.ndarray:
-    """float [H, W] -> float64 [H/s, W/s]: the exact s x s block mean (the degradation SR inverts)."""
-    h, w = image.shape[:2]
-    return np.asarray(image, np.float64).reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
-
-
-def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
-    """[H, W] -> [H - H % s, W - W % s]: the largest top-left part whose sides are multiples of the scale."""
-    return image[: image.shape[0] // scale * scale, : image.shape[1] // scale * scale]
-
-
-def quantise(pixels: np.ndarray, bits: int | None) -> np.ndarray:
-    """float [0, 1] -> float32 rounded to the grey levels a `bits`-bit file holds (None: float, unrounded)."""
-    if bits is None:
-        return np.asarray(pixels, np.float32)
-    levels = (1 << int(bits)) - 1
-    return (np.round(np.clip(pixels, 0.0, 1.0) * levels) / levels).astype(np.float32)
-
-
-def degrade(hr: np.ndarray, scale: int, bits: int | None) -> np.ndarray:
-    """The LR image SR is scored on: float32 [H/s, W/s], the s x s block mean of `hr` rounded to `bits`.
-
-    The mean is cast to float32 before rounding, as every shipped evaluation was scored (rounding the float64
-    mean moves a few pixels that sit on a half grey level).
-    """
-    return quantise(area_downsample(hr, scale).astype(np.float32), bits)
 
 
 def consistency_error(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:

@@ -67,8 +67,8 @@ def _truth(catalog) -> pd.DataFrame | None:
 
 def _film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """HR pixels float32 [H, W] (cropped to a multiple of scale) and the breast mask, original orientation."""
+    from mammo_tf.data.degrade import crop_to_scale
     from mammo_tf.data.preprocess import prepare
-    from mammo_tf.evaluation.sr import crop_to_scale
     from mammo_tf.io.images import read_image
 
     pixels = read_image(path).pixels
@@ -125,7 +125,8 @@ def evaluate_sr(
 ) -> dict:
     """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`."""
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.evaluation.sr import consistency_error, crop_border, degrade, interpolate, psnr, ssim
+    from mammo_tf.data.degrade import degrade, interpolate
+    from mammo_tf.evaluation.sr import consistency_error, crop_border, psnr, ssim
     from mammo_tf.evaluation.stats import bootstrap_ci
     from mammo_tf.inference.upscale import load_sr_model, upscale_array
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mammo_tf.data.samplers import CLASS_NAMES
+from mammo_tf.data.schema import CLASS_NAMES
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.atomic import atomic_dir
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mammo_tf.data.degrade import quant_step_for
 from mammo_tf.errors import MammoError, located
 from mammo_tf.inference.tiling import tiled_apply
 
@@ -81,11 +82,6 @@ def default_overlap(model: SRModel) -> int:
     return 2 * model.margin + 2
 
 
-def quant_step_for(bit_depth: int | None) -> float:
-    """0 for float inputs (None), else one grey level of a `bit_depth`-bit file in units of full scale."""
-    return 0.0 if not bit_depth else 1.0 / ((1 << int(bit_depth)) - 1)
-
-
 def upscale_array(
     model: SRModel,
     pixels: np.ndarray,
@@ -110,7 +106,7 @@ def upscale_array(
 
 def risk_map(sr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
     """|SR - bicubic(LR)| / RISK_FULL_SCALE clipped to [0, 1]: where, and how much, the model added detail."""
-    from mammo_tf.evaluation.sr import interpolate
+    from mammo_tf.data.degrade import interpolate
 
     return np.clip(np.abs(sr - interpolate(lr, scale, "bicubic")) / RISK_FULL_SCALE, 0.0, 1.0)
 

@@ -251,13 +251,22 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
     return height, width, image.bit_depth
 
 
-def quantize(pixels: np.ndarray, bit_depth: int) -> np.ndarray:
-    """[0, 1] floats to unsigned integers of `bit_depth` bits (uint8 up to 8 bits, else uint16)."""
-    if not 1 <= bit_depth <= 16:
+def quantize(pixels: np.ndarray, bit_depth: int | None, *, as_float: bool = False) -> np.ndarray:
+    """[0, 1] floats rounded (half to even) to the 2^bit_depth grey levels a `bit_depth`-bit file holds.
+
+    as_float False: the unsigned integers a file stores (uint8 up to 8 bits, else uint16; 1..16 bits).
+    as_float True: those levels as float32 in [0, 1], level / (2^bit_depth - 1), any bit depth (a 32-bit float
+    TIFF's too), as SR's LR inputs are rounded; bit_depth None: float32, unrounded.
+    """
+    if as_float and bit_depth is None:
+        return np.asarray(pixels, np.float32)
+    if not as_float and (bit_depth is None or not 1 <= bit_depth <= 16):
         raise MammoError(f"cannot store {bit_depth}-bit integers (1..16 supported)")
-    maxval = (1 << bit_depth) - 1
-    dtype = np.uint8 if bit_depth <= 8 else np.uint16
-    return np.round(np.clip(pixels, 0.0, 1.0) * maxval).astype(dtype)
+    maxval = (1 << int(bit_depth)) - 1
+    levels = np.round(np.clip(pixels, 0.0, 1.0) * maxval)
+    if as_float:
+        return (levels / maxval).astype(np.float32)
+    return levels.astype(np.uint8 if bit_depth <= 8 else np.uint16)
 
 
 def encode_pgm(pixels: np.ndarray, bit_depth: int = 8) -> bytes:

@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from mammo_tf.data.samplers import MALIGNANT, NORMAL
+from mammo_tf.data.schema import MALIGNANT, NORMAL
 
 CLASSIFIER_NAME = "mammo_calc_classifier"
 

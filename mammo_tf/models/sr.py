@@ -55,12 +55,6 @@ def generator_scale(model: keras.Model) -> int | None:
         return None
 
 
-def receptive_radius(config: SRConfig) -> int:
-    """LR pixels beyond which an output pixel does not depend on the input (for exact tiling)."""
-    lr_convs = 1 + 2 * config.blocks + 1 + (2 if config.scale == 4 else 1)
-    return lr_convs + 2 + 2  # + the HR tail conv and the bicubic support, rounded up
-
-
 def build_sr_discriminator(config: SRConfig) -> keras.Model:
     """Spectral-normalised patch discriminator with feature outputs (see the module docstring)."""
     hr = keras.Input((None, None, 1), name="hr")

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from mammo_tf.config import ClassifierConfig, resolve_classifier_config
-from mammo_tf.data.samplers import NORMAL, Patches
+from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import NORMAL
 from mammo_tf.errors import MammoError, located
+from mammo_tf.training.loop import Phase, Trainer
 
 MODEL_NAME = "classifier.keras"
 
@@ -22,7 +24,7 @@ def read_synthetic(folder: str | Path) -> Patches:
     """Patches written by `mammo-tf synth` (manifest.csv with file and class columns; PNG or .npy files)."""
     import pandas as pd
 
-    from mammo_tf.data.samplers import CLASS_NAMES
+    from mammo_tf.data.schema import CLASS_NAMES
     from mammo_tf.io.images import read_image
 
     folder = Path(folder)
@@ -142,25 +144,26 @@ def train_classifier(
     resume: continue the run in `run_dir` from its last checkpoint (same config; `steps` may grow).
     """
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.training.distribute import resolve_precision
+    from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
-    Run.precheck(run_dir, resume=resume)  # before TensorFlow prints anything
+    Run.precheck(run_dir, resume=resume)  # before the patches are drawn
     config = resolve_classifier_config(preset, **overrides)
     if config.synthetic_ratio > 0 and synthetic is None:
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
-    policy = resolve_precision(config.precision)
     catalog = catalog if catalog is not None else load_catalog(data)
-    train, val = real_patches if real_patches is not None else real_patches_for(catalog, config)
+    train_patches, val = real_patches if real_patches is not None else real_patches_for(catalog, config)
     if patch_transform is not None:
-        train, val = patch_transform(train), patch_transform(val)
-    real_train = train
+        train_patches, val = patch_transform(train_patches), patch_transform(val)
+    real_train = train_patches
     if synthetic_only:
         if synthetic is None:
             raise MammoError("synthetic_only needs the synthetic patches folder")
-        train = read_synthetic(synthetic)
+        train_patches = read_synthetic(synthetic)
     elif synthetic is not None:
-        train = mix_synthetic(train, read_synthetic(synthetic), config.synthetic_ratio, config.seed)
+        train_patches = mix_synthetic(train_patches, read_synthetic(synthetic), config.synthetic_ratio, config.seed)
+    if len(np.unique(train_patches.labels != NORMAL)) < 2:
+        raise MammoError(f"{catalog.root}: the training patients give only one class of patches")
     record = {
         **config.to_dict(),
         "kind": "classifier",
@@ -169,68 +172,44 @@ def train_classifier(
         "synthetic": str(synthetic) if synthetic else None,
         "synthetic_only": synthetic_only,
         "transform": getattr(patch_transform, "__name__", None) if patch_transform else None,
-        "precision_resolved": policy,
         # The real training patients, also for synthetic-only arms (their synthetic data came from them).
         "train_patients": sorted(set(real_train.patient_id.tolist())),
-        "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train.labels))},
+        "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train_patches.labels))},
     }
-    if len(np.unique(train.labels != NORMAL)) < 2:
-        raise MammoError(f"{catalog.root}: the training patients give only one class of patches")
-    run = Run.create(run_dir, record, resume=resume)
-    if run.state.get("finished") and run.step >= config.steps:
-        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
-    try:
-        return _train(run, config, policy, train, val, verbose)
-    except BaseException:
-        run.discard()  # a new run that failed before its first checkpoint leaves nothing behind
-        raise
+    return train(ClassifierTrainer(config, record, train_patches, val), run_dir, resume=resume, verbose=verbose)
 
 
-def _train(run, config: ClassifierConfig, policy: str, train: Patches, val: Patches, verbose: int | str) -> Path:
-    """The part of train_classifier that needs TensorFlow: model (new or resumed), fit, final scores."""
-    import keras
+class ClassifierTrainer(Trainer):
+    """One phase ("train") of class-balanced patches; at each validation classifier.keras and the val AUC."""
 
-    from mammo_tf.data.pipelines import patch_dataset
-    from mammo_tf.models.classifier import CalcificationClassifier, compiled_classifier
-    from mammo_tf.training.distribute import set_precision, strategy
-    from mammo_tf.training.runs import fit_in_run, save_keras_atomic
+    kind = "classifier"
 
-    dataset = patch_dataset(train, config.batch_size, balanced=True, seed=config.seed)
-    previous = keras.mixed_precision.dtype_policy().name
-    set_precision(policy)
-    keras.utils.set_random_seed(config.seed)
-    try:
-        with strategy().scope():
-            if run.resumed:
-                model = run.load_checkpoint()
-                if not isinstance(model, CalcificationClassifier):
-                    raise MammoError(f"{run.path}: the checkpoint is not a calcification classifier")
-            else:
-                model = compiled_classifier(config.patch_size, config.width, config.learning_rate)
+    def __init__(self, config: ClassifierConfig, record: dict, train: Patches, val: Patches) -> None:
+        from mammo_tf.models.classifier import CalcificationClassifier
 
-        def on_validate(model, step: int) -> dict[str, float]:
-            save_keras_atomic(model, run.path / MODEL_NAME)
-            return scores(model, val) if len(val.labels) else {}
+        super().__init__(config, record)
+        self.model_class = CalcificationClassifier
+        self.train_patches, self.val = train, val
 
-        fit_in_run(
-            model,
-            dataset,
-            run,
-            phase="train",
-            start=run.step,
-            end=config.steps,
-            interval=config.val_every,
-            on_validate=on_validate,
-            verbose=verbose,
-        )
-        run.finish(
-            {
-                **(scores(model, val) if len(val.labels) else {}),
-                "steps": config.steps,
-                "val_patches": int(len(val.labels)),
-                "hours": round(run.seconds / 3600, 3),
-            }
-        )
-    finally:
-        set_precision(previous)
-    return run.path
+    def build(self):
+        from mammo_tf.models.classifier import compiled_classifier
+
+        return compiled_classifier(self.config.patch_size, self.config.width, self.config.learning_rate)
+
+    def dataset(self):
+        from mammo_tf.data.pipelines import patch_dataset
+
+        return patch_dataset(self.train_patches, self.config.batch_size, balanced=True, seed=self.config.seed)
+
+    def phases(self, step: int) -> list[Phase]:
+        return [Phase("train", 0, self.config.steps, self.config.val_every)]
+
+    def validate(self, run, model, step: int) -> dict[str, float]:
+        from mammo_tf.training.runs import save_keras_atomic
+
+        save_keras_atomic(model, run.path / MODEL_NAME)
+        return scores(model, self.val) if len(self.val.labels) else {}
+
+    def finish(self, run, model) -> dict:
+        final = scores(model, self.val) if len(self.val.labels) else {}
+        return {**final, "val_patches": int(len(self.val.labels))}

@@ -11,11 +11,13 @@ float32 time, BENCHMARKS.md) and float32 otherwise. The choice is recorded in th
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
+from mammo_tf.config import PRECISIONS
 from mammo_tf.errors import MammoError
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -63,6 +65,25 @@ def resolve_precision(requested: str, *, flags: set[str] | None = None, gpu: boo
     gpu = has_gpu() if gpu is None else gpu
     flags = cpu_flags() if flags is None else flags
     return "mixed_bfloat16" if gpu or any(f in flags for f in _BF16_CPU_FLAGS) else "float32"
+
+
+@contextlib.contextmanager
+def precision_and_seed(policy: str, seed: int | None = None) -> Iterator[None]:
+    """Build and train under a dtype policy (and a global Keras seed); the previous policy comes back after.
+
+    The policy is global in Keras and must be set before layers are built; a process that trains several
+    models (the study, the tests) must not leak one run's policy into the next.
+    """
+    import keras
+
+    previous = keras.mixed_precision.dtype_policy().name
+    set_precision(policy)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    try:
+        yield
+    finally:
+        set_precision(previous)
 
 
 def set_precision(policy: str) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from mammo_tf.errors import MammoError
+from mammo_tf.training.loop import Phase, Trainer
 
 LATEST_MODEL = "generator.keras"
 PHASE = "gan"
-VAL_EVERY = {"tiny": 1, "quick": 250, "standard": 1_000}
 GRID_PER_CLASS = 8
 GRID_SEED_OFFSET = 0x6A1D  # grid latents: fixed per run seed, never the training noise
 
@@ -69,26 +69,6 @@ def pixel_statistics(model, patches, seed: int, n: int = 32) -> dict[str, float]
     return {"val_mean_gap": float(np.mean(gaps)), "val_std_ratio": float(np.mean(ratios))}
 
 
-def resolve_gan_config(preset: str, *, patch_size: int | None = None, steps: int | None = None, **overrides: Any):
-    """The SynthesisConfig of a preset with overrides (None = the preset's); MammoError on bad values."""
-    from mammo_tf.models.synthesis import PRESETS
-    from mammo_tf.models.synthesis import preset as synthesis_preset
-
-    if preset not in PRESETS:
-        raise MammoError(f"unknown synthesis preset {preset!r} (choose from {', '.join(sorted(PRESETS))})")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if patch_size is not None:
-        changes["patch_size"] = int(patch_size)
-    if steps is not None:
-        if int(steps) < 1:
-            raise MammoError(f"--steps must be >= 1, got {steps}")
-        changes["steps"] = int(steps)
-    try:
-        return synthesis_preset(preset, **changes)
-    except (TypeError, ValueError) as err:
-        raise MammoError(f"synthesis config: {err}") from None
-
-
 def train_gan(
     data: str | Path | None,
     run_dir: str | Path,
@@ -109,103 +89,97 @@ def train_gan(
     overrides: SynthesisConfig fields (None = the preset's). ``steps`` may grow on ``resume``.
     catalog: an already loaded catalog instead of ``data`` (the study passes one fold's).
     """
+    from mammo_tf.config import resolve
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.samplers import sample_patches
+    from mammo_tf.data.schema import CLASS_NAMES
+    from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
-    Run.precheck(run_dir, resume=resume)  # before TensorFlow prints its start-up lines
-
-    import keras
-    import tensorflow as tf
-
-    from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.data.pipelines import patch_dataset
-    from mammo_tf.data.samplers import CLASS_NAMES, sample_patches
-    from mammo_tf.models.synthesis import SynthesisGAN, build_synthesis_gan
-    from mammo_tf.training.distribute import machine_summary, resolve_precision, set_precision, strategy
-    from mammo_tf.training.runs import fit_in_run, save_keras_atomic
-
-    config = resolve_gan_config(preset, patch_size=patch_size, steps=steps, **overrides)
-    every = int(val_every or VAL_EVERY.get(preset, 250))
-    if every < 1:
-        raise MammoError(f"val_every must be >= 1, got {every}")
-    every = min(every, config.steps)
-    policy = resolve_precision(precision)
+    Run.precheck(run_dir, resume=resume)  # before the patches are drawn
+    config = resolve(
+        "synthesis",
+        preset,
+        patch_size=patch_size,
+        steps=steps,
+        seed=seed,
+        precision=precision,
+        val_every=val_every,
+        **overrides,
+    )
     catalog = catalog if catalog is not None else load_catalog(data)
-    train = sample_patches(catalog, patch_size=config.patch_size, split="train", seed=seed)
-    if len(train.images) == 0:
+    patches = sample_patches(catalog, patch_size=config.patch_size, split="train", seed=config.seed)
+    if len(patches.images) == 0:
         raise MammoError(f"{catalog.root}: no {config.patch_size}x{config.patch_size} training patches")
-    counts = {name: int((train.labels == c).sum()) for c, name in enumerate(CLASS_NAMES)}
+    counts = {name: int((patches.labels == c).sum()) for c, name in enumerate(CLASS_NAMES)}
     record = {
         **config.to_dict(),
         "kind": "synthesis",
         "preset": preset,
-        "seed": int(seed),
-        "val_every": every,
-        "precision": precision,
-        "precision_resolved": policy,
         "data": str(catalog.root),
         "source": catalog.source,
-        "train_patients": sorted(set(train.patient_id.tolist())),
+        "train_patients": sorted(set(patches.patient_id.tolist())),
         "train_patches": counts,
     }
-    run = Run.create(run_dir, record, resume=resume)
-    if run.state.get("finished") and run.step >= config.steps:
-        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
-    dataset = patch_dataset(train, config.batch_size, balanced=True, seed=seed)
-    grid_seed = int(seed) + GRID_SEED_OFFSET
+    return train(GANTrainer(config, record, patches), run_dir, resume=resume, verbose=verbose)
 
-    previous = keras.mixed_precision.dtype_policy().name
-    set_precision(policy)
-    keras.utils.set_random_seed(int(seed))
-    try:
-        with strategy().scope():
-            if run.resumed:
-                model = run.load_checkpoint()
-                if not isinstance(model, SynthesisGAN):
-                    raise MammoError(f"{run.path}: the checkpoint is not a synthesis GAN")
-            else:
-                model = build_synthesis_gan(config, seed=int(seed))
-                model.compile()
-                model.build_optimizers()
-        if not run.resumed:  # what the generator should learn, once, beside its samples
-            real_rows = [
-                [img[..., 0] for img in train.images[train.labels == c][:GRID_PER_CLASS]]
-                for c in range(config.n_classes)
-                if (train.labels == c).any()
-            ]
-            run.image("real", 0, tile_rows(real_rows))
 
-        def on_validate(model, step: int) -> dict[str, float]:
-            run.image("samples", step, sample_grid(model, GRID_PER_CLASS, grid_seed, config.n_classes))
-            save_keras_atomic(model.ema_generator, run.path / LATEST_MODEL)
-            return {"ada_p": float(model.ada.p), **pixel_statistics(model, train, grid_seed)}
+class GANTrainer(Trainer):
+    """One phase ("gan") in whole validation intervals; at each validation a sample grid, ADA's p, pixel
+    statistics and generator.keras (the EMA generator)."""
 
-        for start, end, interval in segments(run.step, config.steps, every):
-            fit_in_run(
-                model,
-                dataset,
-                run,
-                phase=PHASE,
-                start=start,
-                end=end,
-                interval=interval,
-                on_validate=on_validate,
-                log_every=min(50, interval),
-                verbose=verbose,
-            )
+    kind = "synthesis"
+
+    def __init__(self, config, record: dict, patches) -> None:
+        from mammo_tf.models.synthesis import SynthesisGAN
+
+        super().__init__(config, record)
+        self.model_class = SynthesisGAN
+        self.patches = patches
+        self.grid_seed = config.seed + GRID_SEED_OFFSET
+
+    def build(self):
+        from mammo_tf.models.synthesis import build_synthesis_gan
+
+        model = build_synthesis_gan(self.config)
+        model.compile()
+        model.build_optimizers()
+        return model
+
+    def dataset(self):
+        from mammo_tf.data.pipelines import patch_dataset
+
+        return patch_dataset(self.patches, self.config.batch_size, balanced=True, seed=self.config.seed)
+
+    def phases(self, step: int) -> list[Phase]:
+        return [
+            Phase(PHASE, start, end, interval, log_every=min(50, interval))
+            for start, end, interval in segments(step, self.config.steps, self.config.val_every)
+        ]
+
+    def start(self, run, model) -> None:
+        if run.resumed:
+            return
+        patches = self.patches  # what the generator should learn, once, beside its samples
+        rows = [
+            [img[..., 0] for img in patches.images[patches.labels == c][:GRID_PER_CLASS]]
+            for c in range(self.config.n_classes)
+            if (patches.labels == c).any()
+        ]
+        run.image("real", 0, tile_rows(rows))
+
+    def validate(self, run, model, step: int) -> dict[str, float]:
+        from mammo_tf.training.runs import save_keras_atomic
+
+        run.image("samples", step, sample_grid(model, GRID_PER_CLASS, self.grid_seed, self.config.n_classes))
+        save_keras_atomic(model.ema_generator, run.path / LATEST_MODEL)
+        return {"ada_p": float(model.ada.p), **pixel_statistics(model, self.patches, self.grid_seed)}
+
+    def finish(self, run, model) -> dict:
         last = [r for r in run.records() if "d_loss" in r]
-        run.finish(
-            {
-                "steps": config.steps,
-                "hours": round(run.seconds / 3600, 3),
-                "ada_p": float(model.ada.p),
-                "final": {k: last[-1][k] for k in ("d_loss", "g_loss", "real_sign") if last and k in last[-1]},
-                **pixel_statistics(model, train, grid_seed),
-                "train_patches": counts,
-                "precision": policy,
-                "machine": machine_summary(),
-                "tensorflow": tf.__version__,
-            }
-        )
-    finally:
-        set_precision(previous)
-    return run.path
+        return {
+            "ada_p": float(model.ada.p),
+            "final": {k: last[-1][k] for k in ("d_loss", "g_loss", "real_sign") if last and k in last[-1]},
+            **pixel_statistics(model, self.patches, self.grid_seed),
+            "train_patches": self._record["train_patches"],
+        }

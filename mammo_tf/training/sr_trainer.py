@@ -1,21 +1,24 @@
 """train-sr: the SR GAN trained on the training patients, validated on the validation patients.
 
-Two phases in one run directory (training/runs.py): L1 pretraining, then adversarial fine-tuning. At every
-validation the EMA generator is scored against bicubic on fixed validation crops, a comparison image is
-written, the checkpoint is saved, and the EMA generator is exported as ``generator.keras`` (after
+Two phases in one run directory (training/loop.py, training/runs.py): L1 pretraining, then adversarial
+fine-tuning. At every validation the EMA generator is scored by the validator passed in (whole validation
+films against bicubic: evaluation/sr_validation.py), a comparison image is written, the checkpoint is saved,
+and the EMA generator is exported as ``generator.keras`` (after
 pretraining also ``generator_psnr.keras``, after the GAN phase ``generator_gan.keras``; the pretraining
 validation with the best gain also as ``generator_best.keras``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from mammo_tf.config import SRConfig, resolve_sr_config
 from mammo_tf.errors import MammoError
+from mammo_tf.training.loop import Phase, Trainer
 
 PSNR_MODEL = "generator_psnr.keras"
 BEST_MODEL = "generator_best.keras"  # best validation gain of the pretraining phase (validation patients only)
@@ -25,9 +28,9 @@ LATEST_MODEL = "generator.keras"
 
 def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: int):
     """Sampled pairs with LR rounded to each source's bit depth (when quantise_lr); q per pair."""
+    from mammo_tf.data.degrade import quant_step_for
     from mammo_tf.data.samplers import sample_sr_pairs
-    from mammo_tf.evaluation.sr import quantise
-    from mammo_tf.inference.upscale import quant_step_for
+    from mammo_tf.io.images import quantize
 
     pairs = sample_sr_pairs(
         catalog,
@@ -41,89 +44,11 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     depths = catalog.images.set_index("image_id")["bit_depth"].loc[pairs.image_id].to_numpy()
     if not config.quantise_lr:
         return pairs, np.zeros(len(depths), np.float32)
-    lr = np.stack([quantise(x, int(b)) for x, b in zip(pairs.lr, depths, strict=True)])
+    lr = np.stack([quantize(x, int(b), as_float=True) for x, b in zip(pairs.lr, depths, strict=True)])
     steps = np.array([quant_step_for(int(b)) for b in depths], np.float32)
     from dataclasses import replace
 
     return replace(pairs, lr=lr), steps
-
-
-@dataclass(frozen=True)
-class ValidationSet:
-    """Whole validation films, scored as the test films are (film-foreground region, 8-bit LR for MIAS).
-
-    Per film: lr float32 [h, w] (rounded to the source bit depth when quantise_lr), hr [h*s, w*s], bicubic
-    [h*s, w*s], region bool [h*s, w*s] (HR > 0.08 eroded 9x9, 4-px border), bits (None = float LR).
-    Crops would mislead: their gain is dominated by the film background next to the breast, where any
-    consistent model beats bicubic, not by the tissue a reader looks at.
-    """
-
-    lr: list[np.ndarray]
-    hr: list[np.ndarray]
-    bicubic: list[np.ndarray]
-    region: list[np.ndarray]
-    bits: list[int | None]
-    split: str
-
-
-def validation_set(catalog, config: SRConfig) -> ValidationSet:
-    """`config.val_films` validation-patient films, evenly spread over the split (training patients if the
-    catalog has no validation split, recorded)."""
-    from mammo_tf.evaluation.sr import crop_to_scale, degrade, interpolate
-    from mammo_tf.evaluation.sr_eval import anchor_mask
-    from mammo_tf.io.images import read_image
-
-    split = "val" if (catalog.images["split"] == "val").any() else "train"
-    images = catalog.images[catalog.images["split"] == split]
-    picks = np.unique(np.linspace(0, len(images) - 1, min(config.val_films, len(images))).round().astype(int))
-    s = config.scale
-    films: dict[str, list] = {"lr": [], "hr": [], "bicubic": [], "region": [], "bits": []}
-    for image in images.iloc[picks].itertuples():
-        pixels = read_image(image.path).pixels
-        hr = crop_to_scale(pixels, s).astype(np.float32)
-        bits = int(image.bit_depth) if config.quantise_lr else None
-        lr = degrade(hr, s, bits)
-        region = anchor_mask(hr)
-        films["lr"].append(lr)
-        films["hr"].append(hr)
-        films["bicubic"].append(interpolate(lr, s, "bicubic"))
-        films["region"].append(region if region.any() else np.ones_like(region))  # a film with no tissue
-        films["bits"].append(bits)
-    return ValidationSet(**films, split=split)
-
-
-def validate(generator, val: ValidationSet) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Mean PSNR of the generator and of bicubic inside each film's region, and the SR films.
-
-    Films go through inference's tiling, as `upscale` runs them, so memory stays bounded on large films.
-    """
-    from mammo_tf.evaluation.sr import psnr
-    from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
-    from mammo_tf.models.sr import generator_scale
-
-    model = SRModel(generator, generator_scale(generator), receptive_margin(generator), "training", None)
-    sr = [upscale_array(model, lr, bits) for lr, bits in zip(val.lr, val.bits, strict=True)]
-    ours = np.array([psnr(x, h, r) for x, h, r in zip(sr, val.hr, val.region, strict=True)])
-    base = np.array([psnr(b, h, r) for b, h, r in zip(val.bicubic, val.hr, val.region, strict=True)])
-    return {
-        "val_psnr": float(ours.mean()),
-        "val_psnr_bicubic": float(base.mean()),
-        "val_gain_db": float((ours - base).mean()),
-    }, sr
-
-
-def comparison_image(val: ValidationSet, sr: list[np.ndarray], index: int = 0, size: int = 192) -> np.ndarray:
-    """LR (nearest-upscaled) | bicubic | SR | HR of a crop at the centre of film `index`'s region, float32."""
-    hr = val.hr[index]
-    scale = hr.shape[0] // val.lr[index].shape[0]
-    size = min(size, *hr.shape) // scale * scale
-    rows, cols = np.nonzero(val.region[index])
-    r0 = int(np.clip(int(np.median(rows)) - size // 2, 0, hr.shape[0] - size)) // scale * scale
-    c0 = int(np.clip(int(np.median(cols)) - size // 2, 0, hr.shape[1] - size)) // scale * scale
-    lr = np.repeat(np.repeat(val.lr[index], scale, 0), scale, 1)
-    tiles = [x[r0 : r0 + size, c0 : c0 + size] for x in (lr, val.bicubic[index], sr[index], hr)]
-    gap = np.ones((size, 2), np.float32)
-    return np.concatenate([t for tile in tiles for t in (tile, gap)][:-1], axis=1)
 
 
 def _dataset(pairs, steps: np.ndarray, config: SRConfig):
@@ -143,17 +68,22 @@ def train_sr(
     preset: str = "standard",
     resume: bool = False,
     verbose: int | str = "auto",
+    validation: Callable[[Any, SRConfig], Validator] | None = None,
     **overrides,
 ) -> Path:
     """Train (or resume) an SR GAN; returns the run directory. overrides: SRConfig fields (None = preset's).
 
     `steps` (total) is accepted as an override and split between the phases in the preset's proportion.
+    validation: (catalog, config) -> a Validator, called once; without it nothing is scored (no
+    generator_best.keras). `mammo_tf.workflows.training.train_sr` passes the whole-film validation.
     Every check a user can fail (config, dataset, run directory) runs before TensorFlow is imported, so its
     error is the only line on stderr.
     """
     from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
+    Run.precheck(run_dir, resume=resume)
     total = overrides.pop("steps", None)
     config = resolve_sr_config(preset, **overrides)
     if total is not None:
@@ -170,86 +100,82 @@ def train_sr(
         "source": catalog.source,
         "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
     }
-    run = Run.create(run_dir, record, resume=resume)
-    if run.state.get("finished") and run.step >= config.steps:
-        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
-    try:
-        return _train(run, catalog, config, verbose)
-    except BaseException:
-        run.discard()  # a new run that failed before its first checkpoint leaves nothing behind
-        raise
+    return train(SRTrainer(config, record, catalog, validation), run_dir, resume=resume, verbose=verbose)
 
 
-def _train(run, catalog, config: SRConfig, verbose: int | str) -> Path:
-    """The part of train_sr that needs TensorFlow: data, model, both phases, final metrics."""
-    import keras
-    import tensorflow as tf
+class Validator(Protocol):
+    """Scores an SR generator: ({"val_psnr", "val_psnr_bicubic", "val_gain_db", ...}, comparison image or None)."""
 
-    from mammo_tf.models.sr import compiled_srgan
-    from mammo_tf.training.distribute import machine_summary, resolve_precision, set_precision, strategy
-    from mammo_tf.training.runs import fit_in_run, save_keras_atomic
+    split: str  # the catalog split it scores ("val", or "train" when the data has no validation patients)
 
-    policy = resolve_precision(config.precision)
-    run.add_to_config("precision_resolved", policy)
-    run.add_to_config("machine", machine_summary())
-    pairs, steps = _pairs(catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
-    val = validation_set(catalog, config)
-    dataset = _dataset(pairs, steps, config)
+    def __call__(self, generator) -> tuple[dict[str, float], np.ndarray | None]: ...
 
-    previous = keras.mixed_precision.dtype_policy().name
-    set_precision(policy)
-    keras.utils.set_random_seed(config.seed)
-    try:
-        with strategy().scope():
-            model = run.load_checkpoint() if run.resumed else compiled_srgan(config)
 
-        best = {"step": run.state.get("best_step"), "gain": run.state.get("best_gain_db", float("-inf"))}
+class SRTrainer(Trainer):
+    """L1 pretraining, then GAN fine-tuning; each validation exports the EMA generator (module docstring)."""
 
-        def on_validate(model, step: int) -> dict[str, float]:
-            values, sr = validate(model.ema_generator, val)
-            run.image("compare", step, comparison_image(val, sr))
-            save_keras_atomic(model.ema_generator, run.path / LATEST_MODEL)
-            if step <= config.pretrain_steps and values["val_gain_db"] > best["gain"]:
-                best.update(step=step, gain=values["val_gain_db"])
-                save_keras_atomic(model.ema_generator, run.path / BEST_MODEL)
-            if step == config.pretrain_steps:
-                save_keras_atomic(model.ema_generator, run.path / PSNR_MODEL)
-            if step == config.steps and config.gan_steps:
-                save_keras_atomic(model.ema_generator, run.path / GAN_MODEL)
-            return values
+    kind = "sr"
 
-        interval = config.val_every
-        for phase, start, end in (("pretrain", 0, config.pretrain_steps), ("gan", config.pretrain_steps, config.steps)):
-            begin = max(run.step, start)
-            if begin >= end:
-                continue
-            model.phase = phase
-            fit_in_run(
-                model,
-                dataset,
-                run,
-                phase=phase,
-                start=begin,
-                end=end,
-                interval=interval,
-                on_validate=on_validate,
-                verbose=verbose,
-                checkpoint_extra=lambda: {"best_step": best["step"], "best_gain_db": best["gain"]},
-            )
-        final, _ = validate(model.ema_generator, val)
-        run.finish(
-            {
-                **final,
-                "steps": config.steps,
-                "hours": round(run.seconds / 3600, 3),
-                "validation_split": val.split,
-                "best_pretrain_step": best["step"],
-                "best_pretrain_val_gain_db": best["gain"],
-                "precision": policy,
-                "machine": machine_summary(),
-                "tensorflow": tf.__version__,
-            }
-        )
-    finally:
-        set_precision(previous)
-    return run.path
+    def __init__(self, config: SRConfig, record: dict, catalog, validation) -> None:
+        from mammo_tf.models.sr import SRGAN
+
+        super().__init__(config, record)
+        self.model_class = SRGAN
+        self.catalog, self.validation = catalog, validation
+        self.validator: Validator | None = None
+        self.best: dict = {}
+
+    def build(self):
+        from mammo_tf.models.sr import compiled_srgan
+
+        return compiled_srgan(self.config)
+
+    def dataset(self):
+        config = self.config
+        pairs, steps = _pairs(self.catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
+        if self.validation is not None:  # built here, where it always was: before the model
+            self.validator = self.validation(self.catalog, config)
+        return _dataset(pairs, steps, config)
+
+    def phases(self, step: int) -> list[Phase]:
+        c = self.config
+        return [
+            Phase("pretrain", 0, c.pretrain_steps, c.val_every),
+            Phase("gan", c.pretrain_steps, c.steps, c.val_every),
+        ]
+
+    def enter_phase(self, model, phase: Phase) -> None:
+        model.phase = phase.name
+
+    def start(self, run, model) -> None:
+        self.best = {"step": run.state.get("best_step"), "gain": run.state.get("best_gain_db", float("-inf"))}
+
+    def validate(self, run, model, step: int) -> dict[str, float]:
+        from mammo_tf.training.runs import save_keras_atomic
+
+        config, generator = self.config, model.ema_generator
+        values, image = self.validator(generator) if self.validator else ({}, None)
+        if image is not None:
+            run.image("compare", step, image)
+        save_keras_atomic(generator, run.path / LATEST_MODEL)
+        gain = values.get("val_gain_db")
+        if step <= config.pretrain_steps and gain is not None and gain > self.best["gain"]:
+            self.best.update(step=step, gain=gain)
+            save_keras_atomic(generator, run.path / BEST_MODEL)
+        if step == config.pretrain_steps:
+            save_keras_atomic(generator, run.path / PSNR_MODEL)
+        if step == config.steps and config.gan_steps:
+            save_keras_atomic(generator, run.path / GAN_MODEL)
+        return values
+
+    def checkpoint_extra(self) -> dict:
+        return {"best_step": self.best["step"], "best_gain_db": self.best["gain"]}
+
+    def finish(self, run, model) -> dict:
+        final = self.validator(model.ema_generator)[0] if self.validator else {}
+        return {
+            **final,
+            "validation_split": self.validator.split if self.validator else None,
+            "best_pretrain_step": self.best["step"],
+            "best_pretrain_val_gain_db": self.best["gain"],
+        }

@@ -5,13 +5,13 @@ test set, 20 % of the others (by patient) the validation set for thresholds and 
 the training set. Inside each fold:
 
 1. the synthesis GAN is trained on that fold's training patients only (the patient ids it saw are recorded
-   and asserted disjoint from the test patients), then writes synthetic patches;
+   and checked disjoint from the test patients), then writes synthetic patches;
 2. for every task (easy, matched) and seed, the same classifier is trained with the same step budget in
    every arm: real only; real + synthetic at each ratio (synthetic:real per class); synthetic only;
 3. non-CNN arms on the same test patches: the texture logistic regression, the speck detector's own score,
    the intensity-only and position-only probes;
 4. SR utility (easy task): the real-only classifier tested on HR, bicubic-upscaled LR and SR-upscaled LR
-   of the same test patches, restricted to patients the SR model never saw (asserted from its recorded
+   of the same test patches, restricted to patients the SR model never saw (checked against its recorded
    training patients); and a classifier trained and tested on SR;
 5. the film task: the real-only classifier's heatmap maximum per test film (films with calcifications
    against films without), and the localisation rate (the film's top region inside an annotated circle).
@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mammo_tf.data.samplers import NORMAL, Patches
+from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import NORMAL
 from mammo_tf.errors import MammoError
 from mammo_tf.io.atomic import write_bytes_atomic
 
@@ -129,7 +130,7 @@ def _sr_patients(spec) -> tuple[object, set[str]]:
 
 def _degrade_up(patches: Patches, sr_model, method: str) -> Patches:
     """Patches box-averaged by the SR scale, rounded to 8 bits, and upscaled back by bicubic or the SR model."""
-    from mammo_tf.evaluation.sr import degrade, interpolate
+    from mammo_tf.data.degrade import degrade, interpolate
     from mammo_tf.inference.upscale import upscale_array
 
     s = sr_model.scale
@@ -209,7 +210,8 @@ class Study:
         record = json.loads((run / "config.json").read_text())
         test = set(catalog.images.loc[catalog.images["split"] == "test", "patient_id"])
         seen = set(record["train_patients"])
-        assert not seen & test, f"fold {fold}: the GAN saw test patients {sorted(seen & test)[:3]}"
+        if seen & test:
+            raise MammoError(f"fold {fold}: the GAN saw test patients {sorted(seen & test)[:3]}")
         self.audit["gan_patients"].append(sorted(seen))
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
@@ -301,7 +303,8 @@ class Study:
                         model, record, metrics = self.classifier(
                             f"fold{fold}/{task}/{arm}/seed{seed}", cat, task, seed, **kwargs
                         )
-                        assert not set(record["train_patients"]) & test_patients, f"{arm} saw test patients"
+                        if set(record["train_patients"]) & test_patients:
+                            raise MammoError(f"{arm} saw test patients")
                         probs = predict(model, test.images)
                         self._add(task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
                         if arm == REAL:
@@ -382,7 +385,8 @@ class Study:
         from mammo_tf.data.tasks import subset
 
         kept = subset(test, np.flatnonzero(keep))
-        assert not set(kept.patient_id) & seen
+        if set(kept.patient_id) & seen:
+            raise MammoError(f"fold {fold}: the SR utility test patches include patients the SR model saw")
         threshold = metrics.get("threshold", 0.5)
         task = "easy: SR utility (patients the SR model never saw)"
         self._add(task, "HR (real-only classifier)", fold, seed, kept, predict(model, kept.images)["calc"], threshold)
@@ -584,7 +588,7 @@ def evaluate_aug(
     parallel processes; a later call without it finds them done, fills in the rest and writes the report.
     """
     from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.evaluation.study_report import write_study_report
+    from mammo_tf.workflows.study_report import write_study_report
 
     started = time.monotonic()
     config = resolve_study_config(preset, folds=folds, seeds=seeds, tasks=tuple(tasks) if tasks else None)

@@ -1,0 +1,174 @@
+"""The one training lifecycle. A trainer declares what it trains; `train` does everything around it.
+
+A trainer (a `Trainer` subclass) says:
+    kind, record()           what config.json holds (its resolved config, data, patients seen), before TF
+    total_steps, seed, precision
+    model_class, build()     the wrapper model to build (inside the strategy scope) or to find on --resume
+    dataset()                an infinite tf.data.Dataset of global batches (called once)
+    phases(step)             [Phase(name, start, end, interval)], whole validation intervals, from `step`
+    enter_phase(model, phase), start(run, model), validate(run, model, step), checkpoint_extra(), finish(...)
+
+`train(trainer, run_dir, resume=...)` owns the rest, the same for every trainer:
+    the run directory (training/runs.py: refusal of a used folder, --resume against the same config, atomic
+    checkpoints, the NaN guard), precision and seed scope (set before the layers are built, restored after),
+    the tf.distribute strategy scope, resuming mid-phase, removing a new run that failed before its first
+    checkpoint, and the final metrics.json (with steps, hours, precision, machine and TensorFlow version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mammo_tf.errors import MammoError
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Steps [start, end) trained as `name`, validated and checkpointed every `interval` steps."""
+
+    name: str
+    start: int
+    end: int
+    interval: int
+    log_every: int = 50
+
+
+class Trainer:
+    """What one kind of training declares. Subclasses set `kind` and `model_class` and fill the methods.
+
+    config: the resolved, frozen config (its `steps`, `seed` and `precision` are the run's unless a
+    subclass says otherwise); record: what config.json holds (the config's fields, kind, data, source and
+    train_patients: the patients whose pixels the model saw), built before TensorFlow is imported.
+    """
+
+    kind: str = ""
+    model_class: type | None = None  # what a checkpoint must hold (checked on --resume); None: not checked
+
+    def __init__(self, config, record: dict) -> None:
+        self.config = config
+        self._record = record
+
+    def record(self) -> dict:
+        return self._record
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.config.steps)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed)
+
+    @property
+    def precision(self) -> str:
+        """'auto' | 'float32' | 'mixed_bfloat16' as requested; the loop resolves it for this machine."""
+        return self.config.precision
+
+    # -- with TensorFlow --------------------------------------------------------------------------------------
+    def build(self):
+        """A new compiled wrapper model (called inside the strategy scope, under the run's precision)."""
+        raise NotImplementedError
+
+    def dataset(self):
+        """An infinite tf.data.Dataset of global batches, built once (advanced past the checkpoint on resume)."""
+        raise NotImplementedError
+
+    def phases(self, step: int) -> list[Phase]:
+        """The phases still to train from `step` (a checkpoint boundary) to `total_steps`."""
+        raise NotImplementedError
+
+    def enter_phase(self, model, phase: Phase) -> None:
+        """Switch the model to `phase` (e.g. SR pretraining to GAN fine-tuning)."""
+
+    def start(self, run, model) -> None:
+        """Once before the first step of this session (e.g. write the real samples of a new run)."""
+
+    def validate(self, run, model, step: int) -> dict[str, float]:
+        """At every validation step, before the checkpoint: values to log; may write samples and models."""
+        return {}
+
+    def checkpoint_extra(self) -> dict | None:
+        """Extra values kept in state.json with each checkpoint (e.g. the best validation so far)."""
+        return None
+
+    def finish(self, run, model) -> dict[str, Any]:
+        """The trainer's final metrics (the loop adds steps, hours, precision, machine, tensorflow)."""
+        return {}
+
+
+def train(trainer: Trainer, run_dir: str | Path, *, resume: bool = False, verbose: int | str = "auto") -> Path:
+    """Open (or resume) the run, train every phase, write metrics.json; returns the run directory.
+
+    Every check a user can fail runs before TensorFlow is imported (the trainer's config and data, the
+    folder and the config match of ``Run.create``). A new run that fails before its first checkpoint is
+    removed; a resumed one keeps its last good checkpoint.
+    """
+    from mammo_tf.training.runs import Run
+
+    run = Run.create(run_dir, trainer.record(), resume=resume)
+    if run.state.get("finished") and run.step >= trainer.total_steps:
+        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
+    try:
+        return _train(trainer, run, verbose)
+    except BaseException:
+        run.discard()
+        raise
+
+
+def _train(trainer: Trainer, run, verbose: int | str) -> Path:
+    import tensorflow as tf
+
+    from mammo_tf.training.distribute import machine_summary, precision_and_seed, resolve_precision, strategy
+    from mammo_tf.training.runs import fit_in_run
+
+    policy = resolve_precision(trainer.precision)
+    run.add_to_config("precision_resolved", policy)
+    run.add_to_config("machine", machine_summary())
+    # Before the global seed is set, as every trainer did: tf.data's seeded shuffles derive their seeds from
+    # it, so moving this line would change the batch stream of a run resumed from an older version.
+    dataset = trainer.dataset()
+    with precision_and_seed(policy, trainer.seed):
+        with strategy().scope():
+            model = _resume(run, trainer) if run.resumed else trainer.build()
+        trainer.start(run, model)
+        validate: Callable = lambda model, step: trainer.validate(run, model, step)  # noqa: E731
+        for phase in trainer.phases(run.step):
+            begin = max(run.step, phase.start)
+            if begin >= phase.end:
+                continue
+            trainer.enter_phase(model, phase)
+            fit_in_run(
+                model,
+                dataset,
+                run,
+                phase=phase.name,
+                start=begin,
+                end=phase.end,
+                interval=phase.interval,
+                on_validate=validate,
+                log_every=phase.log_every,
+                verbose=verbose,
+                checkpoint_extra=trainer.checkpoint_extra,
+            )
+        metrics = trainer.finish(run, model)
+    run.finish(
+        {
+            **metrics,
+            "steps": trainer.total_steps,
+            "hours": round(run.seconds / 3600, 3),
+            "precision": policy,
+            "machine": machine_summary(),
+            "tensorflow": tf.__version__,
+        }
+    )
+    return run.path
+
+
+def _resume(run, trainer: Trainer):
+    model = run.load_checkpoint()
+    if trainer.model_class is not None and not isinstance(model, trainer.model_class):
+        raise MammoError(f"{run.path}: the checkpoint is not a {trainer.kind} model ({type(model).__name__})")
+    return model

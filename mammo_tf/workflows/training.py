@@ -1,0 +1,22 @@
+"""Trainers wired to what they are validated with: the Python calls behind `mammo-tf train-*`.
+
+The trainers (mammo_tf/training/) do not import evaluation or inference; what they are scored with comes
+from here. Only SR needs it today (whole-film PSNR against bicubic goes through inference's tiling).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mammo_tf.training.classifier_trainer import train_classifier
+from mammo_tf.training.gan_trainer import train_gan
+
+__all__ = ["train_classifier", "train_gan", "train_sr"]
+
+
+def train_sr(data: str | Path | None, run_dir: str | Path, **kwargs) -> Path:
+    """`mammo_tf.training.sr_trainer.train_sr` validated on whole validation films (evaluation.sr_validation)."""
+    from mammo_tf.evaluation.sr_validation import FilmValidation
+    from mammo_tf.training.sr_trainer import train_sr as train
+
+    return train(data, run_dir, validation=FilmValidation, **kwargs)
