@@ -114,6 +114,7 @@ def _register() -> None:
     from mammo_tf_cli.evaluate import evaluate_aug, evaluate_sr, ship, ship_sr
     from mammo_tf_cli.export import export
     from mammo_tf_cli.gan import evaluate_gan, synth, train_gan
+    from mammo_tf_cli.insert import insert, train_insert
     from mammo_tf_cli.sample import detect, upscale
     from mammo_tf_cli.train import train_classifier, train_sr
 
@@ -122,8 +123,10 @@ def _register() -> None:
         ("train", train_sr),
         ("train", train_gan),
         ("train", train_classifier),
+        ("train", train_insert),
         ("sample", upscale),
         ("sample", synth),
+        ("sample", insert),
         ("sample", detect),
         ("evaluate", evaluate_sr),
         ("evaluate", evaluate_gan),

@@ -28,8 +28,8 @@ from mammo_tf.errors import MammoError
 EVERY_PRESET = [(kind, name) for kind, cls in KINDS.items() for name in cls.PRESETS]
 
 
-def test_the_four_kinds_are_registered() -> None:
-    assert set(KINDS) == {"sr", "classifier", "synthesis", "study"}
+def test_every_kind_is_registered() -> None:
+    assert set(KINDS) == {"sr", "classifier", "synthesis", "study", "insert"}
     assert preset_names("sr") == preset_names("classifier") == preset_names("synthesis") == ("quick", "standard")
     assert preset_names("study") == ("quick", "standard")
 
@@ -177,7 +177,13 @@ def test_preset_values_still_reads_a_preset_table() -> None:
 def test_the_cli_offers_exactly_the_preset_names() -> None:
     from mammo_tf_cli.main import cli
 
-    kinds = {"train-sr": "sr", "train-classifier": "classifier", "train-gan": "synthesis", "evaluate-aug": "study"}
+    kinds = {
+        "train-sr": "sr",
+        "train-classifier": "classifier",
+        "train-gan": "synthesis",
+        "train-insert": "insert",
+        "evaluate-aug": "study",
+    }
     for command, kind in kinds.items():
         (option,) = [p for p in cli.commands[command].params if p.name == "preset"]
         assert tuple(option.type.choices) == preset_names(kind), command

@@ -374,7 +374,7 @@ def check_documented_values(model: str, body: dict, documented: dict) -> None:
         assert np.abs(sr_pixels.reshape(1, 2, 2, 2, 2).mean(axis=(2, 4))[..., None] - pixels).max() <= 0.5 + 0.5
         assert np.abs(sr * 4095 - sr_pixels).max() <= 0.5 + 0.5  # 4 printed decimals of sr
     elif model == "synth-64" and body.get("signature_name") == "serve_seeded":
-        from mammo_tf.workflows.export import _seeded_latents
+        from mammo_tf.workflows.export.signatures import _seeded_latents
 
         z = np.asarray(_seeded_latents(inputs["count"], 4, inputs["seed"]))
         assert np.abs(np.asarray(payload["z"]) - z).max() <= 1e-4  # Philox: the same on every machine
@@ -388,7 +388,7 @@ def test_readme_sr_numbers_are_the_untrained_generators_outputs() -> None:
     """The README says its SR numbers come from an untrained x2 generator (projected bicubic): they must."""
     from mammo_tf.config import resolve_sr_config
     from mammo_tf.models.sr import build_sr_generator
-    from mammo_tf.workflows.export import _sr_endpoints
+    from mammo_tf.workflows.export.signatures import _sr_endpoints
 
     endpoints = _sr_endpoints(build_sr_generator(resolve_sr_config("tiny")))
     for model, _, request, _, response in rest_examples()[:4]:
@@ -547,7 +547,7 @@ def test_bad_input_one_line_exit_2_nothing_written(args, needles, not_models, sr
 
 
 def test_a_failed_verification_publishes_nothing(sr_run: Path, tmp_path: Path, monkeypatch) -> None:
-    import mammo_tf.workflows.export as export
+    import mammo_tf.workflows.export.publish as export
 
     def fails(folder, checks, signatures=None):
         assert folder.name.startswith(".1.") and (folder / "saved_model.pb").is_file()  # verified before the rename

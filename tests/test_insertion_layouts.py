@@ -22,12 +22,7 @@ import pytest
 from scipy import stats
 
 from mammo_tf.data.catalog import load_catalog
-from mammo_tf.data.layouts import (
-    LayoutModel,
-    extract_specks,
-    fit_layouts,
-    sample_layout,
-)
+from mammo_tf.data.layouts import LayoutModel, fit_layouts, sample_layout
 from mammo_tf.data.phantom import TRUTH_NAME
 from mammo_tf.data.render import (
     _features,
@@ -40,13 +35,14 @@ from mammo_tf.data.render import (
 )
 from mammo_tf.data.samplers import Patches, sample_patches
 from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL, Catalog
+from mammo_tf.data.speck_extraction import extract_specks
 from mammo_tf.data.specks import detect_specks, match_specks, robust_threshold, speck_response
 from mammo_tf.data.tasks import subset
 from mammo_tf.errors import MammoError
 from mammo_tf.io.images import write_image
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = [REPO / "mammo_tf" / "data" / "layouts.py", REPO / "mammo_tf" / "data" / "render.py"]
+FILES = [REPO / "mammo_tf" / "data" / f for f in ("speck_extraction.py", "layouts.py", "render.py")]
 P = 96  # patch size of the rendering tests: every phantom layout fits (radius < 48 px)
 
 

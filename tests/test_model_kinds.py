@@ -250,10 +250,10 @@ def test_run_directories_of_the_wrong_kind_or_without_a_model(models, film, tmp_
 
 
 def test_study_sr_arm_refuses_another_kind_before_reading_its_metadata(models) -> None:
-    from mammo_tf.workflows.study import _sr_patients
+    from mammo_tf.workflows.study import load_sr_model_and_patients
 
     with pytest.raises(MammoError, match=r"this is a synthesis model .*; evaluate-aug --sr-model needs an SR model"):
-        _sr_patients(models["synth"])
+        load_sr_model_and_patients(models["synth"])
 
 
 # --------------------------------------------------------------------------------------- detect, every input bad

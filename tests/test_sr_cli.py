@@ -212,16 +212,16 @@ def test_ship_sr_writes_cards_and_the_default_model(tmp_path: Path, tiny_run: Pa
         assert "evaluate-sr" in (folder / "card.md").read_text()
     assert "Default `upscale` model" in (tmp_path / "models" / "sr-x2" / "card.md").read_text()
     # the card keeps the patient ids, so the study can exclude them from its SR arm
-    from mammo_tf.workflows.study import _sr_patients
+    from mammo_tf.workflows.study import load_sr_model_and_patients
 
     trained_on = json.loads((tiny_run / "config.json").read_text())["train_patients"]
     card = json.loads((tmp_path / "models" / "sr-x2" / "card.json").read_text())
     assert card["training"]["train_patients"] == sorted(trained_on)
-    assert _sr_patients(tmp_path / "models" / "sr-x2" / "model.keras")[1] == set(trained_on)
+    assert load_sr_model_and_patients(tmp_path / "models" / "sr-x2" / "model.keras")[1] == set(trained_on)
     card["training"]["train_patients"] = len(trained_on)  # a card with a count only is refused, not trusted
     (tmp_path / "models" / "sr-x2" / "card.json").write_text(json.dumps(card))
     with pytest.raises(MammoError, match="ids of the model's training patients"):
-        _sr_patients(tmp_path / "models" / "sr-x2" / "model.keras")
+        load_sr_model_and_patients(tmp_path / "models" / "sr-x2" / "model.keras")
     monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))  # upscale without --model: the shipped default
     result = invoke("upscale", str(cached_phantom_dir() / "mdb001.pgm"), "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mammo_tf.config import resolve_study_config
 from mammo_tf.data.catalog import load_catalog
 from mammo_tf.errors import MammoError
 from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
 from mammo_tf.workflows.study import evaluate_aug, fold_catalog
+from mammo_tf.workflows.study.plan import SR_TRAINED, Arm, Fold, StudyPlan, Unit, check_disjoint, reference_arm
+from mammo_tf.workflows.study.units import Units, WorkFolder
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
 
@@ -59,6 +63,50 @@ def test_fold_catalog_keeps_patients_on_one_side() -> None:
     assert (per_patient == 1).all()
     assert set(cat.images.loc[cat.images["split"] == "test", "patient_id"]) == set(patients[:2])
     assert (cat.images["split"] == "val").any() and (cat.images["split"] == "train").any()
+
+
+def test_arms_are_frozen_dataclasses_and_units_keep_the_work_folder_names() -> None:
+    plan = StudyPlan(resolve_study_config("quick"), folds=())
+    arms = plan.arms()
+    assert all(dataclasses.is_dataclass(a) for a in arms)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        arms[0].name = "other"  # type: ignore[misc]
+    assert [(a.name, a.kind, a.ratio, a.tested) for a in arms] == [
+        ("real", "real", None, False),
+        ("real+synthetic x0.5", "mixed", 0.5, True),
+        ("real+synthetic x1", "mixed", 1.0, True),
+        ("real+synthetic x2", "mixed", 2.0, True),
+        ("synthetic only", "synthetic_only", None, True),
+    ]
+    assert arms[1].train_kwargs("folder") == {"synthetic": "folder", "synthetic_ratio": 0.5}
+    assert reference_arm(list(arms[::-1])) == arms[0]
+    # the work-folder names of studies made before the arms were dataclasses, so that they resume
+    names = [u.name for u in plan.units(1, "easy")]
+    assert names[:2] == ["fold1/easy/real/seed0", "fold1/easy/real+synthetic x0.5/seed0"]
+    assert plan.film_units(0)[0].name == "fold0/easy/real/seed0"
+    assert Unit(0, "easy", 2, SR_TRAINED).name == "fold0/easy/trained on SR/seed2"
+    with pytest.raises(MammoError, match="ratio"):
+        Arm("real+synthetic", "mixed")
+    with pytest.raises(MammoError, match="unknown arm kind"):
+        Arm("gan", "generative")
+
+
+def test_a_leakage_check_raises_mammo_error(tmp_path) -> None:
+    check_disjoint({"a", "b"}, {"c"}, "the GAN")  # disjoint: nothing to say
+    with pytest.raises(MammoError, match="the GAN saw held-out patients \\['b'\\]"):
+        check_disjoint(["a", "b"], {"b", "c"}, "the GAN")
+    # a finished GAN unit whose record says it trained on a test patient is refused, not used
+    catalog = load_catalog(None)
+    patients = sorted(set(catalog.images["patient_id"]))
+    fold = Fold(0, frozenset(patients[:2]))
+    run = tmp_path / "work" / "fold0" / "gan"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "config.json").write_text(json.dumps({"train_patients": patients[1:]}))
+    units = Units(catalog, StudyPlan(resolve_study_config("quick"), (fold,)), WorkFolder(tmp_path / "work"))
+    with pytest.raises(MammoError, match="fold 0: the GAN saw held-out patients"):
+        units.synthetic(0, fold.catalog(catalog, 0.2), 3)
+    assert not (tmp_path / "work" / "fold0" / "synthetic").exists()
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@
     preset_names("sr")                                       # ('quick', 'standard'): what the CLI offers
 
 Per kind: sr.py (SRConfig), classifier.py (ClassifierConfig), synthesis.py (SynthesisConfig), study.py
-(StudyConfig), each with its presets, checks and a ``resolve_<kind>_config`` wrapper. The lowest layer of the
-package: it imports nothing from mammo_tf but errors, and no third-party module.
+(StudyConfig), insert.py (InsertConfig), each with its presets, checks and a ``resolve_<kind>_config``
+wrapper. The lowest layer of the package: it imports nothing from mammo_tf but errors, and no third-party
+module.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mammo_tf.config.base import (
     resolve,
 )
 from mammo_tf.config.classifier import CLASSIFIER_PRESETS, TASKS, ClassifierConfig, resolve_classifier_config
+from mammo_tf.config.insert import INSERT_PRESETS, InsertConfig, resolve_insert_config
 from mammo_tf.config.sr import GENERATOR_SIZES, SR_ACTIVATIONS, SR_PRESETS, SRConfig, resolve_sr_config
 from mammo_tf.config.study import STUDY_PRESETS, STUDY_TASKS, StudyConfig, resolve_study_config
 from mammo_tf.config.synthesis import (
@@ -38,6 +40,9 @@ from mammo_tf.config.synthesis import (
 )
 
 __all__ = [
+    "INSERT_PRESETS",
+    "InsertConfig",
+    "resolve_insert_config",
     "CLASSIFIER_PRESETS",
     "GENERATOR_SIZES",
     "KINDS",

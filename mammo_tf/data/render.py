@@ -1,7 +1,7 @@
 """Calcification clusters rendered into real normal tissue, and the tissue chosen to match real positives
 (NumPy/OpenCV/SciPy, no TensorFlow).
 
-Insertion (issue 26) keeps every background pixel real: a layout (layouts.py) is drawn into a real normal patch,
+Insertion keeps every background pixel real: a layout (layouts.py) is drawn into a real normal patch,
 and only the pixels near its specks change. Three parts:
 
 estimate_psf        the imaging system's blur: the Gaussian sigma (px) of the smallest, isolated real specks.
@@ -28,7 +28,7 @@ from mammo_tf.data.preprocess import prepare, to_oriented
 from mammo_tf.data.samplers import Patches, sample_patches
 from mammo_tf.data.schema import NORMAL, Catalog
 from mammo_tf.data.specks import DEFAULT_RADIUS, speck_response
-from mammo_tf.data.tasks import TASK_OVERSAMPLE, _cells, intensity, positions, subset
+from mammo_tf.data.tasks import TASK_OVERSAMPLE, intensity, positions, quantile_cells, subset
 from mammo_tf.errors import MammoError
 
 # ------------------------------------------------------------------------------------------------ the PSF
@@ -312,8 +312,12 @@ def matched_backgrounds(
     pos = subset(positives, pos_index)
     reference = _features(pos, catalog)
     features = _features(pool, catalog) if len(pool.labels) else np.zeros((0, 3))
-    bin_index = np.column_stack([_cells(features[:, j], reference[:, j], bins) for j in range(3)]).astype(np.int64)
-    pos_bins = np.column_stack([_cells(reference[:, j], reference[:, j], bins) for j in range(3)]).astype(np.int64)
+
+    def cells(values: np.ndarray) -> np.ndarray:
+        """int [N, 3]: the quantile bins (of the positives) of each feature."""
+        return np.column_stack([quantile_cells(values[:, j], reference[:, j], bins) for j in range(3)]).astype(np.int64)
+
+    bin_index, pos_bins = cells(features), cells(reference)
     ids = pool.image_id.astype(str)
     rows, cols = pool.centre_row.astype(np.int64), pool.centre_col.astype(np.int64)
     available = np.ones(len(ids), bool)

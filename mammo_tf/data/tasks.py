@@ -17,8 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from mammo_tf.data.samplers import Patches
-from mammo_tf.data.schema import NORMAL
-from mammo_tf.data.schema import Catalog
+from mammo_tf.data.schema import NORMAL, Catalog
 
 TASK_OVERSAMPLE = 6  # normal candidates drawn per image for the matched task, before resampling
 
@@ -66,7 +65,9 @@ def intensity(patches: Patches) -> np.ndarray:
     return np.stack([flat.mean(1), flat.std(1)], axis=1)
 
 
-def _cells(values: np.ndarray, reference: np.ndarray, bins: int) -> np.ndarray:
+def quantile_cells(values: np.ndarray, reference: np.ndarray, bins: int) -> np.ndarray:
+    """int [N]: the quantile bin (0 .. bins - 1) of `reference` that each of `values` falls in (equal-count bins
+    of the reference; a value on an inner edge goes to the lower bin, values beyond its range to the end bins)."""
     edges = np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1])
     return np.searchsorted(edges, values)
 
@@ -86,7 +87,7 @@ def matched_task(patches: Patches, catalog: Catalog, *, ratio: float = 4.0, seed
     features = np.column_stack([intensity(patches)[:, 0], positions(patches, catalog)])
     cell = np.zeros(len(patches.labels), np.int64)
     for j in range(features.shape[1]):
-        cell = cell * bins + _cells(features[:, j], features[pos, j], bins)
+        cell = cell * bins + quantile_cells(features[:, j], features[pos, j], bins)
     chosen = []
     for c in np.unique(cell[pos]):
         want = int(round(ratio * np.sum(cell[pos] == c)))

@@ -34,8 +34,8 @@ from typing import Any
 from mammo_tf.errors import MammoError, located
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "saved_models"
-DEFAULT_MODELS = {"sr": "sr-x2", "synthesis": "synth-64", "classifier": "calc-classifier"}
-RUN_ARTIFACTS = ("generator.keras", "classifier.keras", "model.keras")
+DEFAULT_MODELS = {"sr": "sr-x2", "synthesis": "synth-64", "classifier": "calc-classifier", "insert": "insert-64"}
+RUN_ARTIFACTS = ("generator.keras", "classifier.keras", "refiner.keras", "model.keras")
 
 # What a command needs, per accepted kind (a checkpoint wrapper is never named: it is only ever accepted beside
 # its generator).

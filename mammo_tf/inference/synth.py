@@ -10,10 +10,6 @@ manifest.csv columns: file, class, class_id, seed, index, truncation, model.
 
 from __future__ import annotations
 
-import io
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +19,10 @@ import pandas as pd
 
 from mammo_tf.data.schema import CLASS_NAMES
 from mammo_tf.errors import MammoError, located
-from mammo_tf.io.atomic import atomic_dir
+from mammo_tf.inference.patch_folder import FORMATS, MANIFEST, check_output_folder, encode_patch, write_patch_folder
 
-FORMATS = ("png", "npy")
 CLASS_CHOICES = (*CLASS_NAMES, "all")
-MANIFEST = "manifest.csv"
+__all__ = ["FORMATS", "MANIFEST", "SynthesisModel", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -117,30 +112,6 @@ def generate(
     return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise located(out, "output exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise located(out, "output folder exists and is not empty (use --overwrite)")
-        if not (out / MANIFEST).is_file():
-            raise located(out, f"--overwrite replaces only a previous synth output (no {MANIFEST} here)")
-
-
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-    if fmt == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, image.astype(np.float32), allow_pickle=False)
-        return buffer.getvalue()
-    from mammo_tf.io.images import quantize
-    from mammo_tf.io.native import opencv
-
-    ok, encoded = opencv().imencode(".png", quantize(image, 16))
-    if not ok:
-        raise MammoError("OpenCV could not encode a 16-bit PNG")
-    return encoded.tobytes()
-
-
 def synthesize(
     model: str | Path | SynthesisModel | Any | None,
     n: int,
@@ -171,7 +142,7 @@ def synthesize(
         raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if truncation is not None and truncation <= 0:
         raise MammoError(f"--truncation must be > 0, got {truncation}")
-    _check_out(out, overwrite)
+    check_output_folder(out, overwrite, "synth")
     if isinstance(model, SynthesisModel):
         loaded = model
     elif model is None or isinstance(model, str | Path):
@@ -195,28 +166,6 @@ def synthesize(
             "model": loaded.model_id,
         }
     )
-    _write_folder(out, manifest, images, fmt)
+    files = ((name, encode_patch(image[..., 0], fmt)) for name, image in zip(files, images, strict=True))
+    write_patch_folder(out, manifest, files)
     return manifest
-
-
-def _write_folder(out: Path, manifest: pd.DataFrame, images: np.ndarray, fmt: str) -> None:
-    """Build the folder under a temporary name, then move it into place (replacing a previous output)."""
-    backup = None
-    if out.is_dir():
-        if any(out.iterdir()):  # a previous synth output (checked): keep it aside until the new one is in place
-            backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, backup / out.name)
-        else:
-            out.rmdir()
-    try:
-        with atomic_dir(out) as tmp:
-            for name, image in zip(manifest["file"], images, strict=True):
-                (tmp / name).write_bytes(_encode(image[..., 0], fmt))
-            manifest.to_csv(tmp / MANIFEST, index=False)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup / out.name, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)

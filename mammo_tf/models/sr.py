@@ -14,6 +14,8 @@ features (for the feature-matching loss): [logits float32 [B, H/4, W/4, 1], f1, 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -22,6 +24,7 @@ from mammo_tf.config import SRConfig
 from mammo_tf.models.blocks import Interpolate, residual_block, subpixel_upsample
 from mammo_tf.models.consistency import ConsistencyProjection
 from mammo_tf.models.losses import relativistic_average_d, relativistic_average_g
+from mammo_tf.models.paired import PairedOptimizers
 
 GENERATOR_PREFIX = "mammo_sr_generator"
 
@@ -78,7 +81,7 @@ def _per_example_mean(x):
 
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
-class SRGAN(keras.Model):
+class SRGAN(PairedOptimizers, keras.Model):
     """Generator + discriminator + EMA generator, trained in two phases.
 
     phase "pretrain": pixel loss only (L1, + ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x
@@ -90,6 +93,9 @@ class SRGAN(keras.Model):
     batch (strategy-ready). ``call`` runs the EMA generator.
     Data: ((lr [B,h,w,1], quant_step [B]), hr [B,H,W,1]), float32.
     """
+
+    OPTIMIZERS: ClassVar[dict[str, str]] = {"g_optimizer": "generator", "d_optimizer": "discriminator"}
+    SUBMODELS: ClassVar[tuple[str, ...]] = ("generator", "discriminator", "ema_generator")
 
     def __init__(
         self,
@@ -137,11 +143,6 @@ class SRGAN(keras.Model):
     def compile(self, g_optimizer, d_optimizer, **kwargs) -> None:
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
-
-    def build_optimizers(self) -> None:
-        """Create optimizer slots now (inside the strategy scope), not lazily inside fit."""
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
 
     @property
     def metrics(self):
@@ -222,26 +223,6 @@ class SRGAN(keras.Model):
             ema_decay=self.ema_decay,
         )
         return config
-
-    @classmethod
-    def from_config(cls, config: dict) -> SRGAN:
-        config = dict(config)
-        for key in ("generator", "discriminator", "ema_generator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
-
-    def get_compile_config(self) -> dict:
-        return {
-            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
-            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-        }
-
-    def compile_from_config(self, config: dict) -> None:
-        self.compile(
-            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
-            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-        )
-        self.build_optimizers()
 
 
 @keras.saving.register_keras_serializable(package="mammo_tf")

@@ -13,7 +13,7 @@ The config (``SynthesisConfig``), its presets and checks are in ``mammo_tf.confi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -22,6 +22,7 @@ import tensorflow as tf
 from mammo_tf.config.synthesis import SynthesisConfig
 from mammo_tf.models.augment import AdaptiveAugment, AugmentPolicy
 from mammo_tf.models.losses import D_LOSSES, G_LOSSES, r1_penalty
+from mammo_tf.models.paired import PairedOptimizers
 from mammo_tf.models.synthesis_networks import build_synthesis_discriminator, build_synthesis_generator
 
 __all__ = [
@@ -47,7 +48,7 @@ def augment_policy(config: SynthesisConfig) -> AugmentPolicy:
 
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
-class SynthesisGAN(keras.Model):
+class SynthesisGAN(PairedOptimizers, keras.Model):
     """Class-conditional few-shot GAN for mammogram patches.
 
     Args:
@@ -71,6 +72,9 @@ class SynthesisGAN(keras.Model):
         gan.fit(patch_dataset(train, 16, balanced=True), steps_per_epoch=100, epochs=1, shuffle=False)
         images = gan.sample(64, class_ids=2, seed=1, truncation=1.5)   # float32 [64, P, P, 1] in [0, 1]
     """
+
+    OPTIMIZERS: ClassVar[dict[str, str]] = {"g_optimizer": "generator", "d_optimizer": "discriminator"}
+    SUBMODELS: ClassVar[tuple[str, ...]] = ("generator", "discriminator", "ema_generator")
 
     def __init__(
         self,
@@ -144,29 +148,6 @@ class SynthesisGAN(keras.Model):
         self.g_optimizer = g_optimizer or keras.optimizers.Adam(cfg.lr_g, cfg.beta_1, cfg.beta_2, name="g_adam")
         self.d_optimizer = d_optimizer or keras.optimizers.Adam(cfg.lr_d, cfg.beta_1, cfg.beta_2, name="d_adam")
 
-    def build_optimizers(self) -> None:
-        """Create the optimizers' slot variables (inside ``strategy.scope()``, before ``fit``)."""
-        if self.g_optimizer is None or self.d_optimizer is None:
-            raise RuntimeError("compile() the SynthesisGAN before build_optimizers()")
-        self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
-
-    def get_compile_config(self) -> dict[str, Any] | None:
-        if self.g_optimizer is None or self.d_optimizer is None:
-            return None
-        return {
-            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
-            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
-        }
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Re-compile AND build the optimizers, so a .keras load restores their slot variables."""
-        self.compile(
-            g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
-            d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
-        )
-        self.build_optimizers()
-
     # ---- serialisation
 
     def get_config(self) -> dict[str, Any]:
@@ -179,15 +160,6 @@ class SynthesisGAN(keras.Model):
             "config": self.config.to_dict(),
             "seed": self.seed,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], custom_objects: dict | None = None) -> SynthesisGAN:
-        config = dict(config)
-        nets = {
-            key: keras.saving.deserialize_keras_object(config.pop(key), custom_objects=custom_objects)
-            for key in ("generator", "discriminator", "ema_generator")
-        }
-        return cls(**nets, **config)
 
     # ---- training
 

@@ -21,7 +21,7 @@ MODEL_NAME = "classifier.keras"
 
 
 def read_synthetic(folder: str | Path) -> Patches:
-    """Patches written by `mammo-tf synth` (manifest.csv with file and class columns; PNG or .npy files)."""
+    """Patches written by `mammo-tf synth` or `insert` (manifest.csv with file and class columns; PNG or .npy)."""
     import pandas as pd
 
     from mammo_tf.data.schema import CLASS_NAMES
@@ -51,6 +51,32 @@ def read_synthetic(folder: str | Path) -> Patches:
         centre_row=np.zeros(n, np.int64),
         centre_col=np.zeros(n, np.int64),
     )
+
+
+def without_backgrounds(patches: Patches, folder: str | Path) -> Patches:
+    """`patches` less the normal ones that share a pixel with a background an `insert` folder drew into.
+
+    An inserted positive keeps its real tissue; the same tissue as a negative of the same training set would
+    teach the classifier that the inserted specks alone separate the classes, on identical pixels. Folders
+    without background columns (synth output) change nothing.
+    """
+    import pandas as pd
+
+    from mammo_tf.data.tasks import subset
+
+    table = pd.read_csv(Path(folder) / "manifest.csv")
+    if "background_image" not in table.columns:
+        return patches
+    size = patches.images.shape[1]
+    drop = np.zeros(len(patches.labels), bool)
+    for row in table.itertuples():
+        drop |= (
+            (patches.labels == NORMAL)
+            & (patches.image_id == row.background_image)
+            & (np.abs(patches.centre_row - row.background_row) < size)
+            & (np.abs(patches.centre_col - row.background_col) < size)
+        )
+    return subset(patches, np.flatnonzero(~drop))
 
 
 def mix_synthetic(real: Patches, synthetic: Patches, ratio: float, seed: int) -> Patches:
@@ -161,6 +187,7 @@ def train_classifier(
             raise MammoError("synthetic_only needs the synthetic patches folder")
         train_patches = read_synthetic(synthetic)
     elif synthetic is not None:
+        train_patches = without_backgrounds(train_patches, synthetic)
         train_patches = mix_synthetic(train_patches, read_synthetic(synthetic), config.synthetic_ratio, config.seed)
     if len(np.unique(train_patches.labels != NORMAL)) < 2:
         raise MammoError(f"{catalog.root}: the training patients give only one class of patches")

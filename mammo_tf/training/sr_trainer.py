@@ -69,6 +69,7 @@ def train_sr(
     resume: bool = False,
     verbose: int | str = "auto",
     validation: Callable[[Any, SRConfig], Validator] | None = None,
+    catalog: Any = None,
     **overrides,
 ) -> Path:
     """Train (or resume) an SR GAN; returns the run directory. overrides: SRConfig fields (None = preset's).
@@ -76,6 +77,7 @@ def train_sr(
     `steps` (total) is accepted as an override and split between the phases in the preset's proportion.
     validation: (catalog, config) -> a Validator, called once; without it nothing is scored (no
     generator_best.keras). `mammo_tf.workflows.training.train_sr` passes the whole-film validation.
+    catalog: an already loaded catalog instead of ``data`` (a study passes one fold's, its splits set).
     Every check a user can fail (config, dataset, run directory) runs before TensorFlow is imported, so its
     error is the only line on stderr.
     """
@@ -92,7 +94,7 @@ def train_sr(
         share = config.gan_steps / max(config.steps, 1)
         gan = int(round(total * share))
         config = resolve_sr_config(preset, **{**overrides, "pretrain_steps": total - gan, "gan_steps": gan})
-    catalog = load_catalog(data)
+    catalog = catalog if catalog is not None else load_catalog(data)
     record = {
         **config.to_dict(),
         "kind": "sr",

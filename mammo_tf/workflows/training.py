@@ -10,8 +10,9 @@ from pathlib import Path
 
 from mammo_tf.training.classifier_trainer import train_classifier
 from mammo_tf.training.gan_trainer import train_gan
+from mammo_tf.training.insert_trainer import train_insert
 
-__all__ = ["train_classifier", "train_gan", "train_sr"]
+__all__ = ["train_classifier", "train_gan", "train_insert", "train_sr"]
 
 
 def train_sr(data: str | Path | None, run_dir: str | Path, **kwargs) -> Path:

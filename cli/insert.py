@@ -1,0 +1,70 @@
+"""`mammo-tf train-insert / insert`: calcification insertion into real tissue. Parse, call one function, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mammo_tf_cli.data import DATA_OPTION
+from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, model_option, preset_option, resumable_run, steps_option
+from mammo_tf_cli.paths import OutputFolder
+
+
+@click.command(name="train-insert", context_settings={"show_default": True})
+@DATA_OPTION
+@click.option("--patch-size", type=click.IntRange(min=16), default=64, help="Patch side in pixels (a multiple of 4).")
+@preset_option("insert", "quick", "quick: minutes on 2 CPU cores; standard: the shipped model (resumable).")
+@steps_option()
+@resumable_run
+@PRECISION_OPTION
+@SEED_OPTION
+def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, seed) -> None:
+    """Fit cluster layouts on the training patients' specks and train the GAN refiner.
+
+    Positives are rendered into matched normal tissue of training patients; the refiner changes pixels
+    inside the speck masks only. The run directory gets config.json, checkpoints, sample grids (rendered |
+    refined | real), refiner.keras and insertion.json.
+    """
+    from mammo_tf.workflows.training import train_insert as run_training
+
+    out = run_training(
+        data, run_dir, preset=preset, patch_size=patch_size, steps=steps, resume=resume, precision=precision, seed=seed
+    )
+    click.echo(f"run finished: {out} (refiner.keras, insertion.json, metrics.json, samples/)")
+
+
+@click.command(name="insert", context_settings={"show_default": True})
+@click.option("--n", "n", type=int, default=500, help="Patches to write (with --class all: alternating classes).")
+@model_option("insert-64", "insertion model")
+@click.option(
+    "--class", "class_name", type=click.Choice(["benign", "malignant", "all"]), default="all", help="Cluster class."
+)
+@DATA_OPTION
+@click.option(
+    "--out",
+    type=OutputFolder(must_be_new_or_empty=False),
+    default=Path("insert"),
+    help="Output folder (new or empty, or a previous insert output with --overwrite).",
+)
+@click.option("--seed", type=int, default=0, help="Same model, data, arguments and seed: the same bytes.")
+@click.option("--refine/--no-refine", default=True, help="Pass the rendered patches through the GAN refiner.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["png", "npy"]), default="png", help="png: 16-bit grey; npy: float32."
+)
+@click.option("--overwrite", is_flag=True, help="Replace a previous insert output in --out.")
+def insert(n, model, class_name, data, out, seed, refine, fmt, overwrite) -> None:
+    """Insert calcification clusters into real normal tissue of the training patients.
+
+    Writes the patches, their speck masks (*_mask.png) and manifest.csv (class, seed, the background's image
+    and patient, speck count), atomically. `train-classifier --synthetic` reads this folder.
+    """
+    from mammo_tf.inference.insert import insert as run
+
+    manifest = run(
+        n, out, model=model, class_name=class_name, data=data, seed=seed, refine=refine, fmt=fmt, overwrite=overwrite
+    )
+    counts = manifest["class"].value_counts()
+    summary = ", ".join(f"{k} {counts[k]}" for k in ("benign", "malignant") if k in counts)
+    ident = manifest["model"].iloc[0]
+    click.echo(f"wrote {len(manifest)} patches ({summary}), masks and manifest.csv to {out} [{ident}]")
