@@ -244,3 +244,15 @@ def test_readme_imports_still_work() -> None:
     from mammo_tf.io.images import Image, read_image
 
     assert Catalog is SchemaCatalog and callable(load_catalog) and callable(read_image) and Image
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A package missing from pyproject.toml works from the checkout (editable install) but not from a wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join(("mammo_tf", *init.parent.relative_to(REPO / "mammo_tf").parts))
+        for init in (REPO / "mammo_tf").rglob("__init__.py")
+    }
+    assert folders <= listed, sorted(folders - listed)

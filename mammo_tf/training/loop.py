@@ -17,7 +17,6 @@ A trainer (a `Trainer` subclass) says:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +133,10 @@ def _train(trainer: Trainer, run, verbose: int | str) -> Path:
         with strategy().scope():
             model = _resume(run, trainer) if run.resumed else trainer.build()
         trainer.start(run, model)
-        validate: Callable = lambda model, step: trainer.validate(run, model, step)  # noqa: E731
+
+        def validate(model, step: int) -> dict[str, float]:
+            return trainer.validate(run, model, step)
+
         for phase in trainer.phases(run.step):
             begin = max(run.step, phase.start)
             if begin >= phase.end:
