@@ -114,7 +114,7 @@ def _register() -> None:
     from mammo_tf_cli.evaluate import evaluate_aug, evaluate_sr, ship, ship_sr
     from mammo_tf_cli.export import export
     from mammo_tf_cli.gan import evaluate_gan, synth, train_gan
-    from mammo_tf_cli.insert import insert, train_insert
+    from mammo_tf_cli.insert import evaluate_insert, insert, train_insert
     from mammo_tf_cli.sample import detect, upscale
     from mammo_tf_cli.train import train_classifier, train_sr
 
@@ -131,6 +131,7 @@ def _register() -> None:
         ("evaluate", evaluate_sr),
         ("evaluate", evaluate_gan),
         ("evaluate", evaluate_aug),
+        ("evaluate", evaluate_insert),
         ("export", ship_sr),
         ("export", ship),
         ("export", export),

@@ -40,11 +40,15 @@ def test_run_directory_contract_and_patients(insert_run: Path) -> None:
 
 def test_insert_writes_patches_masks_and_manifest_deterministically(insert_run: Path, tmp_path: Path) -> None:
     for out in ("a", "b"):
-        result = invoke("insert", "--n", 6, "--model", insert_run, "--out", tmp_path / out, "--seed", 3)
+        result = invoke("insert", "--n", 6, "--model", insert_run, "--out", tmp_path / out, "--seed", 3, "--refine")
         assert result.exit_code == 0, result.stderr
         assert "wrote 6 patches (benign 3, malignant 3)" in result.stdout
     manifest = pd.read_csv(tmp_path / "a" / "manifest.csv")
     assert list(manifest["class"]) == ["benign", "malignant"] * 3 and manifest["refined"].all()
+    images = [read_image(tmp_path / "a" / name).pixels for name in manifest["file"]]
+    assert all(image.shape == (32, 32) for image in images)  # the size the (tiny) refiner was trained at
+    plain = invoke("insert", "--n", 2, "--model", insert_run, "--out", tmp_path / "plain")
+    assert plain.exit_code == 0 and not pd.read_csv(tmp_path / "plain" / "manifest.csv")["refined"].any()
     for row in manifest.itertuples():
         a, b = (tmp_path / "a" / row.file).read_bytes(), (tmp_path / "b" / row.file).read_bytes()
         assert a == b  # same model, data, seed: same bytes

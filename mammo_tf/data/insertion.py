@@ -39,17 +39,19 @@ class InsertionFit:
 
     layouts: LayoutModel
     psf_sigma: float
+    patch_size: int | None = None  # the patch side its refiner was trained at (None: not trained yet)
 
     @property
     def patients(self) -> list[str]:
         return list(self.layouts.patients)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layouts": self.layouts.to_dict(), "psf_sigma": float(self.psf_sigma)}
+        return {"layouts": self.layouts.to_dict(), "psf_sigma": float(self.psf_sigma), "patch_size": self.patch_size}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InsertionFit:
-        return cls(LayoutModel.from_dict(data["layouts"]), float(data["psf_sigma"]))
+        size = data.get("patch_size")
+        return cls(LayoutModel.from_dict(data["layouts"]), float(data["psf_sigma"]), None if size is None else int(size))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 An insertion model is a refiner (``refiner.keras`` in a train-insert run, ``model.keras`` shipped) with
 ``insertion.json`` beside it (the layouts and point spread fitted on its training patients). Patches are
 drawn into matched normal tissue of the TRAINING patients of ``data``, rendered, then (``refine``) passed
-through the refiner, which changes pixels inside the speck mask only.
+through the refiner, which changes pixels inside the speck mask only. Refinement is off by default: no
+refiner trained so far has been shown to help (docs/results-insertion.md).
 
 Output folder (atomic, as `synth`'s: data/.. inference/patch_folder.py): ``<class>_<i>.png`` (16-bit) or
 ``.npy``, ``<class>_<i>_mask.png`` (8-bit, 255 = speck or its dilated margin) and manifest.csv with columns
@@ -23,6 +24,7 @@ from mammo_tf.errors import MammoError, located
 from mammo_tf.inference.patch_folder import FORMATS, check_output_folder, encode_patch, write_patch_folder
 
 CLASS_CHOICES = ("benign", "malignant", "all")
+DEFAULT_PATCH = 64
 
 
 def load_insertion_model(spec: str | Path | None):
@@ -47,7 +49,7 @@ def insert(
     class_name: str = "all",
     data: str | Path | None = None,
     seed: int = 0,
-    refine: bool = True,
+    refine: bool = False,
     fmt: str = "png",
     overwrite: bool = False,
 ) -> pd.DataFrame:
@@ -69,7 +71,7 @@ def insert(
         raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     check_output_folder(out, overwrite, "insert")
     refiner, fit, ident = load_insertion_model(model)
-    patch_size = int(refiner.input_shape[0][1] or 64)
+    patch_size = fit.patch_size or DEFAULT_PATCH  # the refiner is fully convolutional: the fit says its size
     catalog = load_catalog(data)
     klass = {"benign": BENIGN, "malignant": MALIGNANT}.get(class_name)
     made = insert_clusters(catalog, fit, int(n), patch_size, seed, klass=klass)

@@ -95,6 +95,22 @@ def mix_synthetic(real: Patches, synthetic: Patches, ratio: float, seed: int) ->
     return concat([real, subset(synthetic, np.concatenate(picks))]) if picks else real
 
 
+def synthetic_positives(real: Patches, folder: str | Path) -> Patches:
+    """The real NORMAL patches of `real` (less those overlapping a background of `folder`) plus the folder's
+    calcification patches: a training set whose every positive is synthetic."""
+    from mammo_tf.data.tasks import concat, subset
+
+    negatives = without_backgrounds(subset(real, np.flatnonzero(real.labels == NORMAL)), folder)
+    synthetic = read_synthetic(folder)
+    if synthetic.images.shape[1:] != real.images.shape[1:]:
+        size, want = synthetic.images.shape[1], real.images.shape[1]
+        raise located(folder, f"{size} px patches; the classifier trains on {want} px patches")
+    positives = subset(synthetic, np.flatnonzero(synthetic.labels != NORMAL))
+    if len(positives.labels) == 0:
+        raise located(folder, "no calcification patches: nothing to train on as positives")
+    return concat([negatives, positives])
+
+
 def task_patches(catalog, config: ClassifierConfig, split: str, seed: int) -> Patches:
     """Real patches of `split` for config.task (easy, or matched negatives)."""
     from mammo_tf.data.samplers import sample_patches
@@ -156,6 +172,7 @@ def train_classifier(
     verbose: int | str = "auto",
     catalog=None,
     synthetic_only: bool = False,
+    synthetic_positives_only: bool = False,
     patch_transform=None,
     real_patches: tuple[Patches, Patches] | None = None,
     **overrides,
@@ -164,6 +181,9 @@ def train_classifier(
 
     catalog: an already loaded catalog (the study passes one fold's, its split column set per fold).
     synthetic_only: train on the synthetic patches alone (validation stays on real patients).
+    synthetic_positives_only: train on the real NORMAL patches (less those overlapping a background the
+    folder's patches were inserted into) plus the folder's calcification patches: no real positive
+    (evaluate-insert's train-on-synthetic, test-on-real arms).
     patch_transform: Patches -> Patches applied to training and validation patches (e.g. SR of their LR).
     real_patches: (train, val) already drawn by `real_patches_for` for this config (the study reuses them
     across arms instead of sampling the films again).
@@ -182,7 +202,13 @@ def train_classifier(
     if patch_transform is not None:
         train_patches, val = patch_transform(train_patches), patch_transform(val)
     real_train = train_patches
-    if synthetic_only:
+    if synthetic_only and synthetic_positives_only:
+        raise MammoError("synthetic_only and synthetic_positives_only exclude each other")
+    if synthetic_positives_only:
+        if synthetic is None:
+            raise MammoError("synthetic_positives_only needs the synthetic patches folder")
+        train_patches = synthetic_positives(train_patches, synthetic)
+    elif synthetic_only:
         if synthetic is None:
             raise MammoError("synthetic_only needs the synthetic patches folder")
         train_patches = read_synthetic(synthetic)
@@ -198,6 +224,7 @@ def train_classifier(
         "source": catalog.source,
         "synthetic": str(synthetic) if synthetic else None,
         "synthetic_only": synthetic_only,
+        "synthetic_positives_only": synthetic_positives_only,
         "transform": getattr(patch_transform, "__name__", None) if patch_transform else None,
         # The real training patients, also for synthetic-only arms (their synthetic data came from them).
         "train_patients": sorted(set(real_train.patient_id.tolist())),

@@ -10,6 +10,7 @@ and real calcification patches of the training patients are drawn for the discri
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def train_insert(
     Run.precheck(run_dir, resume=resume)
     config = resolve("insert", preset, **overrides)
     catalog = catalog if catalog is not None else load_catalog(data)
-    fit = fit_insertion(catalog, "train")
+    fit = dataclasses.replace(fit_insertion(catalog, "train"), patch_size=config.patch_size)
     real = real_positives(catalog, config.patch_size, config.per_cluster, config.jitter, config.seed)
     rendered = insert_clusters(catalog, fit, config.n_rendered, config.patch_size, config.seed, positives=real)
     seen = set(fit.patients) | set(real.patient_id.tolist()) | set(rendered.backgrounds.patient_id.tolist())
