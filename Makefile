@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier export study
+.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert export study
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,16 @@ pretrained-gan: $(STAMP) data ## train the synthesis GAN on MIAS in the backgrou
 	nohup $(BIN)/mammo-tf train-gan --data data/mias --preset standard --seed 0 --precision float32 \
 		--run-dir $(GAN_RUN) $$resume >> $(GAN_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(GAN_RUN)/train.log"
+
+INSERT_RUN ?= $(HOME)/mammo-runs/insert-64-mias
+
+pretrained-insert: $(STAMP) data ## fit the insertion layouts and train the refiner on MIAS in the background (resumes a started run); then evaluate-insert
+	mkdir -p $(INSERT_RUN)
+	resume=$$([ -f $(INSERT_RUN)/checkpoints/last.keras ] && echo --resume); \
+	nohup sh -c "$(BIN)/mammo-tf train-insert --data data/mias --preset standard --seed 0 --run-dir $(INSERT_RUN) $$resume && \
+		$(BIN)/mammo-tf evaluate-insert --model $(INSERT_RUN) --data data/mias --out $(INSERT_RUN)-report" \
+		>> $(INSERT_RUN)/train.log 2>&1 &
+	@echo "training in the background: tail -f $(INSERT_RUN)/train.log"
 
 ship-gan: $(STAMP) data ## evaluate the synthesis run (its last validation checkpoint) on held-out MIAS patients; ship saved_models/synth-64
 	$(BIN)/mammo-tf evaluate-gan --model $(GAN_RUN) --data data/mias --out $(GAN_RUN)-report

@@ -109,8 +109,8 @@ def evaluate_insert(
     real-only classifier, patient bootstrap CIs); how well a detector tells inserted from real; speck
     statistics against real test clusters; grids. Refuses a model whose fit saw a test patient.
     """
+    from mammo_tf.evaluation.insert_markdown import summary_lines
     from mammo_tf.evaluation.insert_report import evaluate_insert as run
-    from mammo_tf.evaluation.insert_report import summary_lines
 
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
     metrics = run(
