@@ -36,7 +36,14 @@ def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, se
 
 
 @click.command(name="insert", context_settings={"show_default": True})
-@click.option("--n", "n", type=int, default=500, help="Patches to write (with --class all: alternating classes).")
+@click.option(
+    "--n",
+    "n",
+    type=int,
+    default=None,
+    help="Patches to write [default: 500]; with --films, clusters to insert [default: 100] (with --class all: "
+    "alternating classes).",
+)
 @model_option("insert-64", "insertion model")
 @click.option(
     "--class", "class_name", type=click.Choice(["benign", "malignant", "all"]), default="all", help="Cluster class."
@@ -50,20 +57,38 @@ def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, se
 )
 @click.option("--seed", type=int, default=0, help="Same model, data, arguments and seed: the same bytes.")
 @click.option(
-    "--refine/--no-refine", default=False, help="Pass the patches through the GAN refiner (not yet shown to help)."
+    "--refine/--no-refine",
+    default=False,
+    help="Pass the patches (with --films: each cluster's crop) through the GAN refiner (not yet shown to help).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["png", "npy"]), default="png", help="png: 16-bit grey; npy: float32."
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "npy"]),
+    default="png",
+    help="Patches only. png: 16-bit grey; npy: float32.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace a previous insert output in --out.")
-def insert(n, model, class_name, data, out, seed, refine, fmt, overwrite) -> None:
+@click.option(
+    "--films",
+    is_flag=True,
+    help="Insert into whole normal training films (at most 3 clusters a film) instead of patches: films (PGM, "
+    "their own bit depth), masks and a manifest that --data reads.",
+)
+def insert(n, model, class_name, data, out, seed, refine, fmt, overwrite, films) -> None:
     """Insert calcification clusters into real normal tissue of the training patients.
 
     Writes the patches, their speck masks (*_mask.png) and manifest.csv (class, seed, the background's image
-    and patient, speck count), atomically. `train-classifier --synthetic` reads this folder.
+    and patient, speck count), atomically. `train-classifier --synthetic` reads this folder. With --films:
+    the normal films that received clusters, their masks and a manifest with one row per cluster (centre,
+    radius, class, the background film), a dataset for --data (`detect`, the film task).
     """
+    if films:
+        _insert_films(n, model, class_name, data, out, seed, refine, fmt, overwrite)
+        return
     from mammo_tf.inference.insert import insert as run
 
+    n = 500 if n is None else n
     manifest = run(
         n, out, model=model, class_name=class_name, data=data, seed=seed, refine=refine, fmt=fmt, overwrite=overwrite
     )
@@ -73,6 +98,25 @@ def insert(n, model, class_name, data, out, seed, refine, fmt, overwrite) -> Non
     click.echo(f"wrote {len(manifest)} patches ({summary}), masks and manifest.csv to {out} [{ident}]")
 
 
+def _insert_films(n, model, class_name, data, out, seed, refine, fmt, overwrite) -> None:
+    """`insert --films`: call the library, print one summary line."""
+    from mammo_tf.inference.insert_films import insert_films as run
+
+    if fmt != "png":
+        raise click.UsageError("--format applies to patches; --films writes each film as PGM at its own bit depth")
+    manifest = run(
+        100 if n is None else n, out, model=model, class_name=class_name, data=data, seed=seed, refine=refine,
+        overwrite=overwrite,
+    )  # fmt: skip
+    counts = manifest["class"].value_counts()
+    summary = ", ".join(f"{k} {counts[k]}" for k in ("benign", "malignant") if k in counts)
+    films = manifest["image_id"].nunique()
+    ident = manifest["model"].iloc[0]
+    click.echo(
+        f"wrote {len(manifest)} clusters ({summary}) into {films} films, masks and manifest.csv to {out} [{ident}]"
+    )
+
+
 @click.command(name="evaluate-insert", context_settings={"show_default": True})
 @model_option("insert-64", "insertion model (a train-insert run, or a refiner .keras with insertion.json)")
 @DATA_OPTION
@@ -80,7 +124,7 @@ def insert(n, model, class_name, data, out, seed, refine, fmt, overwrite) -> Non
     "--out",
     type=OutputFolder(),
     required=True,
-    help="Folder for report.md, metrics.json and grids.png (new or empty).",
+    help="Folder for report.md, metrics.json, grids.png and cluster_distances.csv (new or empty).",
 )
 @click.option("--n", "n", type=click.IntRange(min=10), default=1000, help="Inserted patches (benign and malignant).")
 @click.option(
@@ -107,7 +151,9 @@ def evaluate_insert(
 
     Train on inserted positives (rendered; refined) and real normals, test on real patches (AUC against the
     real-only classifier, patient bootstrap CIs); how well a detector tells inserted from real; speck
-    statistics against real test clusters; grids. Refuses a model whose fit saw a test patient.
+    statistics against real test clusters; KID beside the real-vs-real floor on the project's feature network;
+    each layout's closest training cluster against held-out clusters' (a copying check); grids. Refuses a model
+    whose fit saw a test patient.
     """
     from mammo_tf.evaluation.insert_markdown import summary_lines
     from mammo_tf.evaluation.insert_report import evaluate_insert as run
@@ -128,4 +174,4 @@ def evaluate_insert(
     )
     for line in summary_lines(metrics):
         click.echo(line)
-    click.echo(f"wrote {out}/report.md, metrics.json, grids.png")
+    click.echo(f"wrote {out}/report.md, metrics.json, grids.png, cluster_distances.csv")

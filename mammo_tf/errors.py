@@ -23,9 +23,7 @@ def located(path: str | Path, message: str, line: int | None = None) -> MammoErr
 
 # What a full, read-only or forbidden destination raises: the user can fix these (free space, another
 # folder, permissions), so they are one line, not a traceback.
-WRITE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 _WRITE_REASONS = ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied")
 
 

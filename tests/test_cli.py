@@ -73,8 +73,18 @@ def test_info_csv_matches_ground_truth(mias_source: Path) -> None:
     result = run("data", "info", "--data", str(mias_source), "--format", "csv")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["image_id", "patient_id", "tissue", "abnormality", "severity", "x", "y", "row", "col",
-                             "radius"]
+    assert list(rows[0]) == [
+        "image_id",
+        "patient_id",
+        "tissue",
+        "abnormality",
+        "severity",
+        "x",
+        "y",
+        "row",
+        "col",
+        "radius",
+    ]
     truth = [
         line.split()
         for line in (mias_source / "Info.txt").read_text("ascii").splitlines()
@@ -110,8 +120,9 @@ def test_phantom_then_info_and_byte_identical(tmp_path: Path) -> None:
     """The issue's check: `data phantom --n 4 --seed 0` then `data info`; same seed, same bytes."""
     runner = CliRunner()
     for name in ("a", "b"):
-        result = runner.invoke(cli, ["data", "phantom", "--n", "4", "--size", "256", "--seed", "0",
-                                     "--out", str(tmp_path / name)])
+        result = runner.invoke(
+            cli, ["data", "phantom", "--n", "4", "--size", "256", "--seed", "0", "--out", str(tmp_path / name)]
+        )
         assert result.exit_code == 0, result.output
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert "Info.txt" in files and "mdb004.pgm" in files
@@ -134,8 +145,9 @@ def test_preview_draws_films_and_patch_strips(tmp_path: Path) -> None:
 
     runner = CliRunner()
     runner.invoke(cli, ["data", "phantom", "--n", "6", "--size", "256", "--out", str(tmp_path / "ph")])
-    result = runner.invoke(cli, ["data", "preview", "--data", str(tmp_path / "ph"), "--films", "2",
-                                 "--out", str(tmp_path / "p.png")])
+    result = runner.invoke(
+        cli, ["data", "preview", "--data", str(tmp_path / "ph"), "--films", "2", "--out", str(tmp_path / "p.png")]
+    )
     assert result.exit_code == 0, result.output
     image = cv2.imread(str(tmp_path / "p.png"), cv2.IMREAD_UNCHANGED)
     assert image.shape[1] == 2 * 256 + 4 and image.shape[0] > 256 + 3 * 40

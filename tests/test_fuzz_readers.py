@@ -48,8 +48,29 @@ INFO_TXT = (
     b"mdb006 F NORM\r\n"
     b"=============\r\n"
 )
-INFO_TOKENS = [b"mdb007", b"mdb1", b"CALC", b"NORM", b"XYZ", b"B", b"M", b"Q", b"*NOTE 3*", b"999999", b"-5",
-               b"0", b"", b"\t", b"\r\n", b"\n\n", b"\xc3\xa9", b"\x00", b"=====", b"G", b"F"]
+INFO_TOKENS = [
+    b"mdb007",
+    b"mdb1",
+    b"CALC",
+    b"NORM",
+    b"XYZ",
+    b"B",
+    b"M",
+    b"Q",
+    b"*NOTE 3*",
+    b"999999",
+    b"-5",
+    b"0",
+    b"",
+    b"\t",
+    b"\r\n",
+    b"\n\n",
+    b"\xc3\xa9",
+    b"\x00",
+    b"=====",
+    b"G",
+    b"F",
+]
 
 
 # --- seeds -------------------------------------------------------------------------------------------
@@ -67,8 +88,9 @@ def _encoded(suffix: str, array: np.ndarray) -> bytes:
 
 
 def _dicom(tmp: Path, rle: bool) -> bytes:
-    ds = make_dataset(_grey(np.uint16, 4095), bits_stored=12, WindowCenter=2048, WindowWidth=4096,
-                      RescaleSlope=1, RescaleIntercept=0)
+    ds = make_dataset(
+        _grey(np.uint16, 4095), bits_stored=12, WindowCenter=2048, WindowWidth=4096, RescaleSlope=1, RescaleIntercept=0
+    )
     if rle:
         ds.compress(RLELossless)
     return save(ds, tmp / "seed.dcm").read_bytes()
@@ -248,8 +270,12 @@ def test_data_info_on_a_corrupt_file_prints_one_line(tmp_path: Path, name: str) 
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(f"path,patient_id\ngood.pgm,P1\n{name},P2\n")
     code = "from mammo_tf_cli.main import main; main()"
-    result = subprocess.run([sys.executable, "-c", code, "data", "info", "--data", str(manifest)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "data", "info", "--data", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

@@ -17,8 +17,6 @@ from cli_helpers import invoke, one_error_line
 TINY_TRAIN = ["--patch-size", "16", "--precision", "float32", "--seed", "0"]
 
 
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished 2-step train-gan run on the default phantom (quick preset at 16 px)."""

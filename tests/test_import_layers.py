@@ -49,8 +49,9 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             else:
                 module = node.module or ""
             # `from a.b import c` imports the module a.b.c when there is one, else the name c of a.b
-            candidates = [f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module
-                          for alias in node.names]
+            candidates = [
+                f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module for alias in node.names
+            ]
         else:
             continue
         for candidate in candidates:
@@ -191,7 +192,11 @@ def test_the_layer_check_flags_upward_and_sideways_imports() -> None:
         "mammo_tf_cli.main": {"mammo_tf.workflows.h"},
     }
     assert [layer_of(m) for m in ("mammo_tf", "mammo_tf.config", "mammo_tf.config.g", "mammo_tf_cli")] == [
-        "errors", "config", "config", "cli"]
+        "errors",
+        "config",
+        "config",
+        "cli",
+    ]
     assert layer_of("mammo_tf.export") is None and layer_of("mammo_tf.cli") is None  # placed nowhere: a failure
     assert layer_violations(graph) == [
         "mammo_tf.data.a -> mammo_tf.models.c (data -> models)",

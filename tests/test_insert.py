@@ -61,13 +61,31 @@ def test_refinement_and_rendering_leave_the_tissue_outside_the_mask_untouched(in
 
     refiner, fit, _ = load_insertion_model(insert_run)
     catalog = load_catalog(None)
-    made = insert_clusters(catalog, fit, 8, 32, seed=1)
+    assert fit.jitter == 16  # the tiny preset's real positives' jitter, recorded in insertion.json
+    made = insert_clusters(catalog, fit, 8, 32, seed=1, jitter=fit.jitter)
     backgrounds = made.backgrounds.images[..., 0]
     refined = refine_patches(refiner, made.images, made.masks)
     for i in range(8):
         outside = ~made.masks[i]
         np.testing.assert_array_equal(made.images[i, ..., 0][outside], backgrounds[i][outside])
         np.testing.assert_array_equal(refined[i][outside], backgrounds[i][outside])
+
+
+def test_inserted_clusters_are_jittered_like_real_positives() -> None:
+    """Real positives' centres sit up to min(jitter, cluster radius) px off the patch centre; inserted ones too
+    (so where a cluster sits does not tell them apart), by their own random stream: jitter 0 keeps the layouts."""
+    catalog = load_catalog(None)
+    fit = fit_insertion(catalog, "train")
+    centred = insert_clusters(catalog, fit, 12, 32, seed=2)
+    jittered = insert_clusters(catalog, fit, 12, 32, seed=2, jitter=16)
+    again = insert_clusters(catalog, fit, 12, 32, seed=2, jitter=16)
+    np.testing.assert_array_equal(jittered.images, again.images)
+    assert all(r["centre"] == (16.0, 16.0) for r in centred.records)
+    offsets = [np.subtract(r["centre"], 16.0) for r in jittered.records]
+    assert sum(np.any(o != 0) for o in offsets) >= 6
+    for offset, layout_radius in zip(offsets, [r["layout_radius"] for r in jittered.records], strict=True):
+        assert np.hypot(*offset) <= min(16, int(layout_radius)) + 1e-9
+    assert [r["arrangement"] for r in centred.records] == [r["arrangement"] for r in jittered.records]
 
 
 def test_a_fit_never_sees_a_test_patient() -> None:

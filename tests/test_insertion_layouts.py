@@ -176,6 +176,29 @@ def test_contrast_fit_follows_the_phantom_film() -> None:
     assert 0 <= low < high <= 1
 
 
+def test_the_contrast_slope_survives_the_detectors_threshold() -> None:
+    """Specks whose log contrast falls with the background (slope -1), seen only above a threshold that rises
+    with it (busier tissue): least squares on what is seen gets a positive slope (as on MIAS film); the
+    truncated fit gets the sign and roughly the size."""
+    rng = np.random.default_rng(0)
+    table = specks().iloc[[0]].copy()
+    n = 3000
+    background = rng.uniform(0.3, 0.8, n)
+    log_contrast = -2.5 - 1.0 * (background - 0.55) + rng.normal(0.0, 0.5, n)
+    threshold = np.exp(-2.9 + 3.0 * (background - 0.55))
+    seen = np.exp(log_contrast) > threshold
+    rows = table.loc[table.index.repeat(int(seen.sum()))].reset_index(drop=True)
+    rows["klass"] = np.where(np.arange(len(rows)) % 2, "benign", "malignant")
+    rows["finding"] = np.arange(len(rows)) // 4
+    rows["background"], rows["threshold"] = background[seen], threshold[seen]
+    rows["contrast"] = np.exp(log_contrast[seen])
+    ols = np.polyfit(rows["background"], np.log(rows["contrast"]), 1)[0]
+    fitted = fit_layouts(rows)
+    assert ols > 0 and fitted.contrast_fit == "truncated"
+    assert -1.5 < fitted.contrast_slope < -0.5
+    assert model().contrast_fit == "truncated"  # the phantom's table has its thresholds
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 
 

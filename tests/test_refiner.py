@@ -17,6 +17,7 @@ from mammo_tf.models.refiner import (  # noqa: E402
     build_local_discriminator,
     build_refiner,
     build_refiner_gan,
+    local_weights,
 )
 
 TINY = resolve("insert", "tiny")
@@ -38,21 +39,23 @@ def _rendered(n: int = 8, size: int = P, seed: int = 0) -> tuple[np.ndarray, np.
     return rendered, mask, (1 + np.arange(n) % 2).astype(np.int32)
 
 
-def _reals(n: int = 8, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Real positives: tissue with small blurred bright specks."""
+def _reals(n: int = 8, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real positives: (tissue with small blurred bright specks, their masks (2-px dilation), labels)."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(0.2, 0.7, (n, P, P, 1)).astype(np.float32)
+    masks = np.zeros_like(images)
     for i in range(n):
         for r, c in rng.integers(2, P - 2, (4, 2)):
             images[i, r - 1 : r + 2, c - 1 : c + 2, 0] += 0.1
             images[i, r, c, 0] += 0.2
-    return np.clip(images, 0, 1), (1 + np.arange(n) % 2).astype(np.int32)
+            masks[i, max(r - 3, 0) : r + 4, max(c - 3, 0) : c + 4, 0] = 1.0
+    return np.clip(images, 0, 1), masks, (1 + np.arange(n) % 2).astype(np.int32)
 
 
 def _dataset():
     rendered, mask, labels = _rendered()
-    real, real_labels = _reals()
-    data = ((rendered, mask, labels), (real, real_labels))
+    real, real_mask, real_labels = _reals()
+    data = ((rendered, mask, labels), (real, real_mask, real_labels))
     return tf.data.Dataset.from_tensor_slices(data).repeat().batch(TINY.batch_size, drop_remainder=True)
 
 
@@ -97,7 +100,7 @@ def test_the_refiner_keeps_the_outside_of_the_mask_bit_for_bit_and_bounds_the_in
 
 def test_the_local_discriminator_scores_windows_per_class():
     disc = build_local_discriminator(TINY)
-    images, labels = _reals(4)
+    images, _, labels = _reals(4)
     logits = np.asarray(disc([images, labels]))
     assert logits.shape == (4, P // 4, P // 4, 1) and logits.dtype == np.float32
     # Class conditioning: the same images with the other class score differently.
@@ -109,6 +112,43 @@ def test_the_local_discriminator_scores_windows_per_class():
     assert np.all(np.abs(moved[:, 0, 0] - logits[:, 0, 0]) > 1e-6)
     np.testing.assert_allclose(moved[:, 5:, :], logits[:, 5:, :], rtol=0, atol=1e-6)
     np.testing.assert_allclose(moved[:, :, 5:], logits[:, :, 5:], rtol=0, atol=1e-6)
+
+
+def test_local_weights_are_one_on_windows_that_see_the_mask_and_the_floor_elsewhere():
+    mask = np.zeros((2, 64, 64, 1), np.float32)
+    mask[0, 30:33, 30:33] = 1.0  # logit cells 7-8; windows reach 2 cells: cells 5-10 weigh 1
+    weights = np.asarray(local_weights(mask, 0.1))
+    assert weights.shape == (2, 16, 16, 1) and weights.dtype == np.float32
+    near = np.zeros((16, 16), bool)
+    near[5:11, 5:11] = True
+    np.testing.assert_array_equal(weights[0, ..., 0][near], 1.0)
+    np.testing.assert_allclose(weights[0, ..., 0][~near], 0.1, rtol=1e-6)
+    np.testing.assert_allclose(weights[1], 0.1, rtol=1e-6)  # no mask: the floor everywhere (the loss stays defined)
+    np.testing.assert_array_equal(np.asarray(local_weights(mask, 1.0)), 1.0)  # SimGAN's plain mean
+
+
+def test_the_discriminator_loss_looks_where_the_masks_are():
+    """Reals that differ from the fakes only far from both masks move D's loss (from its value when they are
+    the same) by ~background_weight as much as under the plain mean (background_weight 1)."""
+    import dataclasses
+
+    rendered, mask, labels = _rendered(4)
+    mask[:] = 0.0
+    mask[:, 2:6, 2:6] = 1.0  # top-left corner
+    changed = rendered.copy()
+    changed[:, 26:, 26:] = 1.0  # bottom-right corner: no window there sees the mask
+    moved = {}
+    for floor in (1.0, 0.01):
+        losses = []
+        for real in (rendered, changed):  # a new model each time: the same weights and an empty history buffer
+            gan = build_refiner_gan(dataclasses.replace(TINY, background_weight=floor), seed=0)
+            gan.compile(r_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
+            gan.build_optimizers()
+            data = tf.data.Dataset.from_tensors(((rendered, mask, labels), (real, mask, labels)))
+            losses.append(gan.fit(data, epochs=1, shuffle=False, verbose=0).history["d_loss"][0])
+        moved[floor] = abs(losses[1] - losses[0])
+    assert moved[1.0] > 1e-4
+    assert moved[0.01] < moved[1.0] / 5
 
 
 def test_building_is_deterministic_by_seed():
@@ -128,30 +168,36 @@ def test_fakes_are_current_until_the_buffer_holds_enough_then_half_history():
     refined = tf.constant(np.random.default_rng(0).uniform(size=(4, P, P, 1)).astype(np.float32))
     labels = tf.constant([1, 2, 1, 2], tf.int32)
     seed = tf.constant([1, 2], tf.int64)
-    fakes, fake_labels = gan._mix_history(refined, labels, seed)
+    masks = tf.constant(np.random.default_rng(1).integers(0, 2, (4, P, P, 1)).astype(np.float32))
+    fakes, fake_masks, fake_labels = gan._mix_history((refined, masks, labels), seed)
     np.testing.assert_array_equal(fakes, refined)
+    np.testing.assert_array_equal(fake_masks, masks)
     np.testing.assert_array_equal(fake_labels, labels)
 
     # Writes go to the empty slots first, lowest first, and count them.
-    gan._update_history(refined, labels, seed)
+    gan._update_history((refined, masks, labels), seed)
     assert int(gan.history_count) == 2
     np.testing.assert_array_equal(np.asarray(gan.history_images)[:2], refined[:2])
+    np.testing.assert_array_equal(np.asarray(gan.history_masks)[:2], masks[:2])
     np.testing.assert_array_equal(np.asarray(gan.history_labels)[:2], [1, 2])
     assert not np.asarray(gan.history_images)[2:].any()
 
     # Full buffer of known patches: the second half of the fakes are distinct buffer entries with their labels.
     stored = np.arange(size, dtype=np.float32)[:, None, None, None] * np.ones((1, P, P, 1), np.float32) + 10
     gan.history_images.assign(stored)
+    gan.history_masks.assign(stored - 10)
     gan.history_labels.assign(np.arange(size, dtype=np.int32) % 2 + 1)
     gan.history_count.assign(size)
-    fakes, fake_labels = (np.asarray(t) for t in gan._mix_history(refined, labels, seed))
+    fakes, fake_masks, fake_labels = (np.asarray(t) for t in gan._mix_history((refined, masks, labels), seed))
     np.testing.assert_array_equal(fakes[:2], refined[:2])
+    np.testing.assert_array_equal(fake_masks[:2], masks[:2])
     picked = fakes[2:, 0, 0, 0].astype(int) - 10
     assert len(set(picked.tolist())) == 2 and all(0 <= i < size for i in picked)
     np.testing.assert_array_equal(fakes[2:], stored[picked])
+    np.testing.assert_array_equal(fake_masks[2:], stored[picked] - 10)  # each patch with its own mask
     np.testing.assert_array_equal(fake_labels[2:], picked % 2 + 1)
     # Once full, writes overwrite random slots (no longer the first ones) and the count stays at the size.
-    gan._update_history(refined, labels, tf.constant([5, 6], tf.int64))
+    gan._update_history((refined, masks, labels), tf.constant([5, 6], tf.int64))
     assert int(gan.history_count) == size
     images = np.asarray(gan.history_images)
     assert sum(np.array_equal(images[i], stored[i]) for i in range(size)) == size - 2
@@ -188,18 +234,20 @@ def test_training_fills_the_buffer_with_refined_patches(trained):
     gan = trained["gan"]
     assert int(gan.history_count) == TINY.history_size
     images, labels = np.asarray(gan.history_images), np.asarray(gan.history_labels)
+    stored_masks = np.asarray(gan.history_masks)
     assert set(labels.tolist()) <= {1, 2}
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert all(image.any() for image in images)  # every slot written
     # Refined patches are their rendering outside the mask: every stored patch is one of the training patches
     # there, and its label is that patch's label.
     rendered, mask, rendered_labels = _rendered()
-    for image, label in zip(images, labels, strict=True):
+    for image, stored_mask, label in zip(images, stored_masks, labels, strict=True):
         matches = [
             i for i in range(len(rendered))
             if np.array_equal(image[mask[i] == 0], rendered[i][mask[i] == 0])
         ]  # fmt: skip
         assert len(matches) == 1 and rendered_labels[matches[0]] == label
+        np.testing.assert_array_equal(stored_mask, mask[matches[0]])
 
 
 def test_training_is_deterministic_by_seed(trained):
@@ -265,7 +313,7 @@ def test_keras_round_trip_keeps_outputs_optimizers_and_buffer_and_resumes_identi
         gan, [rendered, mask], tmp_path, optimizers=("r_optimizer", "d_optimizer"), name="refiner.keras"
     )
     assert isinstance(loaded, RefinerGAN) and loaded.config == gan.config and loaded.seed == gan.seed
-    for name in ("history_images", "history_labels", "history_count"):
+    for name in ("history_images", "history_masks", "history_labels", "history_count"):
         np.testing.assert_array_equal(np.asarray(getattr(loaded, name)), np.asarray(getattr(gan, name)))
     assert int(loaded.history_count) == TINY.history_size
     # The training randomness is a function of (seed, step): one more step on each gives identical weights.

@@ -61,12 +61,8 @@ def test_losses_are_per_example_and_match_hand_values():
     np.testing.assert_allclose(losses.nonsaturating_g(fake), softplus(-f), rtol=1e-6)
     # Relativistic average: against the batch means of the other side.
     rel_r, rel_f = r - f.mean(), f - r.mean()
-    np.testing.assert_allclose(
-        losses.relativistic_average_d(real, fake), softplus(-rel_r) + softplus(rel_f), rtol=1e-6
-    )
-    np.testing.assert_allclose(
-        losses.relativistic_average_g(real, fake), softplus(rel_r) + softplus(-rel_f), rtol=1e-6
-    )
+    np.testing.assert_allclose(losses.relativistic_average_d(real, fake), softplus(-rel_r) + softplus(rel_f), rtol=1e-6)
+    np.testing.assert_allclose(losses.relativistic_average_g(real, fake), softplus(rel_r) + softplus(-rel_f), rtol=1e-6)
 
 
 def test_losses_reduce_patch_maps_to_batch_axis_in_float32():

@@ -6,7 +6,8 @@ real calcification patches of the training patients (`per_cluster` per cluster, 
 what the discriminator sees as real.
 Refiner (models/refiner.py, SimGAN): a small fully convolutional network (`r_width` filters, `r_blocks`
 residual blocks) adds a residual inside the dilated speck mask only; a local (patch-wise) discriminator of
-`d_width` filters scores the refined patch against real patches of the same class; a history buffer of
+`d_width` filters scores the refined patch against real patches of the same class, its windows away from any
+speck mask weighted `background_weight` against 1 near one; a history buffer of
 `history_size` refined patches feeds half of each fake batch; `reg_weight` x L1(refined - rendered) keeps the
 layout (self-regularisation).
 """
@@ -34,6 +35,7 @@ class InsertConfig(TrainerConfig):
 
     KIND: ClassVar[str] = "insert"
     PRESETS: ClassVar[dict[str, dict]] = INSERT_PRESETS
+    PREDATED_DEFAULTS: ClassVar[dict] = {"background_weight": 1.0}  # the plain local mean, before weighting
 
     patch_size: int = 64
     n_rendered: int = 2048
@@ -48,6 +50,7 @@ class InsertConfig(TrainerConfig):
     lr_r: float = 1e-4
     lr_d: float = 1e-4
     reg_weight: float = 1.0
+    background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"
     seed: int = 0
@@ -63,6 +66,8 @@ class InsertConfig(TrainerConfig):
         self.check_at_least("batch_size", 2)
         self.check_at_least("jitter", 0)
         self.check_at_least("reg_weight", 0)
+        if not 0 < self.background_weight <= 1:
+            self.fail("background_weight", "in (0, 1]")
         for name in ("lr_r", "lr_d"):
             if not getattr(self, name) > 0:
                 self.fail(name, "> 0")

@@ -1,13 +1,15 @@
 """Inserted positives: fitted cluster layouts rendered into matched real normal tissue (NumPy only).
 
     fit = fit_insertion(catalog, split="train")            # layouts + point spread of the training patients
-    batch = insert_clusters(catalog, fit, n, patch_size, seed, split="train")
+    batch = insert_clusters(catalog, fit, n, patch_size, seed, split="train", jitter=fit.jitter)
     batch.images float32 [n, P, P, 1] in [0, 1], batch.masks bool [n, P, P], batch.labels int32 [n]
     (BENIGN / MALIGNANT, alternating), batch.records (one dict a patch), batch.backgrounds (Patches: where
     each background came from, so a caller never reuses one as a negative)
 
 Backgrounds are matched to the real positives of the same split in intensity and position in the breast
 (render.matched_backgrounds), so an inserted positive cannot be told from a real one by its tissue.
+Cluster centres are jittered off the patch centre as sample_patches jitters real positives (uniform in a disc
+of min(jitter, cluster radius) px), so the position of a cluster in its patch does not tell inserted from real.
 Deterministic by seed. The layouts see only `split`'s patients; `fit.patients` records them.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from mammo_tf.data.layouts import LayoutModel, fit_layouts, sample_layout
 from mammo_tf.data.render import PatchKey, estimate_psf, matched_backgrounds, render_cluster
-from mammo_tf.data.samplers import Patches, sample_patches
+from mammo_tf.data.samplers import Patches, disc_offset, sample_patches
 from mammo_tf.data.schema import BENIGN, CLASS_NAMES, MALIGNANT, NORMAL
 from mammo_tf.data.speck_extraction import extract_specks
 from mammo_tf.data.tasks import subset
@@ -40,18 +42,25 @@ class InsertionFit:
     layouts: LayoutModel
     psf_sigma: float
     patch_size: int | None = None  # the patch side its refiner was trained at (None: not trained yet)
+    jitter: int = 0  # px: how far real positives' centres were jittered in its training patches
 
     @property
     def patients(self) -> list[str]:
         return list(self.layouts.patients)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layouts": self.layouts.to_dict(), "psf_sigma": float(self.psf_sigma), "patch_size": self.patch_size}
+        return {
+            "layouts": self.layouts.to_dict(), "psf_sigma": float(self.psf_sigma), "patch_size": self.patch_size,
+            "jitter": self.jitter,
+        }  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InsertionFit:
         size = data.get("patch_size")
-        return cls(LayoutModel.from_dict(data["layouts"]), float(data["psf_sigma"]), None if size is None else int(size))
+        return cls(
+            LayoutModel.from_dict(data["layouts"]), float(data["psf_sigma"]), None if size is None else int(size),
+            int(data.get("jitter", 0)),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,15 @@ def insert_clusters(
     positives: Patches | None = None,
     exclude: Collection[PatchKey] = (),
     used: set[PatchKey] | None = None,
+    jitter: int = 0,
 ) -> Inserted:
     """n positives rendered into matched normal backgrounds of `split` (module docstring).
 
     klass: BENIGN or MALIGNANT for one class, None for both alternating. positives: the real positives the
     backgrounds are matched to (default: real_positives of `split` with 4 per cluster). exclude / used: as in
     render.matched_backgrounds (keys of patches that must not be reused, and the set that gets the new ones).
+    jitter: the cluster centre's offset from the patch centre, uniform in a disc of min(jitter, the layout's
+    radius) px (0: at the centre; callers pass fit.jitter to imitate the real positives of its training).
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise MammoError(f"n must be an integer >= 1, got {n!r}")
@@ -122,12 +134,16 @@ def insert_clusters(
         positives = real_positives(catalog, patch_size, per_cluster=4, jitter=0, seed=seed, split=split)
     backgrounds = matched_backgrounds(catalog, positives, int(n), patch_size, seed, split, exclude, used)
     rng = np.random.default_rng([seed, 0x1A5E])
+    offsets = np.random.default_rng([seed, 0x0FF5])  # its own stream: jitter 0 draws the same layouts
     images, masks, labels, records = [], [], [], []
     for i, background in enumerate(backgrounds.images[..., 0]):
         label = klass if klass is not None else INSERTED_CLASSES[i % 2]
         layout = sample_layout(fit.layouts, label, rng)
-        patch, mask, record = render_cluster(background, layout, fit.psf_sigma, rng)
+        dy, dx = disc_offset(offsets, min(int(jitter), int(layout.radius))) if jitter > 0 else (0, 0)
+        centre = (patch_size // 2 + dy, patch_size // 2 + dx)
+        patch, mask, record = render_cluster(background, layout, fit.psf_sigma, rng, centre)
         record.update(
+            layout_radius=layout.radius,
             background_image=str(backgrounds.image_id[i]),
             background_patient=str(backgrounds.patient_id[i]),
             background_row=int(backgrounds.centre_row[i]),

@@ -258,7 +258,7 @@ def _cut(prepared: Prepared, row: int, col: int, patch_size: int) -> np.ndarray:
     return prepared.pixels[top : top + patch_size, left : left + patch_size]
 
 
-def _disc_offset(rng: np.random.Generator, radius: int) -> tuple[int, int]:
+def disc_offset(rng: np.random.Generator, radius: int) -> tuple[int, int]:
     """Integer offset uniform over the disc of `radius` pixels."""
     while True:
         dy, dx = (int(v) for v in rng.integers(-radius, radius + 1, size=2))
@@ -275,7 +275,7 @@ def _calc_patches(prepared, cluster, per_cluster, jitter, patch_size, rng, repor
     centres = []
     for _ in range(per_cluster):
         for _ in range(MAX_REDRAWS):
-            dy, dx = _disc_offset(rng, reach)
+            dy, dx = disc_offset(rng, reach)
             if accept_patch(prepared, row + dy, col + dx, patch_size):
                 centres.append((row + dy, col + dx))
                 break

@@ -87,6 +87,24 @@ def detect_specks(
     return table[keep].reset_index(drop=True)
 
 
+def speck_mask(
+    image: np.ndarray, margin: int, *, radius: int = DEFAULT_RADIUS, k: float = DEFAULT_K, max_area: int | None = None
+) -> np.ndarray:
+    """bool [H, W]: the pixels of detect_specks' specks of float [H, W] in [0, 1] (robust threshold over the
+    whole image; components larger than max_area left out), dilated by a disk of `margin` px. What a real
+    patch's specks cover, drawn like the masks of rendered clusters (render.py)."""
+    response = speck_response(image, radius)
+    binary = (response > robust_threshold(response, None, k)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    keep = np.ones(count, bool)
+    keep[0] = False
+    if max_area is not None:
+        keep &= stats[:, cv2.CC_STAT_AREA] <= max_area
+    support = keep[labels].astype(np.uint8)
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    return cv2.dilate(support, disk).astype(bool)
+
+
 def match_specks(found: pd.DataFrame, truth_rows: np.ndarray, truth_cols: np.ndarray, tolerance: float) -> np.ndarray:
     """bool [K]: which of K true positions has a detected speck centre within `tolerance` px."""
     truth_rows, truth_cols = np.asarray(truth_rows, float), np.asarray(truth_cols, float)

@@ -11,8 +11,10 @@ import numpy as np
 
 from mammo_tf.data.samplers import Patches
 from mammo_tf.data.schema import BENIGN, CLASS_NAMES, MALIGNANT
+from mammo_tf.evaluation.layout_memorisation import PERCENTILE
 
 GRID_COLUMNS = 6
+FEW_HELDOUT = 10  # held-out clusters below which the copy test's threshold is called loose in the report
 REAL, RENDERED, REFINED = "real only", "inserted, rendered", "inserted, refined"  # the arms' names
 
 
@@ -70,6 +72,99 @@ def _num(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _kid(entry: dict) -> str:
+    """KID x 1e3 as "mean ± std" (evaluate-gan's scale), n/a when not computed."""
+    if entry.get("kid") is None:
+        return "n/a"
+    return f"{1e3 * entry['kid']:.3g} ± {1e3 * entry['kid_std']:.2g}"
+
+
+def _ratio(entry: dict) -> str:
+    return "n/a" if entry.get("ratio_to_floor") is None else f"{entry['ratio_to_floor']:.2g}"
+
+
+def _kid_lines(k: dict[str, Any]) -> list[str]:
+    info = k["feature_network_info"]
+    lines = [
+        "## KID against the real-vs-real floor",
+        "",
+        f"Feature network `{k['feature_network']}` (the project's own, as evaluate-gan; trained on "
+        f"{info.get('n_train')} real training-patient patches, final training accuracy "
+        f"{_num(info.get('final_accuracy'))}). KID x 1e3 (mean ± std over subsets) of each set against the test "
+        "patients' real calcification patches; floor: the training patients' real calcification patches against "
+        "the same test patches, what two real sets differ by. Ratio: set / floor (about 1: as close as real; "
+        "n/a when the floor is <= 0, which the unbiased estimate allows). `all` pools each set's classes as the set "
+        "has them (their mix differs between sets); the per-class rows compare like with like. With a few dozen "
+        "real test patches the std over subsets is of the order of the KID itself: read the ratios with it.",
+        "",
+    ]
+    if not k["groups"]:
+        return lines + ["No class with 2 or more real test patches.", ""]
+    set_names = [name for name in next(iter(k["groups"].values())) if name not in ("n_real", "floor")]
+    lines += [
+        "| group | real test patches | floor (n) | " + " | ".join(f"{name} (ratio)" for name in set_names) + " |",
+        "|---|---|---|" + "---|" * len(set_names),
+    ]
+    for group, g in k["groups"].items():
+        cells = [f"{_kid(g[name])} ({_ratio(g[name])})" for name in set_names]
+        lines.append(
+            f"| {group} | {g['n_real']} | {_kid(g['floor'])} ({g['floor']['n']}) | " + " | ".join(cells) + " |"
+        )
+    return lines + [""]
+
+
+def _copy_verdict(c: dict[str, Any]) -> str:
+    """In words: does any layout look copied (the summary of layout_memorisation.closest_training_clusters)."""
+    if c["passed"] is None:
+        return (
+            f"Not decided: {c['groups']['inserted']['all']['n_checked']} layouts and "
+            f"{c['groups']['held-out']['all']['n_checked']} held-out clusters could be measured (clusters of "
+            f"{c['min_specks']} or more specks with a training cluster of their class)."
+        )
+    closest = c["closest"][0]
+    words = (
+        f"{c['n_below']} of {c['groups']['inserted']['all']['n_checked']} layouts ({c['fraction_below']:.1%}) are "
+        f"closer to a training cluster than the threshold ({c['threshold_rule']}: {c['threshold']:.2f} px); a "
+        f"model that does not copy gives about {c['expected_fraction']:.1%} (one-sided beta-binomial p = "
+        f"{c['p_value']:.2g}). The closest layout, {closest['name']} ({closest['n_specks']} specks), is "
+        f"{closest['distance']:.2f} px from {closest['nearest']}; the closest held-out cluster comes "
+        f"{c['min_heldout']:.2f} px. "
+    )
+    held = c["groups"]["held-out"]["all"]["n_checked"]
+    if held < FEW_HELDOUT:
+        words += (
+            f"Only {held} held-out cluster{'s' if held > 1 else ''} could be measured: the threshold is loose and "
+            "the test detects only wholesale copying. "
+        )
+    if c["passed"]:
+        return words + "No sign that the layouts copy training clusters."
+    return words + "More layouts than expected sit that close: they look copied (cluster_distances.csv lists them)."
+
+
+def _cluster_lines(c: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Closest training cluster of each layout",
+        "",
+        f"Distance: {c['distance']}; clusters of fewer than {c['min_specks']} specks are not measured (one or two "
+        "specks have no arrangement to copy). Training clusters: the real clusters the layouts were fitted on "
+        f"({', '.join(f'{k} {v}' for k, v in c['n_training_clusters'].items())} measured); held-out: real "
+        f"clusters of the {' and '.join(c['heldout_splits']) or 'no'} patients, never seen by the model, against "
+        "the same training clusters. Both are cut to the patch window, as the layouts are; each to the nearest "
+        "training cluster of its class. Every distance is in cluster_distances.csv.",
+        "",
+        f"| set | class | clusters | measured | min (px) | {PERCENTILE:g}th percentile | median |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    low = f"p{PERCENTILE:g}"
+    for what, groups in c["groups"].items():
+        for klass, g in groups.items():
+            lines.append(
+                f"| {what} | {klass} | {g['n']} | {g['n_checked']} | {_num(g['min'])} | {_num(g[low])} | "
+                f"{_num(g['median'])} |"
+            )
+    return lines + ["", _copy_verdict(c), ""]
 
 
 def render_markdown(m: dict[str, Any]) -> str:
@@ -162,13 +257,11 @@ def render_markdown(m: dict[str, Any]) -> str:
             )
     else:
         lines.append("No class with real test patches.")
+    lines += ["", *_kid_lines(m["kid"]), *_cluster_lines(m["closest_training_cluster"])]
     lines += [
-        "",
-        "## Figures and what was not done",
+        "## Figures",
         "",
         "`grids.png`: per class, real test-patient patches | rendered | refined, speck masks outlined in red.",
-        "",
-        f"Closest training cluster to each synthetic layout: {m['closest_training_cluster']}.",
         "",
         "## Models trained and their patients",
         "",
@@ -199,6 +292,20 @@ def summary_lines(m: dict[str, Any]) -> list[str]:
         lines.append(
             f"  realism {det:<8} rendered {_ci(arms[RENDERED]['auc'])}, refined {_ci(arms[REFINED]['auc'])} "
             "(0.5 = indistinguishable)"
+        )
+    pooled = m["kid"]["groups"].get("all")
+    if pooled:
+        sets = ", ".join(f"{k} {_kid(v)}" for k, v in pooled.items() if k not in ("n_real", "floor"))
+        lines.append(f"  KID x1e3 (all)   {sets}; floor {_kid(pooled['floor'])}")
+    c = m["closest_training_cluster"]
+    if c["passed"] is None:
+        lines.append("  layouts          copying not decided (no layout or held-out cluster measured)")
+    else:
+        verdict = "no sign of copying" if c["passed"] else "MORE than expected: look copied"
+        lines.append(
+            f"  layouts          {c['n_below']} of {c['groups']['inserted']['all']['n_checked']} closer to a training "
+            f"cluster than {c['threshold']:.2f} px ({c['threshold_rule']}; expected {c['expected_fraction']:.1%}): "
+            f"{verdict}"
         )
     if m["gan_skipped"]:
         lines.append(f"  GAN arm: {m['gan_skipped']}")

@@ -1,7 +1,7 @@
 """evaluate-insert: an insertion model scored on the HELD-OUT (test) patients of a catalog.
 
-About 500 lines: the protocol below is one sequence of arms sharing their patches; the report text and
-figure are in insert_markdown.py.
+About 550 lines: the protocol below is one sequence of arms sharing their patches; the report text and
+figure are in insert_markdown.py, the KID in insert_kid.py, the cluster distance in layout_memorisation.py.
 
 Protocol (also written into metrics.json and report.md):
 
@@ -9,8 +9,9 @@ Protocol (also written into metrics.json and report.md):
   it saw (its fit's layout patients; config.json / card.json ``train_patients`` when present). If any is a
   test patient of ``data`` it is refused (MammoError) before anything is computed or written.
 - ``n`` positives are inserted (benign and malignant alternating) into matched normal tissue of the TRAINING
-  patients, rendered; the same patches are passed through the refiner (refined). Inserted clusters sit at the
-  patch centre.
+  patients, rendered; the same patches are passed through the refiner (refined). Cluster centres are jittered
+  off the patch centre by the model's training jitter (insertion.json; 0 for models fitted before it), as
+  the real positives are.
 - TSTR (train on synthetic, test on real), per task (easy, matched): CalcificationClassifiers of one preset,
   seed and step count, all validated on the validation patients' real patches and tested on the test
   patients' real patches (``task_patches(..., "test", ...)``):
@@ -31,9 +32,18 @@ Protocol (also written into metrics.json and report.md):
   and the mean nearest-neighbour spacing of specks per patch; 1-D Wasserstein distance inserted vs the test
   patients' real calcification patches per class, beside the floor (training patients' real patches vs the
   same test patches).
+- KID (evaluation/insert_kid.py) on the project's feature network, obtained as evaluate-gan obtains it
+  (features.feature_extractor of the training patients' patches at the model's patch size and this seed: its
+  input is always the model's patch size, nothing is resampled; on MIAS at 64 px with seed 0 it is the shipped
+  saved_models/featnet network, any other seed trains one): per class and pooled, KID(rendered | refined | GAN
+  vs the test patients' real calcification patches), beside the floor KID(training patients' real calcification
+  patches vs the same test patches), mean and std over subsets, and the ratio to the floor.
+- Closest training cluster (evaluation/layout_memorisation.py, where the distance is defined): every inserted
+  layout's distance to the nearest real cluster of its class that the layout model was fitted on, against the
+  same distance for the real clusters of held-out patients (val and test splits, none seen by the model);
+  written per layout to cluster_distances.csv. Pass: no more layouts below the held-out threshold than a model
+  that does not copy gives.
 - grids.png: per class, a test patient's real patch | rendered | refined, speck masks outlined.
-- The closest training cluster to each synthetic layout is not computed (the layouts are sampled from a model
-  fitted on the training specks, not copied; not cheap to define on patches).
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ from mammo_tf.evaluation.insert_markdown import (
 
 DEFAULT_N = 1000
 DEFAULT_GAN = "synth-64"
+DEFAULT_FEATURE_STEPS = 400  # evaluate-gan's: the same feature network for the same data and seed
 SPECK_STATISTICS = ("count", "mean_area", "mean_contrast", "nn_spacing")
 SPLIT_FRACTIONS = (0.6, 0.2)  # inserted patches for the realism detector: train, val (the rest: test)
 GAN_SEED_OFFSET = 0x1E5E  # latents of the GAN arm's patches
@@ -207,6 +218,26 @@ def speck_table(images: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SPECK_STATISTICS))
 
 
+def _closest_clusters(catalog, fit, made, size: int, model_patients: set[str]) -> tuple[pd.DataFrame, dict]:
+    """layout_memorisation.closest_training_clusters of the inserted layouts. Training clusters: the real clusters
+    of the fit's patients, found with the fit's detector settings; held-out: those of val and test patients the
+    model never saw. Real clusters are cut to the patch window, as rendering cuts the layouts."""
+    from mammo_tf.data.speck_extraction import extract_specks
+    from mammo_tf.evaluation.layout_memorisation import closest_training_clusters, layout_cluster, real_clusters
+
+    settings = {k: v for k, v in fit.layouts.detector.items() if k in ("radius", "k", "max_area")}
+    specks = extract_specks(catalog, None, **settings)
+    patients = specks["patient_id"].astype(str)
+    splits = patients.map(dict(zip(catalog.images["patient_id"].astype(str), catalog.images["split"], strict=True)))
+    heldout = splits.isin(["val", "test"]).to_numpy() & ~patients.isin(model_patients).to_numpy()
+    names = [f"{CLASS_NAMES[c]}_{i:05d}" for i, c in enumerate(made.labels)]  # as the inserted patches' files
+    layouts = [layout_cluster(record, name) for record, name in zip(made.records, names, strict=True)]
+    train = real_clusters(specks[patients.isin(set(fit.patients)).to_numpy()], size)
+    table, summary = closest_training_clusters(layouts, train, real_clusters(specks[heldout], size))
+    summary["heldout_splits"] = sorted(set(splits[heldout]))
+    return table, summary
+
+
 def _speck_rows(real: Patches, floor: Patches, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
     """One row per (class, statistic, set): Wasserstein to the test patients' real patches, beside the floor."""
     from mammo_tf.evaluation.gan import speck_distribution_distance
@@ -254,13 +285,15 @@ def evaluate_insert(
     tasks: tuple[str, ...] = ("easy", "matched"),
     bootstrap: int = 1000,
     gan_model: str | Path | None = None,
+    feature_steps: int = DEFAULT_FEATURE_STEPS,
     log=None,
 ) -> dict[str, Any]:
     """Score an insertion model on the test patients of `data` (module docstring); returns the metrics.
 
-    out: folder for report.md, metrics.json and grids.png (new or empty; None = write nothing), written
-    atomically. gan_model: a synthesis model for the GAN arm; None = synth-64 when usable (else skipped with the
-    reason recorded), "none" = no GAN arm. log: callable(str) for progress lines.
+    out: folder for report.md, metrics.json, grids.png and cluster_distances.csv (new or empty; None = write
+    nothing), written atomically. gan_model: a synthesis model for the GAN arm; None = synth-64 when usable (else
+    skipped with the reason recorded), "none" = no GAN arm. feature_steps: training steps of the feature network
+    when it is neither shipped nor cached. log: callable(str) for progress lines.
     Everything is checked before anything is trained: MammoError (one line) for a model that saw a test patient,
     a test split without calcifications, a used output folder or a bad argument.
     """
@@ -268,7 +301,10 @@ def evaluate_insert(
     from mammo_tf.config.classifier import TASKS
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.insertion import insert_clusters, real_positives
+    from mammo_tf.data.samplers import sample_patches
     from mammo_tf.data.tasks import subset
+    from mammo_tf.evaluation.features import feature_extractor
+    from mammo_tf.evaluation.insert_kid import kid_against_floor
     from mammo_tf.inference.insert import load_insertion_model, refine_patches
     from mammo_tf.inference.registry import resolve_model_path
     from mammo_tf.inference.synth import generate
@@ -282,6 +318,8 @@ def evaluate_insert(
         raise MammoError(f"tasks must be among {', '.join(TASKS)}, got {', '.join(tasks) or 'none'}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int | np.integer) or bootstrap < 10:
         raise MammoError(f"bootstrap must be an integer >= 10, got {bootstrap!r}")
+    if isinstance(feature_steps, bool) or not isinstance(feature_steps, int | np.integer) or feature_steps < 1:
+        raise MammoError(f"feature_steps must be an integer >= 1, got {feature_steps!r}")
     if out is not None:
         out = Path(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -309,7 +347,7 @@ def evaluate_insert(
         real["val"] = subset(real["test"], np.arange(0))
 
     log(f"{ident}: inserting {n} patches into training tissue")
-    made = insert_clusters(catalog, fit, int(n), size, seed)
+    made = insert_clusters(catalog, fit, int(n), size, seed, jitter=fit.jitter)
     rendered = made.images[..., 0]
     refined = refine_patches(refiner, made.images, made.masks)
     gan_labels = np.array([(BENIGN, MALIGNANT)[i % 2] for i in range(int(n))], np.int32)
@@ -347,6 +385,12 @@ def evaluate_insert(
         sets[gan_name] = (gan_images, gan_labels)
     log("speck statistics")
     specks = _speck_rows(real["test"], floor, sets)
+    log("KID on the feature network")
+    train_patches = sample_patches(catalog, patch_size=size, split="train", seed=seed)
+    net = feature_extractor(train_patches, steps=int(feature_steps), seed=seed)
+    kid = kid_against_floor(net, real["test"], floor, sets, seed)
+    log("closest training cluster of each layout")
+    cluster_table, closest = _closest_clusters(catalog, fit, made, size, model_patients)
 
     test_calc_patients = sorted(set(real["test"].patient_id.tolist()))
     metrics: dict[str, Any] = {
@@ -380,8 +424,10 @@ def evaluate_insert(
         "tstr": tstr,
         "realism": realism,
         "specks": specks,
+        "kid": kid,
+        "feature_steps": int(feature_steps),
+        "closest_training_cluster": closest,
         "classifiers": classifiers,
-        "closest_training_cluster": "not computed (layouts are sampled from a fitted model, not copied)",
         "protocol": {
             "tstr": "train on real normals + synthetic positives, validate on val patients' real patches, test on "
             "test patients' real patches; AUC calcification vs normal; patient bootstrap 95 % CI; difference "
@@ -390,11 +436,17 @@ def evaluate_insert(
             "patches vs a held-out part (by background patient) of the inserted ones; 0.5 = indistinguishable",
             "specks": "mammo_tf.data.specks.detect_specks on each whole patch; 1-D Wasserstein per statistic; "
             "floor = training patients' real patches vs the test patients'",
-            "real_patches": f"per_cluster {base.per_cluster}, jitter {base.jitter} px (inserted clusters are centred)",
+            "real_patches": f"per_cluster {base.per_cluster}, jitter {base.jitter} px (inserted clusters: the model's "
+            "training jitter, in insertion.json)",
+            "kid": "unbiased MMD^2 (cubic kernel) on the feature network, as evaluate-gan; mean and std over subsets "
+            "of half the smaller set; floor = training patients' real calcification patches vs the same test "
+            "patches; ratio = set / floor (floor > 0 only)",
+            "closest_training_cluster": closest["distance"] + f"; clusters of >= {closest['min_specks']} specks; "
+            "real clusters cut to the patch window; per layout in cluster_distances.csv",
         },
     }
     if out is not None:
-        _write(out, metrics, real["test"], made, rendered, refined)
+        _write(out, metrics, real["test"], made, rendered, refined, cluster_table)
     return metrics
 
 
@@ -488,11 +540,12 @@ def _realism(trainer: _Trainer, made, rendered, refined, real: dict, sources, bo
 # ------------------------------------------------------------------------------------------ writing
 
 
-def _write(out: Path, metrics: dict, real_test: Patches, made, rendered, refined) -> None:
+def _write(out: Path, metrics: dict, real_test: Patches, made, rendered, refined, clusters: pd.DataFrame) -> None:
     from mammo_tf.evaluation.report import metrics_json, report_folder
 
     png = grids_png(real_test, made, rendered, refined)
     with report_folder(out) as tmp:
         (tmp / "grids.png").write_bytes(png)
+        clusters.to_csv(tmp / "cluster_distances.csv", index=False)
         (tmp / "metrics.json").write_text(metrics_json(metrics))
         (tmp / "report.md").write_text(render_markdown(metrics))

@@ -74,7 +74,7 @@ def insert(
     patch_size = fit.patch_size or DEFAULT_PATCH  # the refiner is fully convolutional: the fit says its size
     catalog = load_catalog(data)
     klass = {"benign": BENIGN, "malignant": MALIGNANT}.get(class_name)
-    made = insert_clusters(catalog, fit, int(n), patch_size, seed, klass=klass)
+    made = insert_clusters(catalog, fit, int(n), patch_size, seed, klass=klass, jitter=fit.jitter)
     images = made.images[..., 0]
     if refine:
         images = refine_patches(refiner, made.images, made.masks)

@@ -1,6 +1,6 @@
 """The insertion refiner (SimGAN): rendered calcification specks made to look real, layout and background kept.
 
-One file for the two small networks, their two layers and the wrapper (about 440 lines): the history buffer
+One file for the two small networks, their two layers and the wrapper (about 480 lines): the history buffer
 and the masked residual are read together with the train step that uses them.
 
 Classes are the patch classes of ``mammo_tf.data.schema`` (NORMAL=0, BENIGN=1, MALIGNANT=2); inserted clusters
@@ -17,6 +17,11 @@ are benign or malignant.
   and a class projection head per position (logit = w.h + b + embed(y).h, Miyato & Koyama 2018). Each logit
   sees a 20 x 20 px window (stride 4 px): it judges local speck texture, not the whole patch (SimGAN's local
   adversarial loss).
+- ``local_weights(mask, background_weight)``: how much each of D's windows counts. Real and inserted patches
+  share the same real tissue away from the specks, so a plain mean over the local map is mostly windows with
+  nothing to tell apart (measured: D left chance only after ~1,500 steps). Windows that see a speck mask
+  (inserted: the rendered mask; real: the detector's specks, dilated alike) weigh 1, the others
+  ``background_weight``; the per-example loss is the weighted mean. background_weight 1 is SimGAN's plain mean.
 - ``RefinerGAN``: the wrapper that trains both (``train_step``), with SimGAN's history buffer of refined
   patches and self-regularisation; ``refine`` for inference.
 - ``build_refiner_gan(config)``: the above, compiled, optimizers built.
@@ -35,7 +40,6 @@ import tensorflow as tf
 from keras import layers, ops
 
 from mammo_tf.config import N_CLASSES, InsertConfig
-from mammo_tf.models.losses import nonsaturating_d, nonsaturating_g
 from mammo_tf.models.paired import PairedOptimizers
 from mammo_tf.models.synthesis_layers import ReflectPad
 
@@ -47,6 +51,7 @@ __all__ = [
     "build_local_discriminator",
     "build_refiner",
     "build_refiner_gan",
+    "local_weights",
 ]
 
 RESIDUAL_BOUND = 0.25  # the refiner changes a masked pixel by at most this much (speck contrasts are ~0.05-0.3)
@@ -186,6 +191,25 @@ def build_local_discriminator(
     return keras.Model([image, label], logits, name=name)
 
 
+LOGIT_STRIDE = 4  # px between neighbouring logits of the local discriminator
+WINDOW_REACH = 2  # logits on each side whose 20 px window still covers a pixel of a given logit's cell
+
+
+def local_weights(mask: tf.Tensor, background_weight: float) -> tf.Tensor:
+    """float32 [B, P/4, P/4, 1] in [background_weight, 1]: 1 where the discriminator's window overlaps the
+    mask (float [B, P, P, 1] in {0, 1}; P a multiple of 4), background_weight elsewhere (module docstring)."""
+    mask = tf.cast(mask, tf.float32)
+    cells = tf.nn.max_pool2d(mask, LOGIT_STRIDE, LOGIT_STRIDE, "VALID")
+    near = tf.nn.max_pool2d(cells, 2 * WINDOW_REACH + 1, 1, "SAME")
+    return background_weight + (1.0 - background_weight) * near
+
+
+def _weighted_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """float32 [B]: per-example weighted mean of values [B, h, w, 1] (weights > 0)."""
+    values = tf.cast(values, tf.float32)
+    return tf.reduce_sum(values * weights, axis=[1, 2, 3]) / tf.reduce_sum(weights, axis=[1, 2, 3])
+
+
 # ------------------------------------------------------------------------------------------------ the GAN
 
 
@@ -196,23 +220,28 @@ class RefinerGAN(PairedOptimizers, keras.Model):
     Args:
         refiner: from ``build_refiner``.
         discriminator: from ``build_local_discriminator``.
-        config: an InsertConfig (or its dict): patch_size, lr_r, lr_d, reg_weight, history_size.
+        config: an InsertConfig (or its dict): patch_size, lr_r, lr_d, reg_weight, history_size,
+            background_weight.
         seed: seeds the training-time randomness (buffer reads and writes): stateless functions of (seed, D
             optimizer step[, replica]), so a run is deterministic by seed and a resumed run continues exactly.
 
-    ``train_step(((rendered, mask, labels), (real, real_labels)))``: float32 [B, P, P, 1], float32 [B, P, P, 1]
-    in {0, 1}, int32 [B] (1 benign, 2 malignant), float32 [B, P, P, 1], int32 [B]. One D step, one refiner step:
+    ``train_step(((rendered, mask, labels), (real, real_mask, real_labels)))``: float32 [B, P, P, 1], float32
+    [B, P, P, 1] in {0, 1}, int32 [B] (1 benign, 2 malignant), float32 [B, P, P, 1], float32 [B, P, P, 1] in
+    {0, 1} (the detector's specks, dilated like the rendered masks), int32 [B]. One D step, one refiner step:
 
     - fakes for D: the first B - B//2 are this step's refined patches, the other B//2 are drawn (distinct
       slots) from the history buffer once it holds at least B//2 patches (before that: this step's);
-    - D: BCE with logits averaged over the local map, real -> 1 (with the real labels), fake -> 0;
-    - refiner: adversarial BCE (refined -> 1) + reg_weight x mean |refined - rendered| (self-regularisation);
-    - then max(1, B//2) of this step's refined patches (all replicas', gathered) are written to the buffer:
-      into its empty slots first, then over random ones.
+    - D: BCE with logits, the local map's mean weighted by ``local_weights`` of each patch's mask, real -> 1
+      (with the real labels), fake -> 0;
+    - refiner: adversarial BCE (refined -> 1, weighted alike) + reg_weight x mean |refined - rendered|
+      (self-regularisation);
+    - then max(1, B//2) of this step's refined patches (all replicas', gathered) are written to the buffer,
+      with their masks and labels: into its empty slots first, then over random ones.
 
     Losses are per example, averaged over the global batch. Trackers: d_loss, g_loss (adv + reg_weight x reg),
-    adv_loss, reg_loss (the unweighted L1). The buffer (``history_images`` float32 [history_size, P, P, 1],
-    ``history_labels`` int32 [history_size], ``history_count`` int32: filled slots, always a prefix) is model
+    adv_loss, reg_loss (the unweighted L1). The buffer (``history_images`` and ``history_masks`` float32
+    [history_size, P, P, 1], ``history_labels`` int32 [history_size], ``history_count`` int32: filled slots,
+    always a prefix) is model
     state: saved with the model. Under a strategy every replica holds the same buffer (identical updates,
     ONLY_FIRST_REPLICA) and reads it with its own seed.
 
@@ -247,6 +276,9 @@ class RefinerGAN(PairedOptimizers, keras.Model):
         buffer = dict(trainable=False, autocast=False, aggregation="only_first_replica")
         self.history_images = self.add_weight(
             name="history_images", shape=(history, size, size, 1), initializer="zeros", dtype="float32", **buffer
+        )
+        self.history_masks = self.add_weight(
+            name="history_masks", shape=(history, size, size, 1), initializer="zeros", dtype="float32", **buffer
         )
         self.history_labels = self.add_weight(
             name="history_labels", shape=(history,), initializer="zeros", dtype="int32", **buffer
@@ -320,47 +352,45 @@ class RefinerGAN(PairedOptimizers, keras.Model):
         )
         return read, tf.random.experimental.stateless_fold_in(base, 1)
 
-    def _mix_history(self, refined: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """D's fakes: refined[:B - n] and n = B//2 distinct buffer patches (with their labels) if the buffer
-        holds >= n, else refined[B - n:] (n <= history_size)."""
+    @property
+    def _history(self) -> tuple:
+        """The buffer's (images, masks, labels) variables, in the order _mix_history and _update_history use."""
+        return self.history_images, self.history_masks, self.history_labels
+
+    def _mix_history(self, fakes: tuple[tf.Tensor, ...], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """D's fakes from this step's (refined, masks, labels): the first B - n of each, then n = B//2 distinct
+        buffer entries if the buffer holds >= n, else this step's last n (n <= history_size)."""
         size = self.config.history_size
-        batch = tf.shape(refined)[0]
+        batch = tf.shape(fakes[0])[0]
         n = tf.minimum(batch // 2, size)
         count = tf.convert_to_tensor(self.history_count)
         noise = tf.random.stateless_uniform([size], seed=seed, dtype=tf.float32)
         scores = tf.where(tf.range(size) < count, noise, -1.0)  # filled slots first, in random order
         picks = tf.math.top_k(scores, k=n, sorted=True).indices
         use = tf.logical_and(count >= n, n > 0)
-        old_images = tf.gather(tf.convert_to_tensor(self.history_images), picks)
-        old_labels = tf.gather(tf.convert_to_tensor(self.history_labels), picks)
         keep = batch - n
-        images = tf.concat([refined[:keep], tf.where(use, old_images, refined[keep:])], axis=0)
-        labels = tf.concat([labels[:keep], tf.where(use, old_labels, labels[keep:])], axis=0)
-        return images, labels
+        return tuple(
+            tf.concat([new[:keep], tf.where(use, tf.gather(tf.convert_to_tensor(old), picks), new[keep:])], axis=0)
+            for new, old in zip(fakes, self._history, strict=True)
+        )
 
-    def _update_history(self, refined: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor) -> None:
-        """Write max(1, B//2) of this step's refined patches (gathered over replicas) into the buffer: the empty
-        slots first (lowest index first, so the filled slots stay a prefix), then random filled ones."""
+    def _update_history(self, fakes: tuple[tf.Tensor, ...], seed: tf.Tensor) -> None:
+        """Write max(1, B//2) of this step's (refined, masks, labels) (gathered over replicas) into the buffer:
+        the empty slots first (lowest index first, so the filled slots stay a prefix), then random filled ones."""
         size = self.config.history_size
-        n = tf.maximum(tf.shape(refined)[0] // 2, 1)
-        images, labels = refined[:n], labels[:n]
+        n = tf.maximum(tf.shape(fakes[0])[0] // 2, 1)
+        fakes = tuple(t[:n] for t in fakes)
         context = tf.distribute.get_replica_context()
         if context is not None and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            images = context.all_gather(images, axis=0)
-            labels = context.all_gather(labels, axis=0)
-        k = tf.minimum(tf.shape(images)[0], size)
-        images, labels = images[:k], labels[:k]
+            fakes = tuple(context.all_gather(t, axis=0) for t in fakes)
+        k = tf.minimum(tf.shape(fakes[0])[0], size)
         count = tf.convert_to_tensor(self.history_count)
         slot = tf.range(size)
         empty_first = 2.0 + tf.cast(size - slot, tf.float32) / float(size)  # in (2, 3], lowest slot highest
         noise = tf.random.stateless_uniform([size], seed=seed, dtype=tf.float32)  # in [0, 1)
         slots = tf.math.top_k(tf.where(slot >= count, empty_first, noise), k=k, sorted=True).indices[:, None]
-        self.history_images.assign(
-            tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.history_images), slots, images)
-        )
-        self.history_labels.assign(
-            tf.tensor_scatter_nd_update(tf.convert_to_tensor(self.history_labels), slots, labels)
-        )
+        for new, variable in zip(fakes, self._history, strict=True):
+            variable.assign(tf.tensor_scatter_nd_update(tf.convert_to_tensor(variable), slots, new[:k]))
         self.history_count.assign(tf.minimum(count + k, size))
 
     # ---- training
@@ -370,8 +400,9 @@ class RefinerGAN(PairedOptimizers, keras.Model):
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         if self.r_optimizer is None or self.d_optimizer is None:
             raise RuntimeError("compile() the RefinerGAN before training it")
-        (rendered, mask, labels), (real, real_labels) = data
-        rendered, mask, real = (tf.cast(t, tf.float32) for t in (rendered, mask, real))
+        (rendered, mask, labels), (real, real_mask, real_labels) = data
+        rendered, mask, real, real_mask = (tf.cast(t, tf.float32) for t in (rendered, mask, real, real_mask))
+        floor = self.config.background_weight
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
         real_labels = tf.reshape(tf.cast(real_labels, tf.int32), [-1])
         global_batch = tf.shape(rendered)[0] * tf.distribute.get_strategy().num_replicas_in_sync
@@ -383,24 +414,26 @@ class RefinerGAN(PairedOptimizers, keras.Model):
             refined = self.refiner([rendered, mask], training=True)
             with r_tape.stop_recording():
                 # Discriminator step: reals against half current, half history fakes.
-                fakes, fake_labels = self._mix_history(tf.stop_gradient(refined), labels, read_seed)
+                fakes, fake_masks, fake_labels = self._mix_history((tf.stop_gradient(refined), mask, labels), read_seed)
                 with tf.GradientTape() as d_tape:
                     real_logits = self.discriminator([real, real_labels], training=True)
                     fake_logits = self.discriminator([fakes, fake_labels], training=True)
-                    d_per_example = nonsaturating_d(real_logits, fake_logits)  # [B]
+                    d_per_example = _weighted_mean(  # [B]: BCE, real -> 1, fake -> 0
+                        tf.nn.softplus(-real_logits), local_weights(real_mask, floor)
+                    ) + _weighted_mean(tf.nn.softplus(fake_logits), local_weights(fake_masks, floor))
                     d_total = tf.nn.compute_average_loss(d_per_example, global_batch_size=global_batch)
                 grads = d_tape.gradient(d_total, d_vars)
                 self.d_optimizer.apply_gradients(zip(grads, d_vars, strict=True))
             # Refiner step against the updated D: fool it, stay close to the rendering.
             logits = self.discriminator([refined, labels], training=False)
-            adv = nonsaturating_g(logits)
+            adv = _weighted_mean(tf.nn.softplus(-logits), local_weights(mask, floor))  # non-saturating
             reg = tf.reduce_mean(tf.reshape(tf.abs(refined - rendered), [tf.shape(refined)[0], -1]), axis=1)
             r_per_example = adv + self.config.reg_weight * reg
             r_total = tf.nn.compute_average_loss(r_per_example, global_batch_size=global_batch)
         grads = r_tape.gradient(r_total, r_vars)
         self.r_optimizer.apply_gradients(zip(grads, r_vars, strict=True))
 
-        self._update_history(tf.stop_gradient(refined), labels, write_seed)
+        self._update_history((tf.stop_gradient(refined), mask, labels), write_seed)
 
         # Trackers hold unscaled per-replica means; fit averages them over replicas.
         self.d_loss_tracker.update_state(tf.reduce_mean(d_per_example))

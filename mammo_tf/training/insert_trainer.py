@@ -2,7 +2,8 @@
 
 Before TensorFlow: the layouts and point spread are fitted on the training patients' real specks
 (data/insertion.py), `n_rendered` positives are rendered into matched normal tissue of training patients,
-and real calcification patches of the training patients are drawn for the discriminator. One phase
+and real calcification patches of the training patients are drawn for the discriminator, with the detector's
+speck masks (dilated like the rendered ones: where the discriminator's loss looks). One phase
 ("refine", training/loop.py): at every validation a grid (rendered | refined | real, per class) goes to
 ``samples/``, the refiner is exported as ``refiner.keras`` and the fit as ``insertion.json`` beside it (what
 `mammo-tf insert` loads from a run folder).
@@ -43,15 +44,21 @@ def train_insert(
     from mammo_tf.config import resolve
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.insertion import fit_insertion, insert_clusters, real_positives
+    from mammo_tf.data.render import mask_margin
+    from mammo_tf.data.speck_extraction import MAX_AREA
+    from mammo_tf.data.specks import speck_mask
     from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
     Run.precheck(run_dir, resume=resume)
     config = resolve("insert", preset, **overrides)
     catalog = catalog if catalog is not None else load_catalog(data)
-    fit = dataclasses.replace(fit_insertion(catalog, "train"), patch_size=config.patch_size)
+    fit = dataclasses.replace(fit_insertion(catalog, "train"), patch_size=config.patch_size, jitter=config.jitter)
     real = real_positives(catalog, config.patch_size, config.per_cluster, config.jitter, config.seed)
-    rendered = insert_clusters(catalog, fit, config.n_rendered, config.patch_size, config.seed, positives=real)
+    rendered = insert_clusters(
+        catalog, fit, config.n_rendered, config.patch_size, config.seed, positives=real, jitter=fit.jitter
+    )
+    real_masks = np.stack([speck_mask(p, mask_margin(fit.psf_sigma), max_area=MAX_AREA) for p in real.images[..., 0]])
     seen = set(fit.patients) | set(real.patient_id.tolist()) | set(rendered.backgrounds.patient_id.tolist())
     record = {
         **config.to_dict(),
@@ -62,8 +69,10 @@ def train_insert(
         "layout_patients": fit.patients,
         "psf_sigma": fit.psf_sigma,
         "real_patches": {"benign": int((real.labels == 1).sum()), "malignant": int((real.labels == 2).sum())},
+        "real_patches_without_specks": int((~real_masks.any(axis=(1, 2))).sum()),
     }
-    return train(InsertTrainer(config, record, fit, rendered, real), run_dir, resume=resume, verbose=verbose)
+    trainer = InsertTrainer(config, record, fit, rendered, real, real_masks)
+    return train(trainer, run_dir, resume=resume, verbose=verbose)
 
 
 class InsertTrainer(Trainer):
@@ -71,12 +80,12 @@ class InsertTrainer(Trainer):
 
     kind = "insert"
 
-    def __init__(self, config, record: dict, fit, rendered, real) -> None:
+    def __init__(self, config, record: dict, fit, rendered, real, real_masks: np.ndarray) -> None:
         from mammo_tf.models.refiner import RefinerGAN
 
         super().__init__(config, record)
         self.model_class = RefinerGAN
-        self.fit, self.rendered, self.real = fit, rendered, real
+        self.fit, self.rendered, self.real, self.real_masks = fit, rendered, real, real_masks
 
     def build(self):
         from mammo_tf.models.refiner import build_refiner_gan
@@ -90,7 +99,10 @@ class InsertTrainer(Trainer):
         fake = tf.data.Dataset.from_tensor_slices(
             (rendered.images, rendered.masks[..., None].astype(np.float32), rendered.labels)
         )
-        reals = tf.data.Dataset.from_tensor_slices((real.images.astype(np.float32), real.labels.astype(np.int32)))
+        real_masks = self.real_masks[..., None].astype(np.float32)
+        reals = tf.data.Dataset.from_tensor_slices(
+            (real.images.astype(np.float32), real_masks, real.labels.astype(np.int32))
+        )
         fake = fake.shuffle(len(rendered.labels), seed=c.seed).repeat()
         reals = reals.shuffle(len(real.labels), seed=c.seed + 1).repeat()
         return tf.data.Dataset.zip((fake, reals)).batch(c.batch_size, drop_remainder=True).prefetch(2)
