@@ -146,3 +146,17 @@ def test_an_inserted_background_is_never_also_a_negative_of_the_same_training_se
     kept = without_backgrounds(patches, tmp_path)
     # the first normal overlaps the background (20 px away < 32); the far one, the other film's and the positive stay
     assert list(kept.centre_row) == [300, 100, 100] and list(kept.image_id) == ["mdb001", "mdb002", "mdb001"]
+
+
+def test_a_shipped_insertion_model_carries_its_fit_and_is_the_default(
+    insert_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mammo_tf.workflows.cards import ship_run
+
+    folder = ship_run(insert_run, "insert-64", tmp_path / "models")
+    assert (folder / "insertion.json").read_bytes() == (insert_run / "insertion.json").read_bytes()
+    assert json.loads((folder / "card.json").read_text())["kind"] == "insert"
+    monkeypatch.setenv("MAMMO_MODELS", str(tmp_path / "models"))  # insert without --model: the shipped default
+    result = invoke("insert", "--n", 2, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    assert pd.read_csv(tmp_path / "out" / "manifest.csv")["model"].str.startswith("insert-64@").all()

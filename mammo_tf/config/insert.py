@@ -8,8 +8,8 @@ Refiner (models/refiner.py, SimGAN): a small fully convolutional network (`r_wid
 residual blocks) adds a residual inside the dilated speck mask only; a local (patch-wise) discriminator of
 `d_width` filters scores the refined patch against real patches of the same class, its windows away from any
 speck mask weighted `background_weight` against 1 near one; a history buffer of
-`history_size` refined patches feeds half of each fake batch; `reg_weight` x L1(refined - rendered) keeps the
-layout (self-regularisation).
+`history_size` refined patches feeds half of each fake batch; `reg_weight` x the mean |refined - rendered| over
+the mask keeps the layout (self-regularisation).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ class InsertConfig(TrainerConfig):
 
     KIND: ClassVar[str] = "insert"
     PRESETS: ClassVar[dict[str, dict]] = INSERT_PRESETS
-    PREDATED_DEFAULTS: ClassVar[dict] = {"background_weight": 1.0}  # the plain local mean, before weighting
+    # Before the mask weighting: D's plain local mean, and an L1 averaged over the whole patch (weight 1).
+    PREDATED_DEFAULTS: ClassVar[dict] = {"background_weight": 1.0}
 
     patch_size: int = 64
     n_rendered: int = 2048
@@ -49,7 +50,7 @@ class InsertConfig(TrainerConfig):
     val_every: int = 500
     lr_r: float = 1e-4
     lr_d: float = 1e-4
-    reg_weight: float = 1.0
+    reg_weight: float = 5.0
     background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"

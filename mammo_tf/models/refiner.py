@@ -233,13 +233,14 @@ class RefinerGAN(PairedOptimizers, keras.Model):
       slots) from the history buffer once it holds at least B//2 patches (before that: this step's);
     - D: BCE with logits, the local map's mean weighted by ``local_weights`` of each patch's mask, real -> 1
       (with the real labels), fake -> 0;
-    - refiner: adversarial BCE (refined -> 1, weighted alike) + reg_weight x mean |refined - rendered|
-      (self-regularisation);
+    - refiner: adversarial BCE (refined -> 1, weighted alike) + reg_weight x the mean |refined - rendered| over
+      the mask's pixels (self-regularisation; over the whole patch, as SimGAN's refiner that changes every
+      pixel, it was ~50x weaker per changed pixel, and a 3,000-step run painted the masks as bright discs);
     - then max(1, B//2) of this step's refined patches (all replicas', gathered) are written to the buffer,
       with their masks and labels: into its empty slots first, then over random ones.
 
     Losses are per example, averaged over the global batch. Trackers: d_loss, g_loss (adv + reg_weight x reg),
-    adv_loss, reg_loss (the unweighted L1). The buffer (``history_images`` and ``history_masks`` float32
+    adv_loss, reg_loss (the unweighted L1 in the mask). The buffer (``history_images`` and ``history_masks`` float32
     [history_size, P, P, 1], ``history_labels`` int32 [history_size], ``history_count`` int32: filled slots,
     always a prefix) is model
     state: saved with the model. Under a strategy every replica holds the same buffer (identical updates,
@@ -427,7 +428,8 @@ class RefinerGAN(PairedOptimizers, keras.Model):
             # Refiner step against the updated D: fool it, stay close to the rendering.
             logits = self.discriminator([refined, labels], training=False)
             adv = _weighted_mean(tf.nn.softplus(-logits), local_weights(mask, floor))  # non-saturating
-            reg = tf.reduce_mean(tf.reshape(tf.abs(refined - rendered), [tf.shape(refined)[0], -1]), axis=1)
+            area = tf.maximum(tf.reduce_sum(mask, axis=[1, 2, 3]), 1.0)
+            reg = tf.reduce_sum(tf.abs(refined - rendered), axis=[1, 2, 3]) / area  # mean change in the mask
             r_per_example = adv + self.config.reg_weight * reg
             r_total = tf.nn.compute_average_loss(r_per_example, global_batch_size=global_batch)
         grads = r_tape.gradient(r_total, r_vars)

@@ -249,8 +249,12 @@ def _default_choice(results: dict) -> tuple[str, str]:
     return "psnr", " and ".join(failed)
 
 
+SIDE_FILES = {"insert": ("insertion.json",)}  # what a kind's model needs beside model.keras
+
+
 def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: str | Path | None = None) -> Path:
-    """Ship a synthesis or classifier run: its model, and a card from its config, state, metrics and report.
+    """Ship a synthesis, classifier or insertion run: its model (and SIDE_FILES), and a card from its config,
+    state, metrics and report.
 
     report: an evaluation folder (evaluate-gan) whose metrics.json and figures go into the card.
     """
@@ -267,6 +271,8 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
     target = out_root / name
     with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
+        for side in SIDE_FILES.get(config.get("kind"), ()):
+            shutil.copy2(run_dir / side, tmp / side)
         card = {
             "name": name,
             "kind": config.get("kind"),
