@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert export study
+.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert ship-insert export study
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,9 @@ pretrained-insert: $(STAMP) data ## fit the insertion layouts and train the refi
 		$(BIN)/mammo-tf evaluate-insert --model $(INSERT_RUN) --data data/mias --out $(INSERT_RUN)-report" \
 		>> $(INSERT_RUN)/train.log 2>&1 &
 	@echo "training in the background: tail -f $(INSERT_RUN)/train.log"
+
+ship-insert: $(STAMP) ## ship the finished insertion run (after make pretrained-insert) with its evaluate-insert report as saved_models/insert-64
+	$(BIN)/mammo-tf ship $(INSERT_RUN) --name insert-64 --report $(INSERT_RUN)-report
 
 ship-gan: $(STAMP) data ## evaluate the synthesis run (its last validation checkpoint) on held-out MIAS patients; ship saved_models/synth-64
 	$(BIN)/mammo-tf evaluate-gan --model $(GAN_RUN) --data data/mias --out $(GAN_RUN)-report

@@ -22,15 +22,37 @@ from mammo_tf_cli.paths import InputFolder, OutputFolder
     help="Folder for report.md, metrics.json, per_image.csv, crops.png [default: print only].",
 )
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Score only the first N images.")
-def evaluate_sr(model, data, split, out, max_images) -> None:
+@click.option(
+    "--grid",
+    is_flag=True,
+    help="Also run the scanner grid: LR made from HR with more noise (Poisson-Gaussian), PSF blur, another "
+    "downscaling kernel, 12/16 bits or JPEG, one factor at a time; per cell SR against bicubic (PSNR gain, "
+    "calcification specks kept, spurious specks) and a pass/fail rule; grid.csv + a report section. "
+    "With --max-images N, the grid runs on N films, those with calcifications first.",
+)
+@click.option(
+    "--grid-cells",
+    default=None,
+    help="Comma-separated grid cells (implies --grid): default, noise-1, noise-2, noise-4, blur-0.7, blur-1.4, "
+    "kernel-bicubic, kernel-gaussian, bits-12, bits-16, jpeg-75 [default: all].",
+)
+@click.option("--grid-seed", type=int, default=0, help="Seed of the grid's noise cells.")
+def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed) -> None:
     """Score an SR model on held-out patients against bicubic.
 
     PSNR/SSIM inside the breast mask against nearest, bicubic and Lanczos, with a patient-level bootstrap
-    CI of the gain; the consistency error; specks kept and created.
+    CI of the gain; the consistency error; specks kept and created. --grid adds the cross-scanner grid
+    (docs/evaluation.md).
     """
     from mammo_tf.evaluation.sr_eval import evaluate_sr as run
 
-    metrics = run(model, data, split=split, out=out, max_images=max_images)
+    sections = []
+    if grid or grid_cells:
+        from mammo_tf.evaluation.sr_grid import scanner_grid
+
+        names = [n.strip() for n in grid_cells.split(",") if n.strip()] if grid_cells else None
+        sections.append(scanner_grid(names, seed=grid_seed))
+    metrics = run(model, data, split=split, out=out, max_images=max_images, sections=sections)
     click.echo(f"{metrics['model']} x{metrics['scale']} on {metrics['split']} ({metrics['patients']} patients)")
     for name, v in metrics["variants"].items():
         g, i = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"]
@@ -42,6 +64,15 @@ def evaluate_sr(model, data, split, out, max_images) -> None:
         )
     s = metrics["specks"]
     click.echo(f"  spurious specks: SR {s.get('spurious_sr', 0)}, bicubic {s.get('spurious_bicubic', 0)}")
+    if "grid" in metrics:
+        click.echo(f"  scanner grid on {len(metrics['grid']['films'])} films (kept / spurious: SR vs bicubic):")
+        for c in metrics["grid"]["cells"]:
+            click.echo(
+                f"    {c['cell']:<16} gain {c['gain_db']:+.3f} dB, kept {c['kept_sr']}/{c['kept_bicubic']} "
+                f"of {c['reference']}, spurious {c['spurious_sr']}/{c['spurious_bicubic']}  "
+                f"{'pass' if c['pass'] else 'FAIL'}"
+            )
+        click.echo(f"  grid: {'pass' if metrics['grid']['pass'] else 'FAIL'}")
     if out:
         click.echo(f"wrote {out}/report.md")
 

@@ -151,6 +151,26 @@ def test_the_discriminator_loss_looks_where_the_masks_are():
     assert moved[0.01] < moved[1.0] / 5
 
 
+@pytest.mark.parametrize("norm", ["l1", "l2"])
+def test_self_regularisation_is_the_mean_change_over_the_mask(norm: str):
+    """reg_loss = sum over the mask of |change| (l1) or change^2 (l2) / the mask's pixels, per patch: a bigger
+    patch around the same specks must not dilute it (over the whole patch it let a refiner paint discs)."""
+    import dataclasses
+
+    gan = build_refiner_gan(dataclasses.replace(TINY, reg_norm=norm), seed=0)
+    _randomise(gan.refiner, 0.5)  # a refiner that changes the masked pixels noticeably
+    gan.compile(r_optimizer=keras.optimizers.SGD(0.0), d_optimizer=keras.optimizers.SGD(0.0), run_eagerly=True)
+    gan.build_optimizers()
+    rendered, mask, labels = _rendered(4)
+    change = np.asarray(gan.refiner([rendered, mask])) - rendered
+    change = np.abs(change) if norm == "l1" else change**2
+    expected = np.mean(change.sum(axis=(1, 2, 3)) / mask.sum(axis=(1, 2, 3)))
+    data = tf.data.Dataset.from_tensors(((rendered, mask, labels), (rendered, mask, labels)))
+    reg = gan.fit(data, epochs=1, shuffle=False, verbose=0).history["reg_loss"][0]
+    assert expected > 1e-3
+    np.testing.assert_allclose(reg, expected, rtol=1e-5)
+
+
 def test_building_is_deterministic_by_seed():
     a, b, c = (build_refiner_gan(TINY, seed=s) for s in (3, 3, 4))
     for x, y in zip(_weights(a), _weights(b), strict=True):

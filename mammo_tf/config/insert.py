@@ -51,6 +51,7 @@ class InsertConfig(TrainerConfig):
     lr_r: float = 1e-4
     lr_d: float = 1e-4
     reg_weight: float = 5.0
+    reg_norm: str = "l1"
     background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"
@@ -67,6 +68,8 @@ class InsertConfig(TrainerConfig):
         self.check_at_least("batch_size", 2)
         self.check_at_least("jitter", 0)
         self.check_at_least("reg_weight", 0)
+        if self.reg_norm not in ("l1", "l2"):
+            self.fail("reg_norm", "'l1' or 'l2'")
         if not 0 < self.background_weight <= 1:
             self.fail("background_weight", "in (0, 1]")
         for name in ("lr_r", "lr_d"):

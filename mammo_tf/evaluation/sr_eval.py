@@ -24,6 +24,8 @@ Protocol (stated in every report):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -43,6 +45,21 @@ INTERIOR_PX = 20
 ANCHOR_THRESHOLD, ANCHOR_ERODE, ANCHOR_BORDER = FOREGROUND_LEVEL, 9, 4  # the film-foreground region
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """What another evaluation adds to evaluate-sr's report folder (e.g. sr_grid's scanner grid).
+
+    key: its metrics.json key; metrics: JSON-able dict; tables: file name -> table written as CSV;
+    markdown: report.md lines appended after the main report. Made by a callable passed in `sections`
+    (sr_model, catalog, the split's images, max_images) -> ReportSection, so this module imports none of them.
+    """
+
+    key: str
+    metrics: dict
+    tables: dict[str, pd.DataFrame]
+    markdown: list[str]
+
+
 def anchor_mask(hr: np.ndarray) -> np.ndarray:
     """bool [H, W]: HR > 0.08 eroded by a 9x9 square, without a 4-px border (the film foreground)."""
     kernel = np.ones((ANCHOR_ERODE, ANCHOR_ERODE), np.uint8)
@@ -58,14 +75,15 @@ def interior_mask(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     return cv2.erode(mask.astype(np.uint8), disk).astype(bool) & anchor
 
 
-def _truth(catalog) -> pd.DataFrame | None:
+def phantom_truth(catalog) -> pd.DataFrame | None:
+    """The catalog's phantom_truth.csv (image_id, row, col, radius_px, ...: every true speck), None if absent."""
     from mammo_tf.data.phantom import TRUTH_NAME
 
     path = Path(catalog.root) / TRUTH_NAME
     return pd.read_csv(path) if path.is_file() else None
 
 
-def _film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
+def load_film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """HR pixels float32 [H, W] (cropped to a multiple of scale) and the breast mask, original orientation."""
     from mammo_tf.data.degrade import crop_to_scale
     from mammo_tf.data.preprocess import prepare
@@ -77,7 +95,12 @@ def _film(path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return crop_to_scale(pixels, scale), crop_to_scale(mask, scale)
 
 
-def _speck_counts(hr, candidates: dict[str, np.ndarray], mask, truth_rc) -> dict[str, float]:
+def speck_counts(hr, candidates: dict[str, np.ndarray], mask, truth_rc) -> dict[str, float]:
+    """Specks of each candidate (float32 [H, W] like `hr`) against HR's, one threshold from HR for all.
+
+    Returns specks_hr, spurious_<name> (candidate specks with no HR speck within MATCH_PX) and, when
+    truth_rc = (rows, cols) of the specks to keep is given, truth_specks and truth_found_<name|hr>.
+    """
     from mammo_tf.data.specks import detect_specks, match_specks, robust_threshold, speck_response
 
     threshold = robust_threshold(speck_response(hr), mask)
@@ -122,8 +145,13 @@ def evaluate_sr(
     out: str | Path | None = None,
     max_images: int | None = None,
     secondary_images: int = SECONDARY_IMAGES,
+    sections: Sequence[Callable[..., ReportSection]] = (),
 ) -> dict:
-    """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`."""
+    """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`.
+
+    sections: callables (sr_model, catalog, images of the split, max_images) -> ReportSection, run after the
+    main scoring; their metrics go under their key, their tables and report lines into the same folder.
+    """
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.degrade import degrade, interpolate
     from mammo_tf.evaluation.sr import consistency_error, crop_border, psnr, ssim
@@ -137,14 +165,15 @@ def evaluate_sr(
     images = catalog.images[catalog.images["split"] == split]
     if images.empty:
         raise MammoError(f"{catalog.root}: no images in split {split!r}")
+    split_images = images
     if max_images:
         images = images.head(max_images)
-    truth = _truth(catalog)
+    truth = phantom_truth(catalog)
     calcs = catalog.findings[(catalog.findings["abnormality"] == "CALC") & catalog.findings["has_coords"]]
     rows, crops = [], []
     worst = (float("-inf"), None, None)  # (excess, image_id, tiles): where SR loses most against bicubic
     for number, image in enumerate(images.itertuples()):
-        hr, mask = _film(image.path, s)
+        hr, mask = load_film(image.path, s)
         eval_mask = crop_border(mask, s)
         anchor = anchor_mask(hr)
         interior = crop_border(interior_mask(mask, anchor), s)
@@ -167,7 +196,7 @@ def evaluate_sr(
                     row[f"ssim_{name}"] = ssim(crop_border(outputs[name], s), crop_border(hr, s), eval_mask)
                 mine = truth[truth["image_id"] == image.image_id] if truth is not None else None
                 truth_rc = (mine["row"].to_numpy(), mine["col"].to_numpy()) if mine is not None else None
-                row.update(_speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
+                row.update(speck_counts(hr, {"sr": sr, "bicubic": outputs["bicubic"]}, mask, truth_rc))
                 excess, r, c = _worst_block(sr, outputs["bicubic"], hr, anchor)
                 if excess > worst[0]:
                     bic = outputs["bicubic"]
@@ -193,10 +222,13 @@ def evaluate_sr(
             rows.append(row)
     table = pd.DataFrame(rows)
     metrics = _summarise(table, sr_model, catalog, split, bootstrap_ci)
-    metrics["seconds"] = round(time.monotonic() - started, 1)
     metrics["worst_region"] = {"where": worst[1], "excess_squared_error": worst[0]}
+    extra = [make(sr_model, catalog, split_images, max_images) for make in sections]
+    for section in extra:
+        metrics[section.key] = section.metrics
+    metrics["seconds"] = round(time.monotonic() - started, 1)
     if out is not None:
-        _write(Path(out), metrics, table, crops, worst)
+        _write(Path(out), metrics, table, crops, worst, extra)
     return metrics
 
 
@@ -257,7 +289,7 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
     }
 
 
-def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst) -> None:
+def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst, extra: list[ReportSection]) -> None:
     from mammo_tf.evaluation.report import grid, label, metrics_json, report_folder, to_uint8, write_png
 
     with report_folder(out) as tmp:
@@ -276,7 +308,11 @@ def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst) -> None:
                 tmp / "worst_region.png",
                 grid([[label(to_uint8(t, 2), n) for t, n in zip(worst[2], names, strict=True)]]),
             )
-        (tmp / "report.md").write_text(render_markdown(metrics, bool(crops)))
+        for section in extra:
+            for name, frame in section.tables.items():
+                frame.to_csv(tmp / name, index=False)
+        markdown = render_markdown(metrics, bool(crops))
+        (tmp / "report.md").write_text(markdown + "".join(line + "\n" for s in extra for line in s.markdown))
 
 
 def render_markdown(m: dict, has_crops: bool) -> str:

@@ -429,7 +429,9 @@ class RefinerGAN(PairedOptimizers, keras.Model):
             logits = self.discriminator([refined, labels], training=False)
             adv = _weighted_mean(tf.nn.softplus(-logits), local_weights(mask, floor))  # non-saturating
             area = tf.maximum(tf.reduce_sum(mask, axis=[1, 2, 3]), 1.0)
-            reg = tf.reduce_sum(tf.abs(refined - rendered), axis=[1, 2, 3]) / area  # mean change in the mask
+            change = refined - rendered
+            change = tf.abs(change) if self.config.reg_norm == "l1" else tf.square(change)
+            reg = tf.reduce_sum(change, axis=[1, 2, 3]) / area  # mean change in the mask
             r_per_example = adv + self.config.reg_weight * reg
             r_total = tf.nn.compute_average_loss(r_per_example, global_batch_size=global_batch)
         grads = r_tape.gradient(r_total, r_vars)
