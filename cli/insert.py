@@ -59,7 +59,8 @@ def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, se
 @click.option(
     "--refine/--no-refine",
     default=False,
-    help="Pass the patches (with --films: each cluster's crop) through the GAN refiner (not yet shown to help).",
+    help="Pass the patches (with --films: each cluster's crop) through the GAN refiner: on MIAS its patches "
+    "trained better classifiers (3 seeds) but were not shown harder to tell from real.",
 )
 @click.option(
     "--format",

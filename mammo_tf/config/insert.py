@@ -8,8 +8,9 @@ Refiner (models/refiner.py, SimGAN): a small fully convolutional network (`r_wid
 residual blocks) adds a residual inside the dilated speck mask only; a local (patch-wise) discriminator of
 `d_width` filters scores the refined patch against real patches of the same class, its windows away from any
 speck mask weighted `background_weight` against 1 near one; a history buffer of
-`history_size` refined patches feeds half of each fake batch; `reg_weight` x the mean |refined - rendered| over
-the mask keeps the layout (self-regularisation).
+`history_size` refined patches feeds half of each fake batch; `reg_weight` x the mean |refined - rendered|
+(`reg_norm` l1; l2: its square) over the mask keeps the layout (self-regularisation). What each setting did on
+MIAS: docs/results-insertion.md.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class InsertConfig(TrainerConfig):
     KIND: ClassVar[str] = "insert"
     PRESETS: ClassVar[dict[str, dict]] = INSERT_PRESETS
     # Before the mask weighting: D's plain local mean, and an L1 averaged over the whole patch (weight 1).
-    PREDATED_DEFAULTS: ClassVar[dict] = {"background_weight": 1.0}
+    PREDATED_DEFAULTS: ClassVar[dict] = {"background_weight": 1.0, "reg_norm": "l1"}
 
     patch_size: int = 64
     n_rendered: int = 2048
@@ -50,8 +51,8 @@ class InsertConfig(TrainerConfig):
     val_every: int = 500
     lr_r: float = 1e-4
     lr_d: float = 1e-4
-    reg_weight: float = 5.0
-    reg_norm: str = "l1"
+    reg_weight: float = 10.0
+    reg_norm: str = "l2"
     background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"

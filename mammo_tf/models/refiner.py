@@ -233,9 +233,10 @@ class RefinerGAN(PairedOptimizers, keras.Model):
       slots) from the history buffer once it holds at least B//2 patches (before that: this step's);
     - D: BCE with logits, the local map's mean weighted by ``local_weights`` of each patch's mask, real -> 1
       (with the real labels), fake -> 0;
-    - refiner: adversarial BCE (refined -> 1, weighted alike) + reg_weight x the mean |refined - rendered| over
-      the mask's pixels (self-regularisation; over the whole patch, as SimGAN's refiner that changes every
-      pixel, it was ~50x weaker per changed pixel, and a 3,000-step run painted the masks as bright discs);
+    - refiner: adversarial BCE (refined -> 1, weighted alike) + reg_weight x the mean |refined - rendered|
+      (reg_norm "l1") or (refined - rendered)^2 ("l2") over the mask's pixels (self-regularisation; over the
+      whole patch, as SimGAN's refiner that changes every pixel, it was ~50x weaker per changed pixel, and a
+      3,000-step run painted the masks as bright discs);
     - then max(1, B//2) of this step's refined patches (all replicas', gathered) are written to the buffer,
       with their masks and labels: into its empty slots first, then over random ones.
 

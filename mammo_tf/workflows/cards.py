@@ -295,7 +295,12 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
             "",
             f"Trained on {config.get('source')} training patients ({len(config.get('train_patients', []))} "
             f"patients), {state.get('step')} steps, {card['training']['hours']:.2f} h, "
-            f"{config.get('precision_resolved')}."
+            f"{config.get('precision_resolved')}"
+            + (
+                f" on {_cores(final['machine'])} ({final['machine'].get('processor', '?')})."
+                if "machine" in final
+                else "."
+            )
             + (
                 ""
                 if card["training"]["finished"]
