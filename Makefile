@@ -103,10 +103,13 @@ ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the 
 
 export: $(STAMP) ## export every shipped model ($(SHIPPED_MODELS)/*/model.keras) for TF Serving into $(SERVING_DIR), verified
 	@found=0; for model in $(SHIPPED_MODELS)/*/model.keras; do \
-		[ -f "$$model" ] || continue; found=1; name=$$(basename "$$(dirname "$$model")"); \
+		[ -f "$$model" ] || continue; name=$$(basename "$$(dirname "$$model")"); \
+		if [ -f "$$(dirname "$$model")/insertion.json" ]; then \
+			echo "$$name: skipped (an insertion refiner serves no request alone: its inputs come from the NumPy renderer)"; continue; fi; \
+		found=1; \
 		$(BIN)/mammo-tf export "$$model" --name "$$name" --out $(SERVING_DIR) || exit $$?; \
 	done; \
-	if [ $$found = 0 ]; then echo "no shipped models in $(SHIPPED_MODELS)/ (no */model.keras): nothing to export"; fi
+	if [ $$found = 0 ]; then echo "no exportable shipped models in $(SHIPPED_MODELS)/ (no */model.keras but insertion refiners): nothing to export"; fi
 
 clean: ## remove the virtualenv, caches and demo runs (not data/)
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
