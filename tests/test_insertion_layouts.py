@@ -176,6 +176,21 @@ def test_contrast_fit_follows_the_phantom_film() -> None:
     assert 0 <= low < high <= 1
 
 
+def test_speck_mask_covers_the_specks_dilated_and_leaves_out_ridges() -> None:
+    """What the refiner's discriminator looks at in a real patch: the detector's specks, dilated like a
+    rendered mask; a component larger than max_area (a ridge) is not a speck."""
+    from mammo_tf.data.specks import speck_mask
+
+    rng = np.random.default_rng(0)
+    image = (0.4 + 0.005 * rng.standard_normal((64, 64))).astype(np.float32)
+    image[20:22, 20:22] += 0.2  # a speck
+    image[50, 5:60] += 0.2  # a 55-px ridge
+    mask = speck_mask(image, 3, max_area=20)
+    assert mask[21, 21] and mask[21, 24] and mask[24, 21] and not mask[21, 26]
+    assert not mask[50, 30] and not mask[5, 50]
+    assert speck_mask(image, 3)[50, 30]  # without max_area the ridge counts
+
+
 def test_the_contrast_slope_survives_the_detectors_threshold() -> None:
     """Specks whose log contrast falls with the background (slope -1), seen only above a threshold that rises
     with it (busier tissue): least squares on what is seen gets a positive slope (as on MIAS film); the
