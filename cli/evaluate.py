@@ -155,8 +155,8 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
 
 @click.command(name="ship", context_settings={"show_default": True})
 @click.argument("run_dir", type=InputFolder())
-@click.option("--name", required=True, help="Folder name under --out (e.g. synth-64, calc-classifier).")
-@click.option("--report", type=InputFolder(), default=None, help="An evaluate-gan folder to put into the card.")
+@click.option("--name", required=True, help="Folder name under --out (e.g. synth-64, calc-classifier, insert-64).")
+@click.option("--report", type=InputFolder(), default=None, help="An evaluate-gan or evaluate-insert folder to put into the card.")
 @click.option(
     "--out",
     type=OutputFolder(must_be_new_or_empty=False),
@@ -164,7 +164,7 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
     help="Folder of shipped models.",
 )
 def ship(run_dir, name, report, out) -> None:
-    """Ship a synthesis or classifier run with a model card."""
+    """Ship a synthesis, classifier or insertion run with a model card (an insertion run: with insertion.json)."""
     from mammo_tf.workflows.cards import ship_run
 
     click.echo(f"shipped {ship_run(run_dir, name, out, report=report)}")
