@@ -156,7 +156,9 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
 @click.command(name="ship", context_settings={"show_default": True})
 @click.argument("run_dir", type=InputFolder())
 @click.option("--name", required=True, help="Folder name under --out (e.g. synth-64, calc-classifier, insert-64).")
-@click.option("--report", type=InputFolder(), default=None, help="An evaluate-gan or evaluate-insert folder to put into the card.")
+@click.option(
+    "--report", type=InputFolder(), default=None, help="An evaluate-gan or evaluate-insert folder to put into the card."
+)
 @click.option(
     "--out",
     type=OutputFolder(must_be_new_or_empty=False),
