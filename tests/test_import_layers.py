@@ -73,6 +73,7 @@ def import_graph() -> dict[str, set[str]]:
 LAYERS = {
     "errors": 0,
     "paths": 0,
+    "machine": 0,
     "config": 0,
     "io": 1,
     "data": 2,

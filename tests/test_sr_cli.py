@@ -166,6 +166,26 @@ def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -
     assert not (tmp_path / "out" / "broken_x2.png").exists()
 
 
+def test_upscale_bits_and_engines(tmp_path: Path, tiny_run: Path) -> None:
+    """--bits 16 keeps what rounding to an 8-bit film's levels drops; both engines give the same film."""
+    film = tmp_path / "in" / "film.pgm"
+    write_image(film, read_image(cached_phantom_dir() / "mdb001.pgm").pixels[300:420, 300:400], 8)
+    outputs = {}
+    for engine, bits in (("keras", "16"), ("xla", "16"), ("xla", "input")):
+        out = tmp_path / f"{engine}-{bits}"
+        result = invoke(
+            "upscale", str(film), "--out", str(out), "--model", str(tiny_run), "--engine", engine, "--bits", bits
+        )
+        assert result.exit_code == 0, result.output
+        outputs[engine, bits] = read_image(out / "film_x2.pgm")
+    assert outputs["xla", "16"].bit_depth == 16 and outputs["xla", "input"].bit_depth == 8
+    # The tiny run trained in float32: engines agree to float round-off, then one 16-bit level of rounding.
+    assert np.abs(outputs["keras", "16"].pixels - outputs["xla", "16"].pixels).max() <= 1.5 / 65535
+    eight, sixteen = outputs["xla", "input"].pixels, outputs["xla", "16"].pixels
+    assert np.abs(eight - sixteen).max() <= 0.5 / 255 + 1 / 65535  # the 8-bit file is the 16-bit one rounded
+    assert len(np.unique(sixteen)) > len(np.unique(eight))  # ... and the 16-bit file keeps levels between
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [

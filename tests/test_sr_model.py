@@ -144,18 +144,19 @@ def test_keras_round_trip_identical_outputs_and_optimizer_state(tmp_path) -> Non
     assert int(loaded.g_optimizer.iterations) == 3
 
 
-def _random_generator(scale: int) -> SRModel:
+def _random_generator(scale: int, engine: str = "keras") -> SRModel:
     """A tiny generator with random (non-identity) weights, so tiling errors would show."""
     generator = build_sr_generator(_tiny(scale=scale))
     rng = np.random.default_rng(3)
     generator.set_weights([rng.normal(0, 0.2, w.shape).astype(np.float32) for w in generator.get_weights()])
-    return SRModel(generator, scale, receptive_margin(generator), "random", None)
+    return SRModel(generator, scale, receptive_margin(generator), "random", None, engine)
 
 
+@pytest.mark.parametrize("engine", ["keras", "xla"])
 @pytest.mark.parametrize("scale", [2, 4])
 @pytest.mark.parametrize("shape", [(97, 131), (45, 30), (16, 16)])
-def test_tiled_equals_untiled(scale: int, shape: tuple[int, int]) -> None:
-    model = _random_generator(scale)
+def test_tiled_equals_untiled(scale: int, shape: tuple[int, int], engine: str) -> None:
+    model = _random_generator(scale, engine)
     image = np.random.default_rng(4).random(shape).astype(np.float32)
     whole = upscale_array(model, image, 8, tile=None)
     tiled = upscale_array(model, image, 8, tile=4 * model.margin + 12)  # tile >= 2 x the default overlap
@@ -163,6 +164,47 @@ def test_tiled_equals_untiled(scale: int, shape: tuple[int, int]) -> None:
     # Tiles are other conv shapes, so oneDNN sums in another order: up to 9.5e-7 measured on AVX2 (random
     # weights, large activations; outputs in [0, 1]). 1e-5 leaves 10x margin; half the margin errs by 1e-2.
     assert np.abs(whole - tiled).max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_xla_engine_equals_the_keras_graph(scale: int) -> None:
+    """The folded tail is exact, the image edge included (sizes below 3 take the unfolded form)."""
+    from mammo_tf.inference.sr_engine import XLAGenerator
+
+    keras_model = _random_generator(scale)
+    assert XLAGenerator(keras_model.generator).folded is not None  # the fold applies to this architecture
+    xla_model = _random_generator(scale, "xla")
+    rng = np.random.default_rng(5)
+    for shape in [(23, 31), (3, 40), (2, 2), (1, 7)]:
+        image = rng.random(shape).astype(np.float32)
+        keras_out = upscale_array(keras_model, image, 8, tile=None)
+        xla_out = upscale_array(xla_model, image, 8, tile=None)
+        # Other summation orders (XLA, the composed kernel): 1.2e-7 measured (outputs in [0, 1]).
+        assert np.abs(keras_out - xla_out).max() < 1e-5, shape
+
+
+def test_generator_flops_counts_each_conv_at_its_resolution() -> None:
+    from mammo_tf.inference.sr_engine import generator_flops
+
+    config = _tiny()  # 4 filters, 1 block: head 1->4, 2 block convs, body_end, up 4->16 at LR, tail 4->1 at HR
+    per_lr_pixel = 2 * 9 * (1 * 4 + 3 * 4 * 4 + 4 * 16 + 4 * (4 * 1))
+    assert generator_flops(build_sr_generator(config), 10, 7) == 70 * per_lr_pixel
+
+
+def test_engine_choice() -> None:
+    from mammo_tf.errors import MammoError
+    from mammo_tf.inference.sr_engine import resolve_engine
+    from mammo_tf.training.distribute import precision_and_seed
+
+    float32 = build_sr_generator(_tiny())
+    with precision_and_seed("mixed_bfloat16"):
+        bf16 = build_sr_generator(_tiny())
+    assert resolve_engine("auto", bf16, native_bf16=True) == "keras"  # oneDNN bf16 is the fast path there
+    assert resolve_engine("auto", bf16, native_bf16=False) == "xla"  # emulated bf16: float32 XLA instead
+    assert resolve_engine("auto", float32, native_bf16=True) == "xla"
+    assert resolve_engine("keras", float32, native_bf16=False) == "keras"
+    with pytest.raises(MammoError, match="engine must be one of"):
+        resolve_engine("onnx", float32)
 
 
 def test_tile_layout_covers_with_overlap_and_little_waste() -> None:

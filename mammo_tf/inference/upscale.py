@@ -25,32 +25,41 @@ RISK_FULL_SCALE = 0.05  # a risk-map pixel of 255 means the SR departs from bicu
 
 @dataclass(frozen=True)
 class SRModel:
-    """A loaded SR generator with what inference needs to know about it."""
+    """A loaded SR generator with what inference needs to know about it.
+
+    engine: 'keras' (the generator as trained, graph mode) or 'xla' (float32, XLA, folded tail); see sr_engine.
+    """
 
     generator: object
     scale: int
     margin: int  # receptive radius in LR pixels (tiles blend outside it)
     model_id: str
     path: Path | None
+    engine: str = "keras"
 
     def __call__(self, tiles: np.ndarray, quant_step: float) -> np.ndarray:
-        """float32 [B, t, t, 1] -> float32 [B, t*s, t*s, 1] through a graph-compiled generator call."""
+        """float32 [B, t, t, 1] -> float32 [B, t*s, t*s, 1] through the compiled engine."""
         steps = np.full([len(tiles)], quant_step, np.float32)
-        return np.asarray(_compiled(self.generator)(tiles, steps))
+        return np.asarray(_runner(self.generator, self.engine)(tiles, steps))
 
 
-_COMPILED: dict[int, object] = {}
+_RUNNERS: dict[tuple[int, str], object] = {}
 
 
-def _compiled(generator):
-    """One tf.function per generator (graph mode fuses conv + bias + ReLU: ~2x faster than eager on CPU)."""
+def _runner(generator, engine: str):
+    """One compiled callable per (generator, engine): graph mode fuses conv + bias + ReLU (~2x eager on CPU)."""
     import tensorflow as tf
 
-    key = id(generator)
-    if key not in _COMPILED:
-        _COMPILED.clear()  # one model at a time is all inference needs
-        _COMPILED[key] = tf.function(lambda x, q: generator([x, q], training=False), reduce_retracing=True)
-    return _COMPILED[key]
+    key = (id(generator), engine)
+    if key not in _RUNNERS:
+        _RUNNERS.clear()  # one model at a time is all inference needs
+        if engine == "xla":
+            from mammo_tf.inference.sr_engine import XLAGenerator
+
+            _RUNNERS[key] = XLAGenerator(generator)
+        else:
+            _RUNNERS[key] = tf.function(lambda x, q: generator([x, q], training=False), reduce_retracing=True)
+    return _RUNNERS[key]
 
 
 def receptive_margin(generator) -> int:
@@ -61,20 +70,27 @@ def receptive_margin(generator) -> int:
     return sum(int(layer.kernel_size[0]) // 2 for layer in convs) + 3
 
 
-def load_sr_model(spec: str | Path | None = None, *, scale: int | None = None, command: str = "upscale") -> SRModel:
+def load_sr_model(
+    spec: str | Path | None = None, *, scale: int | None = None, command: str = "upscale", engine: str = "auto"
+) -> SRModel:
     """The SR generator named by `spec` (shipped name, .keras file or run directory; None = shipped default).
 
     scale: the factor asked for; command: what needs the model. A file of another kind or scale is refused
-    before it is loaded (MammoError: what the file is, what `command` needs).
+    before it is loaded (MammoError: what the file is, what `command` needs). engine: see sr_engine.ENGINES.
     """
     from mammo_tf.inference.registry import load_model, model_id
+    from mammo_tf.inference.sr_engine import ENGINES, resolve_engine
     from mammo_tf.models.sr import generator_scale
+
+    if engine not in ENGINES:
+        raise MammoError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
     generator, path, _ = load_model(spec, ("sr",), command, scale=scale)
     scale = generator_scale(generator)
     if scale is None:
         raise located(path, f"not a mammo-tf SR generator (model {generator.name!r})")
-    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path)
+    engine = resolve_engine(engine, generator)
+    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path, engine)
 
 
 def default_overlap(model: SRModel) -> int:
@@ -140,22 +156,33 @@ def upscale_file(
     tile=DEFAULT_TILE,
     overlap: int | None = None,
     with_risk: bool = False,
+    bits: int | None = None,
 ) -> UpscaleResult:
-    """Read one image, super-resolve it, write it at its own bit depth (DICOM derived from DICOM)."""
+    """Read one image, super-resolve it, write it (DICOM derived from DICOM).
+
+    bits: the output's bit depth; None keeps the input's. Rounding to an 8-bit input's 255 levels discards
+    part of what the model adds (docs/results-sr.md); 16 keeps it.
+    """
     from mammo_tf.io.images import read_image, write_image
 
     suffix = output_suffix(source, fmt)
     image = read_image(source)
     sr = upscale_array(model, image.pixels, image.bit_depth, tile=tile, overlap=overlap)
+    out_bits = image.bit_depth if bits is None else bits
     out = out_dir / f"{source.stem}_x{model.scale}{suffix}"
     if suffix == ".dcm":
         from mammo_tf.io.dicom_write import write_derived_dicom
 
         write_derived_dicom(
-            source, out, sr, zoom=model.scale, description=f"mammo-tf x{model.scale} SR ({model.model_id})"
+            source,
+            out,
+            sr,
+            zoom=model.scale,
+            description=f"mammo-tf x{model.scale} SR ({model.model_id})",
+            bits=out_bits,
         )
     else:
-        write_image(out, sr, image.bit_depth)
+        write_image(out, sr, out_bits)
     risk = None
     if with_risk:
         risk = out_dir / f"{source.stem}_x{model.scale}_risk.png"
@@ -173,16 +200,21 @@ def upscale_files(
     overlap: int | None = None,
     with_risk: bool = False,
     fmt: str = "auto",
+    bits: int | None = None,
+    engine: str = "auto",
     on_result=None,
 ) -> list[UpscaleResult]:
     """Upscale every input into out_dir; a failing image yields a result with its one-line error.
 
     scale: the factor asked for; MammoError if the model was trained for another one.
+    bits: output bit depth (None = each input's own, 8 or 16 otherwise); engine: see sr_engine.ENGINES.
     on_result: called with each UpscaleResult as soon as it is known (for progress output).
     """
     if fmt not in FORMATS:
         raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    sr_model = load_sr_model(model, scale=scale)
+    if bits not in (None, 8, 16):
+        raise MammoError(f"output bits must be 8 or 16 (or None for the input's), got {bits!r}")
+    sr_model = load_sr_model(model, scale=scale, engine=engine)
     if tile is not None:
         from mammo_tf.inference.tiling import check_tiling
 
@@ -192,7 +224,14 @@ def upscale_files(
     for source in inputs:
         try:
             result = upscale_file(
-                sr_model, Path(source), out_dir, fmt=fmt, tile=tile, overlap=overlap, with_risk=with_risk
+                sr_model,
+                Path(source),
+                out_dir,
+                fmt=fmt,
+                tile=tile,
+                overlap=overlap,
+                with_risk=with_risk,
+                bits=bits,
             )
         except MammoError as err:
             result = UpscaleResult(Path(source), None, str(err))

@@ -1,10 +1,10 @@
 """Write a DICOM derived from a source DICOM: new pixels (e.g. super-resolved), the rest kept.
 
 The pixels written are the display-normalised values mammo-tf works with (modality LUT and VOI applied,
-bright = dense), stored as MONOCHROME2 integers of the source's BitsStored; the rescale, window and LUT
-elements are removed because they no longer apply. Rows/Columns and the pixel spacings follow the new
-size; the object gets a new SOP Instance UID and Series Instance UID, ImageType DERIVED\\SECONDARY, a
-Derivation Description and a Source Image Sequence pointing at the source.
+bright = dense), stored as MONOCHROME2 integers of the source's BitsStored (or a depth asked for); the
+rescale, window and LUT elements are removed because they no longer apply. Rows/Columns and the pixel
+spacings follow the new size; the object gets a new SOP Instance UID and Series Instance UID, ImageType
+DERIVED\\SECONDARY, a Derivation Description and a Source Image Sequence pointing at the source.
 """
 
 from __future__ import annotations
@@ -37,16 +37,19 @@ _SPACINGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 
 
 def write_derived_dicom(
-    source: str | Path, out: str | Path, pixels: np.ndarray, *, zoom: int, description: str
+    source: str | Path, out: str | Path, pixels: np.ndarray, *, zoom: int, description: str, bits: int | None = None
 ) -> None:
-    """Write float32 [H, W] in [0, 1] as a DICOM derived from `source`; spacings divided by `zoom`."""
+    """Write float32 [H, W] in [0, 1] as a DICOM derived from `source`; spacings divided by `zoom`.
+
+    bits: BitsStored of the output (None = the source's).
+    """
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     source = Path(source)
     with bad_file_errors(source):
         ds = pydicom.dcmread(source, stop_before_pixels=True)
-        bits = int(ds.BitsStored)
+        bits = int(ds.BitsStored) if bits is None else int(bits)
         source_sop = (str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")))
     levels = (1 << bits) - 1
     stored = np.round(np.clip(pixels, 0.0, 1.0) * levels).astype(np.uint16 if bits > 8 else np.uint8)

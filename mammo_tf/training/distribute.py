@@ -13,47 +13,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 from mammo_tf.config import PRECISIONS
 from mammo_tf.errors import MammoError
-
-_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def _cpuinfo_field(name: str, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
-    """The first `name: value` of /proc/cpuinfo (None where it is missing or unreadable)."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), None)
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The CPU feature flags of this machine (empty where /proc/cpuinfo is unreadable)."""
-    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
-
-
-def machine_summary() -> dict:
-    """What a run records of the machine it trained on: cores, processor, bf16 support, Python."""
-    import os
-    import platform
-
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
-    return {
-        "cpus": len(usable),  # the cores this process may run on (taskset pins a job to fewer than the machine's)
-        "machine_cpus": os.cpu_count(),
-        "processor": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
-        "avx512_bf16": "avx512_bf16" in cpu_flags(),
-        "python": platform.python_version(),
-    }
-
-
-def has_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
+from mammo_tf.machine import native_bfloat16
 
 
 def resolve_precision(requested: str, *, flags: set[str] | None = None, gpu: bool | None = None) -> str:
@@ -62,9 +25,7 @@ def resolve_precision(requested: str, *, flags: set[str] | None = None, gpu: boo
         raise MammoError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested != "auto":
         return requested
-    gpu = has_gpu() if gpu is None else gpu
-    flags = cpu_flags() if flags is None else flags
-    return "mixed_bfloat16" if gpu or any(f in flags for f in _BF16_CPU_FLAGS) else "float32"
+    return "mixed_bfloat16" if native_bfloat16(flags=flags, gpu=gpu) else "float32"
 
 
 @contextlib.contextmanager

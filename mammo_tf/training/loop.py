@@ -120,7 +120,8 @@ def train(trainer: Trainer, run_dir: str | Path, *, resume: bool = False, verbos
 def _train(trainer: Trainer, run, verbose: int | str) -> Path:
     import tensorflow as tf
 
-    from mammo_tf.training.distribute import machine_summary, precision_and_seed, resolve_precision, strategy
+    from mammo_tf.machine import machine_summary
+    from mammo_tf.training.distribute import precision_and_seed, resolve_precision, strategy
     from mammo_tf.training.runs import fit_in_run
 
     policy = resolve_precision(trainer.precision)

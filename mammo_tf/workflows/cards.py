@@ -127,7 +127,7 @@ def write_card(
         hours = state.get("seconds", 0) / 3600
         machine = final.get("machine") or config.get("machine")
         if machine is None:  # runs that predate the record: the shipping machine, said so
-            from mammo_tf.training.distribute import machine_summary
+            from mammo_tf.machine import machine_summary
 
             machine = {**machine_summary(), "recorded": "at shipping time; the run did not record its machine"}
         card = {

@@ -1,0 +1,167 @@
+"""Benchmark whole-film upscaling with the shipped SR model, per engine, on this CPU kind.
+
+Each case runs in a fresh process (the shipped `sr-x2`, loaded as `upscale` loads it): seconds (median of
+the repeats after a first call that also compiles), model GFLOP/s (the generator's FLOPs counted from its
+layers, sr_engine.generator_flops, divided by the median time), that rate as a fraction of the CPU's
+estimated fp32 peak, and the peak memory added (largest resident set sampled every 20 ms while upscaling,
+minus the resident set just before, with the model and the input in memory). Engines are compared on the
+same inputs in the same run; the section is written per CPU kind (Intel / AMD), so one machine of each kind
+fills the file.
+
+    .venv/bin/python benchmarks/bench_upscale.py --out BENCHMARKS.md [--repeat 3] [--film 2864x4432]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import machine_info, write_section  # noqa: E402
+
+WORKER = r"""
+import json, sys, threading, time, os
+import numpy as np
+from mammo_tf.inference.upscale import load_sr_model, upscale_array
+from mammo_tf.inference.sr_engine import generator_flops
+
+def rss_mib():
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+h, w, bits, tile, repeat = (int(v) for v in sys.argv[1:6])
+engine, save = sys.argv[6], sys.argv[7]
+model = load_sr_model("sr-x2", engine=engine)
+image = np.random.default_rng(0).random((h, w)).astype(np.float32)
+base, peak, done = rss_mib(), [0.0], threading.Event()
+
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_mib())
+        time.sleep(0.02)
+
+threading.Thread(target=sample, daemon=True).start()
+seconds = []
+for _ in range(repeat + 1):  # the first call traces and, for xla, compiles this tile shape
+    start = time.perf_counter()
+    out = upscale_array(model, image, bits, tile=tile or None)
+    seconds.append(time.perf_counter() - start)
+done.set()
+if save != "-":
+    np.save(save, out)
+print(json.dumps({"first": seconds[0], "seconds": seconds[1:] or seconds, "peak_mib": peak[0], "base_mib": base,
+                  "engine": model.engine, "flops": generator_flops(model.generator, h, w)}))
+"""
+
+
+def run_case(h: int, w: int, bits: int, tile: int, repeat: int, engine: str, save: Path | None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", WORKER, *map(str, (h, w, bits, tile, repeat)), engine, str(save or "-")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "h": h, "w": w, "tile": tile, "bits": bits}
+
+
+def cpu_kind(cpu: str) -> str:
+    return "AMD" if "AMD" in cpu.upper() else "Intel" if "INTEL" in cpu.upper() else "other"
+
+
+def peak_gflops() -> tuple[float, str]:
+    """Estimated fp32 peak of the usable cores: cores x clock x FLOPs/cycle (2 FMA units x vector width x 2)."""
+    text = Path("/proc/cpuinfo").read_text()
+    flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
+    mhz = float(next(line for line in text.splitlines() if line.startswith("cpu MHz")).split(":")[1])
+    width = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else 4
+    cores = len(os.sched_getaffinity(0))
+    return cores * mhz / 1e3 * 2 * width * 2, f"{cores} cores x {mhz / 1e3:.2f} GHz x {4 * width} FLOP/cycle"
+
+
+def render(
+    machine: dict, command: str, cases: dict, diffs: dict, peak: tuple[float, str], film: str, total: float
+) -> tuple[str, str, str]:
+    kind = cpu_kind(machine["cpu"])
+    start, end = f"<!-- bench_upscale:{kind}:start -->", f"<!-- bench_upscale:{kind}:end -->"
+    lines = [
+        start,
+        f"## Whole-film upscaling on {kind} (`benchmarks/bench_upscale.py`)",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: `nproc` {machine['nproc']}, {machine['cpu']}, {machine['ram']} RAM; TensorFlow "
+        f"{machine['tensorflow']}, Keras {machine['keras']}; {machine['date']}; total {total:.0f} s. Estimated fp32 "
+        f"peak {peak[0]:.0f} GFLOP/s ({peak[1]}; the clock is the one /proc/cpuinfo reports).",
+        "",
+        "Model: the shipped `sr-x2` (x2; it was trained in mixed_bfloat16). Engines: `keras` runs it as trained, "
+        "`xla` as float32 XLA with the linear tail folded (mammo_tf/inference/sr_engine.py); `auto` is what "
+        "`upscale` picks here. Random input; first call = trace (+ XLA compile) and run. 1024²: 8-bit, 3 timed "
+        f"repeats; film: {film}, 1 timed repeat.",
+        "",
+        "| input | engine | tile | first call s | seconds | model GFLOP/s | of peak | peak memory added |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, case in cases.items():
+        seconds = statistics.median(case["seconds"])
+        rate = case["flops"] / seconds / 1e9
+        lines.append(
+            f"| {name} | {case['engine']} | {case['tile'] or 'untiled'} | {case['first']:.1f} | {seconds:.2f} | "
+            f"{rate:.0f} | {rate / peak[0]:.0%} | {case['peak_mib'] - case['base_mib']:.0f} MiB |"
+        )
+    median = lambda name: statistics.median(cases[name]["seconds"])  # noqa: E731
+    lines += [
+        "",
+        f"- **xla ÷ keras on the 1024² film (untiled): {median('1024², xla') / median('1024², keras'):.2f}**; "
+        f"on the film: {median('film, xla') / median('film, keras'):.2f}.",
+        f"- **Tiled ÷ untiled** (1024², tile 768): keras {median('1024² tiled, keras') / median('1024², keras'):.2f}, "
+        f"xla {median('1024² tiled, xla') / median('1024², xla'):.2f} (goal <= 1.1).",
+        f"- Outputs, max |difference| on the 1024² film: xla against keras {diffs['xla-keras']:.1e} "
+        f"(the model's bf16 against float32), tiled against untiled (xla) {diffs['tiled-untiled']:.1e}; the test "
+        "suite checks xla against the float32 Keras graph within 1e-5.",
+        end,
+    ]
+    return "\n".join(lines), start, end
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--film", default="2864x4432", help="HxW of the 16-bit film case (a CBIS-DDSM size)")
+    args = parser.parse_args(argv)
+    command = " ".join([".venv/bin/python", "benchmarks/bench_upscale.py", *(sys.argv[1:] if argv is None else argv)])
+    film_h, film_w = (int(v) for v in args.film.lower().split("x"))
+    started = time.perf_counter()
+    cases, saved = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in ("keras", "xla"):
+            for tile in (0, 768):
+                name = f"1024²{' tiled' if tile else ''}, {engine}"
+                saved[name] = Path(tmp) / f"{engine}-{tile}.npy"
+                cases[name] = run_case(1024, 1024, 8, tile, args.repeat, engine, saved[name])
+            cases[f"film, {engine}"] = run_case(film_h, film_w, 16, 768, 1, engine, None)
+        load = lambda name: np.load(saved[name])  # noqa: E731
+        diffs = {
+            "xla-keras": float(np.abs(load("1024², xla") - load("1024², keras")).max()),
+            "tiled-untiled": float(np.abs(load("1024² tiled, xla") - load("1024², xla")).max()),
+        }
+    film = f"{film_h}×{film_w} 16-bit random input, tile 768"
+    section, start, end = render(
+        machine_info(), command, cases, diffs, peak_gflops(), film, time.perf_counter() - started
+    )
+    write_section(args.out, section, start, end)
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
