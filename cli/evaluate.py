@@ -127,7 +127,8 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
     Arms: real only, real + synthetic (0.5, 1, 2), synthetic only, texture logistic regression, the speck
-    detector, intensity and position probes, and SR utility; paired bootstrap CIs and a verdict per arm.
+    detector, intensity and position probes, and SR utility; paired bootstrap CIs, DeLong p-values with
+    Holm's adjustment and a verdict per arm; every prediction in predictions.csv.gz.
     """
     from mammo_tf.workflows.study import evaluate_aug as run
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from mammo_tf.config import resolve_study_config
@@ -14,7 +15,16 @@ from mammo_tf.data.catalog import load_catalog
 from mammo_tf.errors import MammoError
 from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
 from mammo_tf.workflows.study import evaluate_aug, fold_catalog
-from mammo_tf.workflows.study.plan import SR_TRAINED, Arm, Fold, StudyPlan, Unit, check_disjoint, reference_arm
+from mammo_tf.workflows.study.plan import (
+    SR_TASK,
+    SR_TRAINED,
+    Arm,
+    Fold,
+    StudyPlan,
+    Unit,
+    check_disjoint,
+    reference_arm,
+)
 from mammo_tf.workflows.study.units import Units, WorkFolder
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
@@ -161,6 +171,69 @@ def test_no_patient_across_folds_and_no_model_saw_its_test_patients(quick_study)
         record = json.loads(config.read_text())
         fold = int(config.relative_to(out / "work").parts[0].removeprefix("fold"))
         assert not set(record["train_patients"]) & folds[fold], config
+
+
+def _predictions(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "predictions.csv.gz", dtype={"patient_id": str, "image_id": str})
+
+
+def test_metrics_json_records_every_models_patients_and_ids(quick_study) -> None:
+    out, _ = quick_study
+    saved = json.loads((out / "metrics.json").read_text())
+    models = saved["audit"]["models"]
+    assert [m["fold"] for m in models] == [0, 1]
+    sr_task = (table := _predictions(out))[table["task"] == SR_TASK]
+    recorded = set()
+    for record, test in zip(models, saved["audit"]["folds"], strict=True):
+        test = set(test)
+        assert set(record["test_patients"]) == test
+        for group in record["classifiers"]:
+            assert not test & (set(group["train_patients"]) | set(group["val_patients"]))
+            for unit in group["units"]:
+                run_record = json.loads((out / "work" / unit / "config.json").read_text())
+                assert run_record["train_patients"] == group["train_patients"], unit
+            recorded |= set(group["units"])
+        gan = record["gan"]
+        assert gan["run"] == f"work/fold{record['fold']}/gan" and gan["model"].startswith("generator@")
+        assert not test & set(gan["train_patients"]) and gan["seconds"] > 0
+        # the SR model saw some of this fold's test patients: none of them is in the SR task's predictions
+        sr_rows = sr_task[sr_task["fold"] == record["fold"]]
+        assert "@" in record["sr"]["model"] and not set(sr_rows["patient_id"]) & set(record["sr"]["train_patients"])
+    trained = {run.parent.relative_to(out / "work").as_posix() for run in (out / "work").rglob("classifier.keras")}
+    assert recorded == trained  # every classifier the study trained, and only those
+
+
+def test_metrics_json_records_the_compute_of_each_arm(quick_study) -> None:
+    out, metrics = quick_study
+    lines = (out / "work" / "progress.jsonl").read_text().splitlines()
+    seconds = {entry["unit"]: entry["seconds"] for entry in map(json.loads, lines)}
+    real = metrics["tasks"]["easy"]["arms"]["real"]["compute"]
+    assert real == {
+        "units": 2,
+        "seconds": pytest.approx(seconds["fold0/easy/real/seed0"] + seconds["fold1/easy/real/seed0"]),
+    }
+    assert metrics["tasks"]["easy"]["arms"]["texture logistic regression"]["compute"] is None  # trains no unit
+
+
+def test_every_auc_in_metrics_json_is_derived_again_from_the_predictions(quick_study) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    out, _ = quick_study
+    table = _predictions(out)
+    saved = json.loads((out / "metrics.json").read_text())["tasks"]
+    assert set(table["task"]) == set(saved)
+    for (task, arm), rows in table.groupby(["task", "arm"]):
+        per_seed = [
+            roc_auc_score(r["label"], r["score"]) if r["label"].nunique() == 2 else np.nan
+            for _, r in rows.groupby("seed")
+        ]
+        expected = saved[task]["arms"][arm]["auc"]["estimate"]
+        if expected is None:  # NaN in memory: no seed had both classes
+            assert np.isnan(per_seed).all(), (task, arm)
+        else:
+            assert np.nanmean(per_seed) == pytest.approx(expected, abs=1e-12), (task, arm)
+    real = table[(table["task"] == "easy") & (table["arm"] == "real") & (table["seed"] == 0)]
+    assert saved["easy"]["n_items"] == len(real) and saved["easy"]["n_patients"] == real["patient_id"].nunique()
 
 
 def test_sr_arm_uses_only_patients_the_sr_model_never_saw(quick_study) -> None:

@@ -38,6 +38,7 @@ class StudyConfig(Config):
     gan_steps: int | None = None
     bootstrap: int = 1000
     val_fraction: float = 0.2
+    fixed_specificity: float = 0.90  # sensitivity is also reported at this specificity (in (0, 1))
     preset: str = "standard"
 
     def validate(self) -> None:
@@ -48,6 +49,8 @@ class StudyConfig(Config):
         self.check_at_least("seeds", 1)
         self.check_choice("classifier_preset", CLASSIFIER_PRESETS)
         self.check_choice("gan_preset", SYNTHESIS_PRESETS)
+        if not isinstance(self.fixed_specificity, float | int) or not 0 < self.fixed_specificity < 1:
+            self.fail("fixed_specificity", "in (0, 1)")
 
 
 def resolve_study_config(preset: str = "standard", **overrides) -> StudyConfig:

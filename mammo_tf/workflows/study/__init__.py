@@ -16,9 +16,13 @@ the training set. Inside each fold:
 5. the film task: the real-only classifier's heatmap maximum per test film (films with calcifications
    against films without), and the localisation rate (the film's top region inside an annotated circle).
 
-Numbers: AUC, and sensitivity/specificity at the threshold chosen on the validation patients, pooled over
-folds per seed, averaged over seeds; patient-level bootstrap 95 % CIs; paired differences against the
-real-only arm on the same bootstrap draws (stats.paired_bootstrap), with a verdict per arm.
+Numbers: AUC, sensitivity at a fixed specificity (0.90), and sensitivity/specificity at the threshold chosen
+on the validation patients, pooled over folds per seed, averaged over seeds; the mean of the per-fold AUCs;
+patient-level bootstrap 95 % CIs; paired differences against the real-only arm on the same bootstrap draws
+(stats.paired_bootstrap), with a verdict per arm; DeLong's test against the reference per seed, its median
+p Holm-adjusted across a task's arms under test. metrics.json records per fold the patients of every model
+and the GAN and SR model ids, and per arm the compute of its units; predictions.csv.gz holds every
+prediction the numbers come from.
 
 Everything a unit trains is kept under ``<out>/work`` so an interrupted study resumes where it stopped;
 each finished unit appends a line (name, seconds) to ``<out>/work/progress.jsonl``, whose sum is the
@@ -64,6 +68,7 @@ class Study:
     def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0, log=None) -> None:
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
         self.work = WorkFolder(out / "work", log)
+        self.pool = None  # the Pool of every prediction, once run() has summarised
 
     def run(self, only_fold: int | None = None) -> dict | None:
         """Every fold, then the summary; with only_fold, that fold's units only (None returned, no report)."""
@@ -75,7 +80,8 @@ class Study:
             units.run_fold(fold)
         if only_fold is not None:
             return None
-        return summarise(units.pool, self.config, self.catalog, units.audit, units.localisation)
+        self.pool = units.pool
+        return summarise(units.pool, self.config, self.catalog, units.audit, units.localisation, units.compute())
 
     def compute_seconds(self) -> float:
         """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
@@ -95,7 +101,8 @@ def evaluate_aug(
     log=None,
     only_fold: int | None = None,
 ) -> dict | None:
-    """Run (or resume) the study and write report.md, metrics.json, roc.png and forest.png into `out`.
+    """Run (or resume) the study and write report.md, metrics.json, predictions.csv.gz, roc.png and forest.png
+    into `out`.
 
     only_fold: train that fold's units and stop (no report, None returned), so that folds can run in
     parallel processes; a later call without it finds them done, fills in the rest and writes the report.
@@ -113,5 +120,5 @@ def evaluate_aug(
         return None
     metrics["wall_seconds"] = round(time.monotonic() - started, 1)  # this invocation only
     metrics["training_seconds_all_sessions"] = round(study.compute_seconds(), 1)
-    write_study_report(out, metrics)
+    write_study_report(out, metrics, study.pool.table())
     return metrics

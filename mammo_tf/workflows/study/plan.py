@@ -214,9 +214,14 @@ def fold_catalog(catalog, test_patients: set[str], val_fraction: float, seed: in
     return Catalog(images, catalog.findings, catalog.source, catalog.root)
 
 
+def split_patients(catalog, split: str) -> set[str]:
+    """The patients of one split ('train', 'val' or 'test') of a fold catalog."""
+    return set(catalog.images.loc[catalog.images["split"] == split, "patient_id"])
+
+
 def fold_test_patients(catalog) -> set[str]:
     """The patients of a fold catalog's test split."""
-    return set(catalog.images.loc[catalog.images["split"] == "test", "patient_id"])
+    return split_patients(catalog, "test")
 
 
 def check_disjoint(seen, held_out, what: str) -> None:

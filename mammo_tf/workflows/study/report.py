@@ -1,15 +1,26 @@
-"""The augmentation study's report: metrics.json, report.md, ROC curves and a forest plot of paired differences."""
+"""The augmentation study's report: metrics.json, predictions.csv.gz, report.md, ROC curves and a forest plot of
+paired differences."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
+
+import pandas as pd
 
 from mammo_tf.evaluation.report import metrics_json
 from mammo_tf.io.atomic import write_bytes_atomic
 
+PREDICTIONS = "predictions.csv.gz"  # every out-of-fold prediction (summary.PREDICTION_COLUMNS)
 
-def _ci(d: dict, digits: int = 3) -> str:
-    return f"{d['estimate']:.{digits}f} [{d['low']:.{digits}f}, {d['high']:.{digits}f}]"
+
+def _ci(d: dict, digits: int = 3, sign: str = "") -> str:
+    return f"{d['estimate']:{sign}.{digits}f} [{d['low']:{sign}.{digits}f}, {d['high']:{sign}.{digits}f}]"
+
+
+def _number(value: float | None, spec: str) -> str:
+    """`value` formatted by `spec`, or '-' when there is none (a reference arm, a baseline, no fold AUC)."""
+    return "-" if value is None else format(value, spec)
 
 
 def _figures(out: Path, metrics: dict) -> list[str]:
@@ -91,12 +102,20 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
         f"{metrics.get('wall_seconds', 0) / 3600:.2f} h.",
         "",
         "AUC, sensitivity and specificity (threshold chosen on validation patients) are pooled over folds per "
-        "seed and averaged over seeds. Differences are paired against the reference arm on the same bootstrap "
+        "seed and averaged over seeds. Pooling mixes the calibrations of the fold models, so the mean of the "
+        "per-fold AUCs stands beside the pooled AUC. Sensitivity at "
+        f"{c['fixed_specificity']:.2f} specificity uses, per seed, the smallest threshold giving that "
+        "specificity on the same test items' negatives (a point of the ROC curve, not a validation choice). "
+        "Differences are paired against the reference arm on the same bootstrap "
         "draws; the verdict of an arm under test (synthetic data, SR) reads the difference's 95 % CI (above 0: "
         "helps, below 0: hurts, else no detectable effect); baselines and probes are there to be compared, and "
-        "a model that does not beat the speck detector has learnt nothing beyond bright specks. MIAS 'normal' "
-        "tissue holds calcifications MIAS does not annotate (vascular, coarse, secretory).",
+        "a model that does not beat the speck detector has learnt nothing beyond bright specks. DeLong's test "
+        "compares each arm under test's pooled AUC with the reference's on the same items, per seed (the median "
+        "p is shown); it treats patches as independent, which patches of one patient are not, so its p-values "
+        "are optimistic beside the patient bootstrap. MIAS 'normal' tissue holds calcifications MIAS does not "
+        "annotate (vascular, coarse, secretory).",
     ]
+    spec = f"{c['fixed_specificity']:.2f}"
     for task, e in metrics["tasks"].items():
         lines += [
             "",
@@ -107,15 +126,30 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
             "",
             f"**Verdict.** {verdict_sentence(task, e)}",
             "",
-            "| arm | AUC [95 % CI] | difference [95 % CI] | verdict | sensitivity | specificity |",
-            "|---|---|---|---|---|---|",
+            f"| arm | pooled AUC [95 % CI] | mean fold AUC | difference [95 % CI] | DeLong p | Holm p | verdict | "
+            f"sensitivity at {spec} specificity | its difference | sensitivity | specificity |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for arm, a in e["arms"].items():
-            diff = "-" if arm == e["reference"] else _ci(a["auc_difference_vs_reference"])
-            lines.append(
-                f"| {arm} | {_ci(a['auc'])} | {diff} | {a['verdict']} | {_ci(a['sensitivity'], 2)} | "
-                f"{_ci(a['specificity'], 2)} |"
+            reference = arm == e["reference"]
+            diff = "-" if reference else _ci(a["auc_difference_vs_reference"], sign="+")
+            diff_at_spec = (
+                "-" if reference else _ci(a["sensitivity_at_fixed_specificity_difference_vs_reference"], 2, "+")
             )
+            delong = a["delong_vs_reference"] or {}
+            lines.append(
+                f"| {arm} | {_ci(a['auc'])} | {_number(a['fold_auc_mean'], '.3f')} | {diff} | "
+                f"{_number(delong.get('p_median'), '.3g')} | {_number(delong.get('p_holm'), '.3g')} | "
+                f"{a['verdict']} | {_ci(a['sensitivity_at_fixed_specificity'], 2)} | {diff_at_spec} | "
+                f"{_ci(a['sensitivity'], 2)} | {_ci(a['specificity'], 2)} |"
+            )
+        if e["holm"]["family"]:
+            lines += [
+                "",
+                f"Holm adjusted the DeLong p-values (median over seeds) across this task's "
+                f"{len(e['holm']['family'])} arms under test ({', '.join(e['holm']['family'])}); baselines are "
+                "not in the family.",
+            ]
         if "exploratory" in task:
             lines += [
                 "",
@@ -133,8 +167,10 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_study_report(out: Path, metrics: dict) -> None:
-    """metrics.json, report.md and the figures into `out` (each file atomically)."""
+def write_study_report(out: Path, metrics: dict, predictions: pd.DataFrame) -> None:
+    """metrics.json, predictions.csv.gz (Pool.table(), gzip without a timestamp so that a rerun gives the
+    same bytes), report.md and the figures into `out` (each file atomically)."""
     figures = _figures(out, metrics)
     write_bytes_atomic(out / "metrics.json", metrics_json(metrics).encode())
+    write_bytes_atomic(out / PREDICTIONS, gzip.compress(predictions.to_csv(index=False).encode(), mtime=0))
     write_bytes_atomic(out / "report.md", render_markdown(metrics, figures).encode())

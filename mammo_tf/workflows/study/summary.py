@@ -2,14 +2,19 @@
 
 Every arm adds, per task, fold and seed, its scores on the test items and its predictions at the threshold
 chosen on the validation patients (Pool.add). summarise() then, per task: stacks the folds of each seed in
-fold order (one row per seed), takes AUC, sensitivity and specificity with patient-level bootstrap CIs and
-paired differences against the task's reference arm on the same draws (evaluation.stats.paired_bootstrap),
-and gives each arm under test its verdict (stats.verdict); the other arms are baselines.
+fold order (one row per seed), takes AUC, sensitivity at a fixed specificity, and sensitivity and
+specificity at the validation threshold, with patient-level bootstrap CIs and paired differences against
+the task's reference arm on the same draws (evaluation.stats.paired_bootstrap); the mean of the per-fold
+AUCs beside the pooled one (pooling mixes the calibrations of the fold models); DeLong's test of each arm
+under test against the reference per seed, Holm-adjusted across the task's arms under test; and each arm
+under test's verdict (stats.verdict, from the bootstrap CI); the other arms are baselines. Pool.table()
+holds every prediction, so that each number can be derived again (predictions.csv.gz).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -32,6 +37,22 @@ def val_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         return 0.5
     fpr, tpr, thr = roc_curve(labels, scores)
     return float(thr[int(np.argmax(tpr - fpr))])
+
+
+# The columns of Pool.table() (predictions.csv.gz): one row per test item of every task, arm and seed.
+PREDICTION_COLUMNS = (
+    "task",
+    "arm",
+    "seed",
+    "fold",
+    "patient_id",
+    "image_id",
+    "row",
+    "col",
+    "label",
+    "score",
+    "predicted",
+)
 
 
 class Pool:
@@ -67,10 +88,33 @@ class Pool:
         seeds = [s for s in range(n_seeds) if (task, arm, s) in values]
         return np.stack([np.concatenate(values[(task, arm, s)]) for s in seeds])
 
+    def table(self) -> pd.DataFrame:
+        """Every out-of-fold prediction, one row per (task, arm, seed, test item): PREDICTION_COLUMNS, with
+        label 0/1, score the arm's float score and predicted 0/1 at the validation threshold."""
+        frames = []
+        for key, items in self.items.items():
+            frame = pd.concat(items, ignore_index=True)
+            frame["task"], frame["arm"], frame["seed"] = key
+            frame["score"] = np.concatenate(self.scores[key])
+            frame["predicted"] = np.concatenate(self.predicted[key]).astype(int)
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True)[list(PREDICTION_COLUMNS)]
 
-def summarise(pool: Pool, config, catalog, audit: dict, localisation: list[bool]) -> dict:
-    """The study's metrics (metrics.json without the timings): config, data, per-task arms, audit, localisation."""
-    tasks = {task: summarise_task(pool, task, config.seeds, config.bootstrap) for task in pool.arms}
+
+def summarise(
+    pool: Pool, config, catalog, audit: dict, localisation: list[bool], compute: dict[str, dict] | None = None
+) -> dict:
+    """The study's metrics (metrics.json without the timings): config, data, per-task arms, audit, localisation.
+
+    compute: task -> arm name -> the compute that arm took (Units.compute), put beside the arm's numbers.
+    """
+    compute = compute or {}
+    tasks = {
+        task: summarise_task(
+            pool, task, config.seeds, config.bootstrap, config.fixed_specificity, compute.get(task, {})
+        )
+        for task in pool.arms
+    }
     return {
         "config": asdict(config),
         "data": str(catalog.root),
@@ -84,7 +128,16 @@ def summarise(pool: Pool, config, catalog, audit: dict, localisation: list[bool]
     }
 
 
-def summarise_task(pool: Pool, task: str, n_seeds: int, n_resamples: int) -> dict:
+def summarise_task(
+    pool: Pool,
+    task: str,
+    n_seeds: int,
+    n_resamples: int,
+    fixed_specificity: float = 0.90,
+    compute: dict[str, dict] | None = None,
+) -> dict:
+    """One task's arms: pooled and per-fold AUCs, sensitivity at `fixed_specificity` and at the validation
+    threshold, paired bootstrap differences, DeLong p-values (Holm-adjusted) and verdicts (module docstring)."""
     from mammo_tf.evaluation.stats import paired_bootstrap
 
     arms = list(pool.arms[task].values())
@@ -98,27 +151,67 @@ def summarise_task(pool: Pool, task: str, n_seeds: int, n_resamples: int) -> dic
     auc = paired_bootstrap(y, groups, scores, reference=reference, n_resamples=n_resamples)
     sens = paired_bootstrap(y, groups, predicted, reference=reference, metric=sensitivity, n_resamples=n_resamples)
     spec = paired_bootstrap(y, groups, predicted, reference=reference, metric=specificity, n_resamples=n_resamples)
+    at_spec = paired_bootstrap(
+        y,
+        groups,
+        scores,
+        reference=reference,
+        metric=partial(sensitivity_at_specificity, specificity=fixed_specificity),
+        n_resamples=n_resamples,
+    )
+    tested = [a.name for a in arms if a.tested] if 0 < y.sum() < y.size else []
+    delong = delong_against_reference(y, scores, reference, tested)
     arms_out = {}
     for arm in arms:
         name = arm.name
+        by_seed = [[fold_auc(y[folds == f], row[folds == f]) for f in np.unique(folds)] for row in scores[name]]
         arms_out[name] = {
             "auc": auc[name]["value"].as_dict(),
             "auc_difference_vs_reference": auc[name]["difference"].as_dict(),
             "verdict": judge(arm, reference, auc[name]["difference"]),
             "sensitivity": sens[name]["value"].as_dict(),
             "specificity": spec[name]["value"].as_dict(),
-            "fold_auc_by_seed": [
-                [fold_auc(y[folds == f], row[folds == f]) for f in np.unique(folds)] for row in scores[name]
-            ],
+            "sensitivity_at_fixed_specificity": at_spec[name]["value"].as_dict(),
+            "sensitivity_at_fixed_specificity_difference_vs_reference": at_spec[name]["difference"].as_dict(),
+            "fold_auc_by_seed": by_seed,
+            "fold_auc_mean": mean_of_present(by_seed),
+            "delong_vs_reference": delong.get(name),
+            "compute": (compute or {}).get(name),
         }
     return {
         "reference": reference,
         "n_items": int(len(y)),
         "n_positive": int(y.sum()),
         "n_patients": int(len(set(groups))),
+        "fixed_specificity": fixed_specificity,
+        "holm": {
+            "adjusted": "delong_vs_reference.p_median (the median over seeds of DeLong's two-sided p against "
+            "the reference), into delong_vs_reference.p_holm",
+            "family": tested,
+        },
         "arms": arms_out,
         "roc": {a.name: roc(y, scores[a.name][0]) for a in arms},
     }
+
+
+def delong_against_reference(
+    labels: np.ndarray, scores: dict[str, np.ndarray], reference: str, tested: list[str]
+) -> dict[str, dict]:
+    """DeLong's test of each arm in `tested` against `reference`, seed by seed on the same pooled items.
+
+    labels: int [N] with both classes; scores: arm -> float [S, N] (rows: seeds, paired row by row). Per arm:
+    by_seed (stats.DeLong fields, difference = arm - reference), p_median over seeds, and p_holm: the
+    p_medians Holm-adjusted across `tested` (one family per task).
+    """
+    from mammo_tf.evaluation.stats import delong_test, holm
+
+    out = {}
+    for arm in tested:
+        tests = [delong_test(labels, a, r) for a, r in zip(scores[arm], scores[reference], strict=True)]
+        out[arm] = {"by_seed": [t.as_dict() for t in tests], "p_median": float(np.median([t.p for t in tests]))}
+    for arm, p in zip(tested, holm([out[a]["p_median"] for a in tested]), strict=True):
+        out[arm]["p_holm"] = p
+    return out
 
 
 def judge(arm: Arm, reference: str, difference) -> str:
@@ -138,10 +231,33 @@ def specificity(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(1 - predicted[labels == 0].mean()) if (labels == 0).any() else float("nan")
 
 
+def sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.90) -> float:
+    """Sensitivity at the smallest threshold whose specificity on these same items' negatives is >= `specificity`.
+
+    labels: int [N] (1 = positive); scores: float [N], higher = more likely positive (score >= threshold is
+    called positive); specificity in (0, 1). The threshold is read off the items' own ROC curve
+    (sklearn roc_curve), not chosen on validation patients: it is the height of the ROC curve at a false
+    positive rate of 1 - specificity, an operating point comparable between arms scored on the same items.
+    NaN when a class is missing.
+    """
+    from sklearn.metrics import roc_curve
+
+    if not 0 < labels.sum() < labels.size:
+        return float("nan")
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(tpr[1 - fpr >= specificity - 1e-12].max())  # 1e-12: k / n_negatives may miss the target by a rounding
+
+
 def fold_auc(y: np.ndarray, s: np.ndarray) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
+
+
+def mean_of_present(values: list[list[float | None]]) -> float | None:
+    """The mean of the per-fold AUCs of every seed, leaving out the folds without both classes (None)."""
+    present = [v for row in values for v in row if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def roc(y: np.ndarray, s: np.ndarray) -> dict:

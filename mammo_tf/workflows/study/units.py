@@ -12,7 +12,8 @@ stopped; the layout, which older studies' work folders share:
     work/fold{k}/film-seed{s}.json           the film task's per-film scores
 
 A run folder without metrics.json is an interrupted unit: it is removed and trained again. Every model's
-recorded training patients are checked against the fold's test patients (plan.check_disjoint).
+recorded training patients are checked against the fold's test patients (plan.check_disjoint) and kept in
+the audit (``audit["models"]``, one record per fold), with the identities of the GAN and SR models.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from mammo_tf.workflows.study.plan import (
     check_disjoint,
     exploratory_task,
     fold_test_patients,
+    split_patients,
 )
 from mammo_tf.workflows.study.summary import Pool, patch_labels, val_threshold
 
@@ -74,12 +76,19 @@ class WorkFolder:
             f.write("\n")
         self.log(f"{name}: {seconds:.0f} s")
 
+    def unit_seconds(self) -> dict[str, float]:
+        """Seconds per finished unit name, summed over every session of this study (progress.jsonl)."""
+        path = self.root / "progress.jsonl"
+        seconds: dict[str, float] = {}
+        if path.is_file():
+            for line in filter(str.strip, path.read_text().splitlines()):
+                entry = json.loads(line)
+                seconds[entry["unit"]] = seconds.get(entry["unit"], 0.0) + float(entry["seconds"])
+        return seconds
+
     def compute_seconds(self) -> float:
         """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
-        path = self.root / "progress.jsonl"
-        if not path.is_file():
-            return 0.0
-        return float(sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip()))
+        return float(sum(self.unit_seconds().values()))
 
 
 def load_sr_model_and_patients(spec) -> tuple[object, set[str]]:
@@ -123,7 +132,9 @@ class Units:
         self.catalog, self.plan, self.config, self.work, self.sr = catalog, plan, plan.config, work, sr
         self.verbose = verbose
         self.pool = Pool()
-        self.audit: dict = {"folds": [], "gan_patients": [], "sr_patients_excluded": []}
+        # models: per fold, the patients every model trained on and the GAN / SR model ids (model_record)
+        self.audit: dict = {"folds": [], "gan_patients": [], "sr_patients_excluded": [], "models": []}
+        self.arm_units: dict[tuple[str, str], set[str]] = {}  # (task, arm name) -> the classifier units it trained
         self.localisation: list[bool] = []  # film task: top region inside an annotated circle, per film and seed
         self._patches: dict[tuple[str, int], tuple[Patches, Patches]] = {}
         self._patches_of = None  # the fold catalog those patches come from
@@ -139,6 +150,7 @@ class Units:
         plan, config = self.plan, self.config
         cat = fold.catalog(self.catalog, config.val_fraction)
         self.audit["folds"].append(sorted(fold.test_patients))
+        self.model_record(fold.index)["test_patients"] = sorted(fold.test_patients)
         synth = None
         if plan.uses_synthetic:
             real_train = self.real_patches(cat, "easy", 0)[0]
@@ -153,16 +165,53 @@ class Units:
                 self.classifier_arm(unit, cat, test, fold.test_patients, synth)
         if plan.film:
             for unit in plan.film_units(fold.index):
-                model, _, _ = self.classifier(unit.name, cat, unit.task, unit.seed)
+                model, _, _ = self.classifier(unit, cat)
                 self.film(fold.index, unit.seed, cat, model)
 
+    # -- records --------------------------------------------------------------------------------------------
+    def model_record(self, fold: int) -> dict:
+        """audit["models"]'s record of one fold, made on first use: its test patients; the classifiers' train
+        and validation patients, one entry per distinct pair with the units that share it; the GAN's and the
+        SR model's id and training patients (None when the fold has none)."""
+        for record in self.audit["models"]:
+            if record["fold"] == fold:
+                return record
+        record = {"fold": fold, "test_patients": [], "classifiers": [], "gan": None, "sr": None}
+        self.audit["models"].append(record)
+        return record
+
+    def record_classifier(self, unit: Unit, train_patients: list[str], val_patients: list[str]) -> None:
+        """Add a classifier unit to its fold's record, beside the units trained on the same patients."""
+        groups = self.model_record(unit.fold)["classifiers"]
+        group = next(
+            (g for g in groups if (g["train_patients"], g["val_patients"]) == (train_patients, val_patients)), None
+        )
+        if group is None:
+            group = {"units": [], "train_patients": train_patients, "val_patients": val_patients}
+            groups.append(group)
+        if unit.name not in group["units"]:
+            group["units"].append(unit.name)
+
+    def compute(self) -> dict[str, dict[str, dict]]:
+        """task -> arm name -> {"units", "seconds"}: the classifier units the arm trained and their seconds over
+        every session (progress.jsonl). Arms that train nothing (baselines, the real-only classifier scored on
+        upscaled patches) have no entry; the fold GANs the synthetic arms share are in audit["models"]."""
+        seconds = self.work.unit_seconds()
+        out: dict[str, dict[str, dict]] = {}
+        for (task, arm), names in self.arm_units.items():
+            total = sum(seconds.get(name, 0.0) for name in names)
+            out.setdefault(task, {})[arm] = {"units": len(names), "seconds": round(total, 1)}
+        return out
+
     # -- classifiers ----------------------------------------------------------------------------------------
-    def classifier(self, name: str, catalog, task: str, seed: int, **kwargs):
-        """The classifier run ``work/<name>``, trained unless finished: (model, config record, metrics)."""
+    def classifier(self, unit: Unit, catalog, **kwargs):
+        """The classifier run ``work/<unit.name>``, trained unless finished: (model, config record, metrics).
+        Its train and validation patients go into the fold's model record."""
         from mammo_tf.inference.registry import load_keras
         from mammo_tf.models.classifier import CalcificationClassifier  # noqa: F401  (registers the class)
         from mammo_tf.training.classifier_trainer import train_classifier
 
+        name, task, seed = unit.name, unit.task, unit.seed
         run = self.work.root / name
         if self.work.start(run):
             steps = self.config.classifier_steps
@@ -183,6 +232,8 @@ class Units:
             self.work.done(name, started)
         record = json.loads((run / "config.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
+        # validation patients: the fold's val split, on which the threshold and checkpoint were chosen
+        self.record_classifier(unit, sorted(record["train_patients"]), sorted(split_patients(catalog, "val")))
         return load_keras(run / "classifier.keras"), record, metrics
 
     def classifier_arm(self, unit: Unit, cat, test: Patches, test_patients, synth) -> None:
@@ -190,8 +241,9 @@ class Units:
         from mammo_tf.training.classifier_trainer import predict
 
         arm, fold, seed = unit.arm, unit.fold, unit.seed
-        model, record, metrics = self.classifier(unit.name, cat, unit.task, seed, **arm.train_kwargs(synth))
+        model, record, metrics = self.classifier(unit, cat, **arm.train_kwargs(synth))
         check_disjoint(record["train_patients"], test_patients, f"fold {fold}: the {arm.name} classifier")
+        self.arm_units.setdefault((unit.task, arm.name), set()).add(unit.name)
         probs = predict(model, test.images)
         self.pool.add(unit.task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
         if arm == REAL:
@@ -224,6 +276,7 @@ class Units:
     def synthetic(self, fold: int, catalog, n: int) -> Path:
         """The fold's synthetic patch folder, from a GAN trained on the fold's training patients only."""
         from mammo_tf.config import resolve_classifier_config
+        from mammo_tf.inference.registry import model_id, resolve_model_path
         from mammo_tf.inference.synth import synthesize
         from mammo_tf.training.gan_trainer import train_gan
 
@@ -247,6 +300,14 @@ class Units:
         seen = set(record["train_patients"])
         check_disjoint(seen, fold_test_patients(catalog), f"fold {fold}: the GAN")
         self.audit["gan_patients"].append(sorted(seen))
+        self.model_record(fold)["gan"] = {
+            "run": run.relative_to(self.work.root.parent).as_posix(),
+            "model": model_id(resolve_model_path(run, "synthesis")),
+            "preset": record["preset"],
+            "steps": record["steps"],
+            "seconds": self.work.unit_seconds().get(f"fold{fold}/gan"),
+            "train_patients": sorted(seen),
+        }
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
@@ -277,6 +338,7 @@ class Units:
         from mammo_tf.training.classifier_trainer import predict
 
         sr_model, seen = self.sr
+        self.model_record(fold)["sr"] = {"model": sr_model.model_id, "train_patients": sorted(seen)}
         keep = np.array([p not in seen for p in test.patient_id])
         self.audit["sr_patients_excluded"].append(sorted(set(test.patient_id[~keep].tolist())))
         if not keep.any():
@@ -294,8 +356,9 @@ class Units:
             self.pool.add(SR_TASK, arm, fold, seed, kept, predict(model, up.images)["calc"], threshold)
         unit = Unit(fold, "easy", seed, SR_TRAINED)
         sr_classifier, _, sr_metrics = self.classifier(
-            unit.name, cat, unit.task, seed, patch_transform=lambda p: degrade_up(p, sr_model, "sr")
+            unit, cat, patch_transform=lambda p: degrade_up(p, sr_model, "sr")
         )
+        self.arm_units.setdefault((SR_TASK, SR_TRAINED.name), set()).add(unit.name)
         scores = predict(sr_classifier, upscaled["sr"].images)["calc"]
         self.pool.add(SR_TASK, SR_TRAINED, fold, seed, kept, scores, sr_metrics.get("threshold", 0.5))
 
