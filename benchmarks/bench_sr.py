@@ -1,9 +1,8 @@
-"""Benchmark the SR GAN: training steps/s (compact and large generator, float32 and bf16, both phases) and
-whole-image upscaling (seconds, megapixels/s, peak memory; tiled against untiled time at equal output).
+"""Benchmark the SR GAN's training steps/s (compact and large generator, float32 and bf16, both phases) and
+`synth --n 500` against a bare TensorFlow import. Whole-film upscaling is bench_upscale.py's.
 
 Training rounds are interleaved across the configurations, so ratios compare numbers taken under the same
-load. Each upscale case runs in a fresh process; its memory is the largest resident set sampled while it
-upscales minus the resident set just before (model and input image loaded): what upscaling adds.
+load.
 Writes the section between ``<!-- bench_sr:start -->`` and ``<!-- bench_sr:end -->`` of the output file.
 
     .venv/bin/python benchmarks/bench_sr.py --out BENCHMARKS.md [--rounds 3] [--steps 4]
@@ -12,7 +11,6 @@ Writes the section between ``<!-- bench_sr:start -->`` and ``<!-- bench_sr:end -
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -56,53 +54,6 @@ def train_rounds(rounds: int, steps: int, bf16: bool) -> dict[str, list[float]]:
     return times
 
 
-WORKER = r"""
-import json, os, sys, threading, time
-import numpy as np
-from mammo_tf.config import resolve_sr_config
-from mammo_tf.inference.upscale import SRModel, receptive_margin, upscale_array
-from mammo_tf.models.sr import build_sr_generator
-
-def rss_mib():
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-h, w, bits, tile, repeat = (int(v) for v in sys.argv[1:6])
-generator = build_sr_generator(resolve_sr_config("standard"))
-model = SRModel(generator, 2, receptive_margin(generator), "bench", None)
-upscale_array(model, np.zeros((64, 64), np.float32), bits, tile=None)  # warm-up: load kernels
-image = np.random.default_rng(0).random((h, w)).astype(np.float32)
-base, peak, done = rss_mib(), [0.0], threading.Event()
-
-def sample():  # the resident set while upscaling, every 20 ms
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_mib())
-        time.sleep(0.02)
-
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-seconds = []
-for _ in range(repeat):
-    start = time.perf_counter()
-    out = upscale_array(model, image, bits, tile=tile or None)
-    seconds.append(time.perf_counter() - start)
-done.set()
-sampler.join()
-checksum = float(np.asarray(out, np.float64).sum())
-print(json.dumps({"seconds": seconds, "peak_mib": peak[0], "base_mib": base, "checksum": checksum}))
-"""
-
-
-def upscale_case(h: int, w: int, bits: int, tile: int, repeat: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", WORKER, str(h), str(w), str(bits), str(tile), str(repeat)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def synth_timing(model: str, rounds: int) -> dict | None:
     """Seconds for `mammo-tf synth --n 500` (TF start-up included) and for a bare `import tensorflow`, interleaved."""
     import shutil
@@ -126,7 +77,7 @@ def synth_timing(model: str, rounds: int) -> dict | None:
     return {"synth": synth, "bare": bare, "model": model}
 
 
-def render(machine: dict, command: str, train: dict, cases: dict, total: float, synth: dict | None = None) -> str:
+def render(machine: dict, command: str, train: dict, total: float, synth: dict | None = None) -> str:
     med = {k: statistics.median(v) for k, v in train.items()}
     lines = [
         START,
@@ -149,30 +100,7 @@ def render(machine: dict, command: str, train: dict, cases: dict, total: float, 
         lines.append(
             f"| {generator} | {policy} | {phase} | {value:.3f} | {1 / value:.2f} | {statistics.median(ratios):.2f} |"
         )
-    lines += [
-        "",
-        "Whole-image upscaling x2 with the compact generator (fresh process per case; memory = the largest resident "
-        "set sampled every 20 ms while upscaling, minus the resident set just before, with the input image and the "
-        "model already in memory):",
-        "",
-        "| input | tile | seconds | output MP/s | peak memory added |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, case in cases.items():
-        seconds = statistics.median(case["seconds"])
-        h, w, tile = case["h"], case["w"], case["tile"]
-        lines.append(
-            f"| {name} | {tile or 'untiled'} | {seconds:.2f} | {4 * h * w / 1e6 / seconds:.2f} | "
-            f"{case['peak_mib'] - case['base_mib']:.0f} MiB |"
-        )
-    tiled, untiled = cases["1024² film, tiled"], cases["1024² film, untiled"]
-    ratio = statistics.median(tiled["seconds"]) / statistics.median(untiled["seconds"])
-    same = abs(tiled["checksum"] - untiled["checksum"]) / max(abs(untiled["checksum"]), 1.0)
-    lines += [
-        "",
-        f"**Tiled ÷ untiled time on the 1024² film: {ratio:.2f}** (goal <= 1.1); outputs agree "
-        f"(relative checksum difference {same:.1e}; the test suite checks tiled == untiled within 1e-5).",
-    ]
+    lines += ["", "Whole-film upscaling: `benchmarks/bench_upscale.py` (its own section per CPU kind)."]
     if synth:
         ratios = [a / b for a, b in zip(synth["synth"], synth["bare"], strict=True)]
         lines += [
@@ -196,15 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([".venv/bin/python", "benchmarks/bench_sr.py", *(sys.argv[1:] if argv is None else argv)])
     start = time.perf_counter()
     train = train_rounds(args.rounds, args.steps, args.bf16 == "on")
-    cases = {}
-    for name, (h, w, bits, tile, repeat) in {
-        "1024² film, untiled": (1024, 1024, 8, 0, 3),
-        "1024² film, tiled": (1024, 1024, 8, 768, 3),
-        "4096×3328 16-bit, tiled": (4096, 3328, 16, 768, 1),
-    }.items():
-        cases[name] = {**upscale_case(h, w, bits, tile, repeat), "h": h, "w": w, "tile": tile}
     synth = synth_timing("synth-64", args.rounds)
-    section = render(machine_info(), command, train, cases, time.perf_counter() - start, synth)
+    section = render(machine_info(), command, train, time.perf_counter() - start, synth)
     write_section(args.out, section, START, END)
     print(section)
     return 0
