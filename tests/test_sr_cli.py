@@ -154,6 +154,11 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
     row = next(r for r in metrics["per_image"] if r["variant"] == "8-bit")
     gain = metrics["variants"]["8-bit"]["anchor_gain_over_bicubic_db"]["estimate"]
     assert gain == pytest.approx(row["psnr_anchor_sr"] - row["psnr_anchor_bicubic"])
+    files = metrics["files"]  # 16-bit rounding keeps the float gain (to 0.01 dB); 8-bit rounding need not
+    assert files["sr_file16_vs_bicubic"]["estimate"] == pytest.approx(gain, abs=0.01)
+    eight_bit = row["psnr_anchor_sr_file"] - row["psnr_anchor_bicubic_file"]
+    assert files["sr_file_vs_bicubic_file"]["estimate"] == pytest.approx(eight_bit)
+    assert "The files `upscale` writes" in (report / "report.md").read_text()
 
 
 def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -> None:

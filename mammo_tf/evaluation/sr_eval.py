@@ -157,6 +157,7 @@ def evaluate_sr(
     from mammo_tf.evaluation.sr import consistency_error, crop_border, psnr, ssim
     from mammo_tf.evaluation.stats import bootstrap_ci
     from mammo_tf.inference.upscale import load_sr_model, upscale_array
+    from mammo_tf.io.images import quantize
 
     started = time.monotonic()
     sr_model = load_sr_model(model, command="evaluate-sr")
@@ -192,6 +193,10 @@ def evaluate_sr(
             row["consistency_error"] = consistency_error(sr, lr, s)
             row["consistency_excess"] = max(0.0, row["consistency_error"] - half_step)
             if variant == PRIMARY:
+                # The files `upscale` writes: rounded to the input's bits (default) or to 16 (--bits 16).
+                row["psnr_anchor_sr_file"] = psnr(quantize(sr, bits, as_float=True), hr, anchor)
+                row["psnr_anchor_sr_file16"] = psnr(quantize(sr, 16, as_float=True), hr, anchor)
+                row["psnr_anchor_bicubic_file"] = psnr(quantize(outputs["bicubic"], bits, as_float=True), hr, anchor)
                 for name in ("sr", "bicubic", "lanczos"):
                     row[f"ssim_{name}"] = ssim(crop_border(outputs[name], s), crop_border(hr, s), eval_mask)
                 mine = truth[truth["image_id"] == image.image_id] if truth is not None else None
@@ -263,6 +268,20 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
             entry.update({f"ssim_{m}": float(group[f"ssim_{m}"].mean()) for m in ("sr", "bicubic", "lanczos")})
         variants[variant] = entry
     primary = table[table["variant"] == PRIMARY]
+    patients = primary["patient_id"].to_numpy()
+    bicubic_file = primary["psnr_anchor_bicubic_file"]
+    files = {
+        "sr_file_vs_bicubic_file": bootstrap_ci((primary["psnr_anchor_sr_file"] - bicubic_file).to_numpy(), patients),
+        "sr_file16_vs_bicubic_file": bootstrap_ci(
+            (primary["psnr_anchor_sr_file16"] - bicubic_file).to_numpy(), patients
+        ),
+        "sr_file_vs_bicubic": bootstrap_ci(
+            (primary["psnr_anchor_sr_file"] - primary["psnr_anchor_bicubic"]).to_numpy(), patients
+        ),
+        "sr_file16_vs_bicubic": bootstrap_ci(
+            (primary["psnr_anchor_sr_file16"] - primary["psnr_anchor_bicubic"]).to_numpy(), patients
+        ),
+    }
     specks = {k: int(primary[k].sum()) for k in primary.columns if k.startswith(("spurious_", "truth_", "specks_"))}
     return {
         "model": sr_model.model_id,
@@ -284,6 +303,7 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
             f"match within {MATCH_PX} px",
         },
         "variants": variants,
+        "files": {name: ci.as_dict() for name, ci in files.items()},
         "specks": specks,
         "per_image": table.to_dict("records"),
     }
@@ -356,6 +376,21 @@ def render_markdown(m: dict, has_crops: bool) -> str:
             f"{v['psnr_anchor_sr']:.2f} / {v['psnr_anchor_bicubic']:.2f} | "
             f"{a['estimate']:+.3f} dB [{a['low']:+.3f}, {a['high']:+.3f}] |"
         )
+    f = m["files"]
+    ci = lambda d: f"{d['estimate']:+.3f} dB [{d['low']:+.3f}, {d['high']:+.3f}]"  # noqa: E731
+    lines += [
+        "",
+        f"## The files `upscale` writes ({PRIMARY} LR, film foreground)",
+        "",
+        "The gains above are on float outputs. A file rounds them: to the input's bits by default, to 16 with "
+        "`--bits 16`.",
+        "",
+        "| output file | against bicubic rounded alike | against unrounded bicubic |",
+        "|---|---|---|",
+        f"| input's bits (default) | {ci(f['sr_file_vs_bicubic_file'])} | {ci(f['sr_file_vs_bicubic'])} |",
+        f"| 16 bits (`--bits 16`) | {ci(f['sr_file16_vs_bicubic_file'])} (bicubic at the input's bits) | "
+        f"{ci(f['sr_file16_vs_bicubic'])} |",
+    ]
     s = m["specks"]
     lines += ["", f"## Specks ({PRIMARY} LR)", ""]
     lines.append(
