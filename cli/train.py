@@ -21,11 +21,24 @@ from mammo_tf_cli.paths import InputFolder
     default="compact",
     help="compact: 32 filters x 8 blocks (CPU); large: 64 x 16 (GPU).",
 )
+@click.option(
+    "--lr-degradations",
+    type=click.Choice(["box", "diverse"]),
+    default="box",
+    help="How training LR is made from HR. box: the 2x2 mean (the film's own scanner); diverse: a random "
+    "scanner per pair (blur, kernel, noise, JPEG; a third stays the box), so other scanners' noise is not "
+    "sharpened into specks.",
+)
+@click.option(
+    "--init-from", default=None, help="Start from this SR model's weights (shipped name, .keras or run directory)."
+)
 @steps_option("Total steps, split between pretraining and GAN fine-tuning as in the preset.")
 @resumable_run
 @PRECISION_OPTION
 @SEED_OPTION
-def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, seed) -> None:
+def train_sr(
+    data, scale, preset, generator, lr_degradations, init_from, steps, run_dir, resume, precision, seed
+) -> None:
     """Train the SR GAN on the training patients.
 
     L1 pretraining, then adversarial fine-tuning; validation on the validation patients. The run
@@ -40,6 +53,8 @@ def train_sr(data, scale, preset, generator, steps, run_dir, resume, precision, 
         resume=resume,
         scale=int(scale),
         generator=generator,
+        lr_degradations=lr_degradations,
+        init_from=init_from,
         steps=steps,
         precision=precision,
         seed=seed,

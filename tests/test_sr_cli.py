@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -63,6 +64,26 @@ def test_resume_continues_step_count_and_schedule(tiny_run: Path, tmp_path: Path
     assert steps == sorted(steps) and steps[-1] == 8  # no restart from 0
     model = keras.models.load_model(run / "checkpoints" / "last.keras")
     assert int(model.g_optimizer.iterations) == 8 and int(model.d_optimizer.iterations) == 4
+
+
+def test_diverse_degradations_from_a_model_and_older_configs_resume(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "diverse"
+    train_sr(None, run, preset="tiny", lr_degradations="diverse", init_from=tiny_run, steps=2, verbose=0)
+    config = json.loads((run / "config.json").read_text())
+    assert config["lr_degradations"] == "diverse" and config["init_from"].startswith("generator")
+    start = keras.models.load_model(tiny_run / "generator.keras").get_layer("head").kernel.numpy()
+    tuned = keras.models.load_model(run / "generator.keras").get_layer("head").kernel.numpy()
+    assert np.abs(tuned - start).max() < 0.02 < np.abs(start).max()  # two Adam steps from it, not a fresh start
+    with pytest.raises(MammoError, match="another generator architecture"):
+        train_sr(None, tmp_path / "other", preset="tiny", generator="compact", init_from=tiny_run, verbose=0)
+    # A run saved before lr_degradations existed resumes: the missing field meant the box.
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    saved = json.loads((old / "config.json").read_text())
+    del saved["lr_degradations"]
+    (old / "config.json").write_text(json.dumps(saved))
+    train_sr(None, old, preset="tiny", resume=True, gan_steps=4, verbose=0)
+    assert json.loads((old / "state.json").read_text())["step"] == 8
 
 
 def test_resume_refusals(tiny_run: Path, tmp_path: Path) -> None:

@@ -52,6 +52,24 @@ def test_default_cell_is_the_projects_degradation() -> None:
     assert np.array_equal(sd.degrade_cell(hr, 2, CELLS["default"]), degrade(hr, 2, 8))
 
 
+def test_random_degradation_draws_scanners_and_keeps_a_clean_share() -> None:
+    hr = _texture(64)
+    rng = np.random.default_rng(0)
+    draws = [sd.random_degradation(hr, 2, 8, rng) for _ in range(400)]
+    clean = degrade(hr, 2, 8)
+    assert all(d.shape == (32, 32) and d.dtype == np.float32 for d in draws)
+    assert all(np.allclose(d * 255, np.round(d * 255), atol=1e-4) for d in draws)  # on the 8-bit grid
+    share = np.mean([np.array_equal(d, clean) for d in draws])
+    # The clean draws (35 %) plus the rare no-op draws (sharp, area, no noise, no JPEG: ~2 %); 400 draws: SD 2.4 %.
+    assert 0.28 < share < 0.46
+    # Noise or a random PSF width makes a draw unique (~50 % of draws): 200 here; a fixed degradation gives 1-4.
+    assert len({d.tobytes() for d in draws}) > 150
+    again = np.random.default_rng(0)
+    assert all(np.array_equal(d, sd.random_degradation(hr, 2, 8, again)) for d in draws[:20])  # seeded
+    sixteen = sd.random_degradation(hr, 2, 16, np.random.default_rng(1))
+    assert np.allclose(sixteen * 65535, np.round(sixteen * 65535), atol=1e-2)
+
+
 @pytest.mark.parametrize("photon_std", [2 / 255, 8 / 255])
 def test_poisson_gaussian_noise_has_the_stated_std(photon_std: float) -> None:
     rng = np.random.default_rng(0)

@@ -104,6 +104,16 @@ class Config:
         # JSON turns tuples into lists; no config field is a list.
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
+    @classmethod
+    def predated_values(cls) -> dict[str, Any]:
+        """What a saved config that lacks a field meant by it: PREDATED_DEFAULTS, else the dataclass default."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        return {
+            name: cls.PREDATED_DEFAULTS.get(name, field.default)
+            for name, field in fields.items()
+            if name in cls.PREDATED_DEFAULTS or field.default is not dataclasses.MISSING
+        }
+
     def replace(self, **changes: Any):
         """A copy with ``changes`` (validated); an unknown key is a MammoError."""
         self._check_keys(changes)

@@ -11,6 +11,7 @@ from mammo_tf.config.base import TrainerConfig
 
 # filters, blocks, residual scale; "tiny" exists for the test suite.
 SR_ACTIVATIONS = ("relu", "leaky_relu")
+LR_DEGRADATIONS = ("box", "diverse")  # how training LR is made from HR (data/scanner_degradations.py)
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
 
@@ -43,7 +44,9 @@ class SRConfig(TrainerConfig):
     for GPUs); residual blocks with 'relu' (default) or 'leaky_relu'; consistency projection on by default.
     Data: HR crops of hr_size px inside the breast, a foreground_share of them on the film's labels, markers
     and breast edge instead (whose sharp edges a breast-only model over-sharpens); LR by box averaging,
-    rounded to the source bit depth when quantise_lr (what a file gives at inference).
+    rounded to the source bit depth when quantise_lr (what a file gives at inference); lr_degradations
+    "diverse" instead draws a random scanner per pair (PSF, kernel, noise, JPEG; a share stays the box),
+    so the model meets other scanners' noise in training (scanner_degradations.random_degradation).
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x L1
     on the output before the projection (models/sr.py says why), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.
@@ -59,6 +62,7 @@ class SRConfig(TrainerConfig):
     activation: str = "relu"
     consistency: bool = True
     quantise_lr: bool = True
+    lr_degradations: str = "box"
     hr_size: int = 96
     batch_size: int = 16
     n_pairs: int = 32768
@@ -105,6 +109,7 @@ class SRConfig(TrainerConfig):
             self.fail("scale", "2 or 4")
         self.check_choice("generator", GENERATOR_SIZES)
         self.check_choice("activation", SR_ACTIVATIONS)
+        self.check_choice("lr_degradations", LR_DEGRADATIONS)
         if not 0.0 <= self.foreground_share <= 1.0:
             self.fail("foreground_share", "in [0, 1]")
         if self.hr_size % (4 * self.scale):

@@ -204,3 +204,31 @@ def degrade_cell(hr: np.ndarray, scale: int, cell: ScannerCell, seed: int | Sequ
     if cell.jpeg_quality is not None:
         return jpeg_roundtrip(lr, cell.jpeg_quality)
     return quantize(lr, cell.bits, as_float=True)
+
+
+# Degradation-diverse training pairs (SRConfig.lr_degradations = "diverse"): the grid's axes, drawn at random.
+DIVERSE_CLEAN_SHARE = 0.35  # pairs kept on the project's own degradation (area, no blur, no noise)
+DIVERSE_PSF_SIGMAS = (0.0, 0.0, 0.7, 1.4)  # a choice, times U(0, 1): half the pairs stay sharp
+DIVERSE_KERNELS = ("area", "area", "bicubic", "gaussian")
+DIVERSE_NOISE_SHARE, DIVERSE_MAX_PHOTON_GREYS = 0.6, 5.0  # photon std U(0, 5) grey levels (8-bit) at full scale
+DIVERSE_JPEG_SHARE, DIVERSE_JPEG_QUALITY = 0.15, (60, 95)  # 8-bit LR only
+
+
+def random_degradation(hr: np.ndarray, scale: int, bits: int, rng: np.random.Generator) -> np.ndarray:
+    """One training LR from HR by a randomly drawn scanner (the grid's axes with random parameters).
+
+    Why: a model trained on the box average of one digitiser sharpens other scanners' noise into
+    calcification-like specks; the idea of Real-ESRGAN's degradation diversity, applied to the LR side only
+    (HR stays the film). hr: float [H, W] in [0, 1], sides multiples of `scale`; bits: the LR's bit depth.
+    Returns float32 [H/s, W/s] in [0, 1] on the `bits` grid. The draw (DIVERSE_* above): a share stays clean,
+    the rest gets a random PSF, kernel, Poisson-Gaussian noise and, for 8 bits, sometimes JPEG.
+    """
+    if rng.random() < DIVERSE_CLEAN_SHARE:
+        return quantize(downscale(hr, scale, "area"), bits, as_float=True)
+    sigma = float(rng.choice(DIVERSE_PSF_SIGMAS)) * rng.random()
+    kernel = str(rng.choice(DIVERSE_KERNELS))
+    photon = rng.uniform(0.0, DIVERSE_MAX_PHOTON_GREYS) * GREY_8BIT if rng.random() < DIVERSE_NOISE_SHARE else 0.0
+    lr = poisson_gaussian(downscale(psf_blur(hr, sigma), scale, kernel), photon, rng)
+    if bits == 8 and rng.random() < DIVERSE_JPEG_SHARE:
+        return jpeg_roundtrip(lr, int(rng.integers(DIVERSE_JPEG_QUALITY[0], DIVERSE_JPEG_QUALITY[1] + 1)))
+    return quantize(lr, bits, as_float=True)

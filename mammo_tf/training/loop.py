@@ -107,7 +107,7 @@ def train(trainer: Trainer, run_dir: str | Path, *, resume: bool = False, verbos
     """
     from mammo_tf.training.runs import Run
 
-    run = Run.create(run_dir, trainer.record(), resume=resume)
+    run = Run.create(run_dir, trainer.record(), resume=resume, predated=type(trainer.config).predated_values())
     if run.state.get("finished") and run.step >= trainer.total_steps:
         raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
     try:

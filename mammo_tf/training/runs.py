@@ -109,13 +109,18 @@ class Run:
             raise located(path, "run directory exists and is not empty (use --resume, or another --run-dir)")
 
     @classmethod
-    def create(cls, path: str | Path, config: dict, *, resume: bool = False) -> Run:
-        """Open a new run (folder absent or empty) or resume one (same config, a checkpoint present)."""
+    def create(cls, path: str | Path, config: dict, *, resume: bool = False, predated: dict | None = None) -> Run:
+        """Open a new run (folder absent or empty) or resume one (same config, a checkpoint present).
+
+        predated: the values a config.json saved before a field existed meant by it (Config.predated_values),
+        so that adding a field does not refuse the resume of older runs.
+        """
         path = Path(path)
         config = json.loads(_dumps(config))  # exactly what config.json will hold
         cls.precheck(path, resume=resume)
         if resume:
             old = json.loads((path / CONFIG_NAME).read_text())
+            old = {**json.loads(_dumps({k: v for k, v in (predated or {}).items() if k in config})), **old}
             changed = _config_diff(old, config)
             if changed:
                 raise located(

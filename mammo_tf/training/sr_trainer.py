@@ -27,7 +27,9 @@ LATEST_MODEL = "generator.keras"
 
 
 def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: int):
-    """Sampled pairs with LR rounded to each source's bit depth (when quantise_lr); q per pair."""
+    """Sampled pairs with LR rounded to each source's bit depth (when quantise_lr, or "diverse"); q per pair."""
+    from dataclasses import replace
+
     from mammo_tf.data.degrade import quant_step_for
     from mammo_tf.data.samplers import sample_sr_pairs
     from mammo_tf.io.images import quantize
@@ -42,12 +44,18 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
         seed=seed,
     )
     depths = catalog.images.set_index("image_id")["bit_depth"].loc[pairs.image_id].to_numpy()
-    if not config.quantise_lr:
-        return pairs, np.zeros(len(depths), np.float32)
-    lr = np.stack([quantize(x, int(b), as_float=True) for x, b in zip(pairs.lr, depths, strict=True)])
-    steps = np.array([quant_step_for(int(b)) for b in depths], np.float32)
-    from dataclasses import replace
+    if config.lr_degradations == "diverse":  # a random scanner per pair, on the source's grey levels
+        from mammo_tf.data.scanner_degradations import random_degradation
 
+        rng = np.random.default_rng([seed, 1])
+        hr = pairs.hr[..., 0]
+        lr = np.stack([random_degradation(h, config.scale, int(b), rng) for h, b in zip(hr, depths, strict=True)])
+        lr = lr[..., None]
+    elif config.quantise_lr:
+        lr = np.stack([quantize(x, int(b), as_float=True) for x, b in zip(pairs.lr, depths, strict=True)])
+    else:
+        return pairs, np.zeros(len(depths), np.float32)
+    steps = np.array([quant_step_for(int(b)) for b in depths], np.float32)
     return replace(pairs, lr=lr), steps
 
 
@@ -70,6 +78,7 @@ def train_sr(
     verbose: int | str = "auto",
     validation: Callable[[Any, SRConfig], Validator] | None = None,
     catalog: Any = None,
+    init: tuple[str, Callable[[], Any]] | None = None,
     **overrides,
 ) -> Path:
     """Train (or resume) an SR GAN; returns the run directory. overrides: SRConfig fields (None = preset's).
@@ -78,6 +87,8 @@ def train_sr(
     validation: (catalog, config) -> a Validator, called once; without it nothing is scored (no
     generator_best.keras). `mammo_tf.workflows.training.train_sr` passes the whole-film validation.
     catalog: an already loaded catalog instead of ``data`` (a study passes one fold's, its splits set).
+    init: (model id, a loader of an SR generator) to start from its weights instead of the bicubic-equal
+    initialisation (fine-tuning a shipped model); the id is recorded as ``init_from`` in config.json.
     Every check a user can fail (config, dataset, run directory) runs before TensorFlow is imported, so its
     error is the only line on stderr.
     """
@@ -102,7 +113,10 @@ def train_sr(
         "source": catalog.source,
         "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
     }
-    return train(SRTrainer(config, record, catalog, validation), run_dir, resume=resume, verbose=verbose)
+    if init is not None:
+        record["init_from"] = init[0]
+    trainer = SRTrainer(config, record, catalog, validation, init[1] if init else None)
+    return train(trainer, run_dir, resume=resume, verbose=verbose)
 
 
 class Validator(Protocol):
@@ -118,19 +132,30 @@ class SRTrainer(Trainer):
 
     kind = "sr"
 
-    def __init__(self, config: SRConfig, record: dict, catalog, validation) -> None:
+    def __init__(self, config: SRConfig, record: dict, catalog, validation, init=None) -> None:
         from mammo_tf.models.sr import SRGAN
 
         super().__init__(config, record)
         self.model_class = SRGAN
-        self.catalog, self.validation = catalog, validation
+        self.catalog, self.validation, self.init = catalog, validation, init
         self.validator: Validator | None = None
         self.best: dict = {}
 
     def build(self):
         from mammo_tf.models.sr import compiled_srgan
 
-        return compiled_srgan(self.config)
+        model = compiled_srgan(self.config)
+        if self.init is not None:  # a resumed run then loads its checkpoint over these weights
+            weights = self.init().get_weights()
+            shapes = [w.shape for w in model.generator.get_weights()]
+            if [w.shape for w in weights] != shapes:
+                raise MammoError(
+                    f"--init-from {self.record()['init_from']}: another generator architecture than this "
+                    f"config's ({self.config.generator}, x{self.config.scale})"
+                )
+            model.generator.set_weights(weights)
+            model.ema_generator.set_weights(weights)
+        return model
 
     def dataset(self):
         config = self.config
