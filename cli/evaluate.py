@@ -107,6 +107,20 @@ def ship_sr(run_dir, data, out, name) -> None:
     "--seeds", type=click.IntRange(min=1), default=None, help="Training seeds per arm [default: the preset's]."
 )
 @click.option("--tasks", default=None, help="Comma-separated: easy, matched, film [default: all three].")
+@click.option(
+    "--arms",
+    default=None,
+    help="Comma-separated arm families beside real only: gan (whole-patch GAN), insert (cluster insertion) "
+    "[default: both].",
+)
+@click.option(
+    "--positive-fractions",
+    callback=lambda ctx, param, value: _fractions(value),
+    default=None,
+    help="Low-data curve: comma-separated fractions of each fold's training patients with calcifications whose "
+    "clusters are the real positives (e.g. 0.25,0.5,1), real only against real + inserted at each "
+    "[default: the preset's; standard: none].",
+)
 @preset_option(
     "study", "standard", "quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds."
 )
@@ -123,16 +137,19 @@ def ship_sr(run_dir, data, out, name) -> None:
     default=None,
     help="Train that fold's units and stop, to run folds in parallel processes; a run without it writes the report.",
 )
-def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) -> None:
+def evaluate_aug(data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
-    Arms: real only, real + synthetic (0.5, 1, 2), synthetic only, texture logistic regression, the speck
-    detector, intensity and position probes, and SR utility; paired bootstrap CIs, DeLong p-values with
-    Holm's adjustment and a verdict per arm; every prediction in predictions.csv.gz.
+    Arms: real only; real + GAN patches (0.5, 1, 2), GAN only; real + inserted clusters (0.5, 1, 2), rendered
+    without the refiner, inserted only, inserted pretraining then real fine-tuning; texture logistic
+    regression, the speck detector, intensity and position probes, and SR utility; optionally the low-data
+    curve. Paired bootstrap CIs, DeLong p-values with Holm's adjustment and a verdict per arm; every
+    prediction in predictions.csv.gz.
     """
     from mammo_tf.workflows.study import evaluate_aug as run
 
     chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
+    families = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms is not None else None
     metrics = run(
         data,
         out=out,
@@ -140,6 +157,8 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
         folds=folds,
         seeds=seeds,
         tasks=chosen,
+        arms=families,
+        positive_fractions=positive_fractions,
         sr_model=sr_model,
         log=lambda line: click.echo(line, err=True),
         only_fold=only_fold,
@@ -152,6 +171,16 @@ def evaluate_aug(data, folds, seeds, tasks, preset, sr_model, out, only_fold) ->
         for arm, a in entry["arms"].items():
             click.echo(f"  {arm:<45} AUC {a['auc']['estimate']:.3f}  {a['verdict']}")
     click.echo(f"wrote {out}/report.md")
+
+
+def _fractions(value: str | None) -> tuple[float, ...] | None:
+    """'0.25,0.5,1' -> (0.25, 0.5, 1.0); '' -> () (no curve); None -> None (the preset's)."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"comma-separated numbers expected, got {value!r}") from None
 
 
 @click.command(name="ship", context_settings={"show_default": True})

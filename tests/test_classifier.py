@@ -20,6 +20,7 @@ from mammo_tf.data.phantom import cached_phantom_dir
 from mammo_tf.data.samplers import sample_patches
 from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
 from mammo_tf.data.tasks import intensity, matched_task, positions
+from mammo_tf.errors import MammoError
 from mammo_tf.models.classifier import CalcificationClassifier, compiled_classifier
 from mammo_tf.training.classifier_trainer import mix_synthetic, read_synthetic, train_classifier
 from mammo_tf_cli.main import cli
@@ -96,6 +97,27 @@ def test_train_classifier_run_directory(classifier_run: Path) -> None:
     catalog = load_catalog(None)
     val_patients = set(catalog.images.loc[catalog.images["split"] != "train", "patient_id"])
     assert not set(config["train_patients"]) & val_patients
+
+
+def test_init_from_starts_from_the_saved_network_and_is_recorded(tmp_path: Path, classifier_run: Path) -> None:
+    # With a vanishing learning rate a run ends where it starts: from the saved network with init_from, from
+    # random weights without; init_from is recorded; a missing file or a network of another width is refused.
+    saved = classifier_run / "classifier.keras"
+    common = dict(preset="tiny", steps=2, val_every=2, learning_rate=1e-12, seed=1, verbose=0)
+    tuned = train_classifier(None, tmp_path / "tuned", init_from=saved, **common)
+    fresh = train_classifier(None, tmp_path / "fresh", **common)
+    source = keras.models.load_model(saved, compile=False).network.trainable_weights
+    for run, same in ((tuned, True), (fresh, False)):
+        weights = keras.models.load_model(run / "classifier.keras", compile=False).network.trainable_weights
+        close = [np.allclose(np.asarray(a), np.asarray(b), atol=1e-6) for a, b in zip(source, weights, strict=True)]
+        assert all(close) if same else not any(close), run
+    assert json.loads((tuned / "config.json").read_text())["init_from"] == str(saved)
+    assert json.loads((fresh / "config.json").read_text())["init_from"] is None
+    with pytest.raises(MammoError, match="no classifier to start from"):
+        train_classifier(None, tmp_path / "missing", init_from=tmp_path / "none.keras", **common)
+    with pytest.raises(MammoError, match="not a classifier of this patch size and width"):
+        train_classifier(None, tmp_path / "wider", init_from=saved, **{**common, "width": 8})
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "wider").exists()
 
 
 def test_detect_heatmap_and_regions(tmp_path: Path, classifier_run: Path) -> None:

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.samplers import Patches
 from mammo_tf.evaluation.stats import delong_test, holm
-from mammo_tf.workflows.study.plan import REAL, SYNTHETIC_ONLY, TEXTURE, mixed
+from mammo_tf.workflows.study.plan import REAL, SYNTHETIC_ONLY, TEXTURE, inserted, low_data_task, mixed
 from mammo_tf.workflows.study.report import PREDICTIONS, render_markdown, write_study_report
 from mammo_tf.workflows.study.summary import (
     PREDICTION_COLUMNS,
@@ -206,3 +206,49 @@ def test_the_report_shows_the_new_numbers(made_up_study) -> None:
         "Holm adjusted the DeLong p-values (median over seeds) across this task's 2 arms under test "
         "(real+synthetic x1, synthetic only)" in report
     )
+
+
+def test_the_low_data_curve_is_read_off_the_tasks_and_reported(tmp_path) -> None:
+    # Fraction 0.5 is a task of its own; fraction 1 is the full-data task; the curve's numbers are those tasks'.
+    rng = np.random.default_rng(8)
+    pool, arms = Pool(), [REAL, inserted(1.0)]
+    half = low_data_task("easy", 0.5)
+    for fold in (0, 1):
+        patches = _patches(fold, 40, rng)
+        for task, signal in (("easy", {REAL: 2.0, inserted(1.0): 2.0}), (half, {REAL: 0.5, inserted(1.0): 2.5})):
+            for arm in arms:
+                scores = signal[arm] * patches.labels + rng.normal(size=40)
+                pool.add(task, arm, fold, 0, patches, scores, threshold=0.5)
+    small = dict(folds=2, seeds=1, bootstrap=100)
+    config = resolve_study_config("standard", arms=("insert",), positive_fractions=(1.0, 0.5), **small)
+    audit = {
+        "models": [
+            {
+                "fold": f,
+                "low_data": [{"fraction": 0.5, "positive_patients": ["a"] * (2 + f), "left_out_patients": ["b"]}],
+            }
+            for f in (0, 1)
+        ]
+    }
+    metrics = summarise(pool, config, SimpleNamespace(root="made-up", source="made up"), audit, [])
+    curve = metrics["low_data"]
+    assert list(curve) == ["easy", "matched"] and curve["matched"] == []  # no matched task in this pool
+    points = curve["easy"]
+    assert [(p["fraction"], p["task"], p["positive_patients_per_fold"]) for p in points] == [
+        (0.5, half, [2, 3]),
+        (1.0, "easy", [3, 4]),
+    ]
+    for p in points:
+        arms_out = metrics["tasks"][p["task"]]["arms"]
+        assert p["auc_real"] == arms_out["real"]["auc"] and p["auc_inserted"] == arms_out["real+inserted x1"]["auc"]
+        assert p["difference"] == arms_out["real+inserted x1"]["auc_difference_vs_reference"]
+    assert points[0]["verdict"] == "helps"  # signal 2.5 against 0.5 on 80 items
+    write_study_report(tmp_path, metrics, pool.table())
+    assert (tmp_path / "low_data.png").is_file()
+    report = (tmp_path / "report.md").read_text()
+    assert "## Low-data curve" in report and "![low_data.png](low_data.png)" in report
+    row = next(line for line in report.splitlines() if line.startswith("| easy | 0.5 |"))
+    assert "| 2, 3 |" in row and row.endswith("| helps |")
+    plain = resolve_study_config("standard", **small)
+    without = summarise(pool, plain, SimpleNamespace(root="", source=""), {}, [])
+    assert "low_data" not in without  # no positive fractions, no curve: metrics.json keeps its keys

@@ -1,7 +1,7 @@
 """The augmentation study's config (evaluate-aug): StudyConfig, its presets and checks.
 
-Not a trainer config: the study trains classifiers and GANs by their own presets (classifier_preset,
-gan_preset), with the step counts classifier_steps / gan_steps when set.
+Not a trainer config: the study trains classifiers, GANs and insertion models by their own presets
+(classifier_preset, gan_preset, insert_preset), with the step counts classifier_steps / gan_steps when set.
 """
 
 from __future__ import annotations
@@ -11,31 +11,53 @@ from typing import ClassVar
 
 from mammo_tf.config.base import Config
 from mammo_tf.config.classifier import CLASSIFIER_PRESETS
+from mammo_tf.config.insert import INSERT_PRESETS
 from mammo_tf.config.synthesis import SYNTHESIS_PRESETS
 
 STUDY_TASKS = ("easy", "matched", "film")
+# The families of arms beside real only: "gan" (real + whole-patch GAN patches at `ratios`, synthetic only),
+# "insert" (real + inserted clusters at `insert_ratios`, rendered without the refiner, inserted only,
+# inserted pretraining then real fine-tuning).
+ARM_FAMILIES = ("gan", "insert")
+LOW_DATA_RATIO = 1.0  # the low-data curve compares real only with real + inserted (refined) at this ratio
 
 STUDY_PRESETS = {
     "quick": dict(
-        folds=2, seeds=1, classifier_preset="tiny", classifier_steps=6, gan_preset="tiny", gan_steps=2, bootstrap=200
+        folds=2, seeds=1, classifier_preset="tiny", classifier_steps=6, gan_preset="tiny", gan_steps=2,
+        insert_preset="tiny", bootstrap=200,
+        # The default phantom's folds hold too few clusters per class for an insertion model (1 benign in a
+        # fold's training patients): its insertion arms need a larger dataset (--arms gan,insert).
+        arms=("gan",),
     ),
     "standard": dict(classifier_steps=500),
-}
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class StudyConfig(Config):
+    """One study: folds x seeds x tasks x arms (workflows/study).
+
+    arms: the arm families (ARM_FAMILIES) that run beside real only. positive_fractions: the low-data curve,
+    () = off; each fraction f in (0, 1] restricts the real positives to the clusters of f of each fold's
+    training patients with calcifications (nested subsets; negatives unchanged), for real only and real +
+    inserted x LOW_DATA_RATIO; f = 1 is the full-data task itself.
+    """
+
     KIND: ClassVar[str] = "study"
     PRESETS: ClassVar[dict[str, dict]] = STUDY_PRESETS
 
     folds: int = 5
     seeds: int = 3
     tasks: tuple[str, ...] = ("easy", "matched", "film")
-    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    arms: tuple[str, ...] = ARM_FAMILIES
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # GAN patches per real patch, per class
+    insert_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # inserted per real calcification patch, per class
+    positive_fractions: tuple[float, ...] = ()
     classifier_preset: str = "standard"
     classifier_steps: int | None = None
     gan_preset: str = "quick"
     gan_steps: int | None = None
+    insert_preset: str = "standard"
     bootstrap: int = 1000
     val_fraction: float = 0.2
     fixed_specificity: float = 0.90  # sensitivity is also reported at this specificity (in (0, 1))
@@ -45,12 +67,32 @@ class StudyConfig(Config):
         super().validate()
         if set(self.tasks) - set(STUDY_TASKS):
             self.fail("tasks", f"a subset of {', '.join(STUDY_TASKS)}")
+        if set(self.arms) - set(ARM_FAMILIES):
+            self.fail("arms", f"a subset of {', '.join(ARM_FAMILIES)}")
         self.check_at_least("folds", 2)
         self.check_at_least("seeds", 1)
         self.check_choice("classifier_preset", CLASSIFIER_PRESETS)
         self.check_choice("gan_preset", SYNTHESIS_PRESETS)
-        if not isinstance(self.fixed_specificity, float | int) or not 0 < self.fixed_specificity < 1:
+        self.check_choice("insert_preset", INSERT_PRESETS)
+        if self.classifier_steps is not None:  # the pretraining arm splits the budget in two stages
+            self.check_at_least("classifier_steps", 2 if "insert" in self.arms else 1)
+        for key in ("ratios", "insert_ratios"):
+            if not all(_number(r) and r > 0 for r in getattr(self, key)):
+                self.fail(key, "numbers > 0")
+        fractions = self.positive_fractions
+        if not all(_number(f) and 0 < f <= 1 for f in fractions) or len(set(fractions)) < len(fractions):
+            self.fail("positive_fractions", "distinct numbers in (0, 1]")
+        if fractions and ("insert" not in self.arms or LOW_DATA_RATIO not in self.insert_ratios):
+            self.fail(
+                "positive_fractions",
+                f"empty unless arms include insert and insert_ratios include {LOW_DATA_RATIO:g} (the curve's arm)",
+            )
+        if not _number(self.fixed_specificity) or not 0 < self.fixed_specificity < 1:
             self.fail("fixed_specificity", "in (0, 1)")
+
+
+def _number(value) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool)
 
 
 def resolve_study_config(preset: str = "standard", **overrides) -> StudyConfig:

@@ -154,8 +154,9 @@ def _inserted_patches(made, images: np.ndarray) -> Patches:
     return replace(made.backgrounds, images=images[..., None].astype(np.float32), labels=made.labels.copy())
 
 
-def _write_folder(folder: Path, images: np.ndarray, labels: np.ndarray, made=None) -> Path:
-    """An insert/synth-like folder (npy patches + manifest.csv, with the background columns for inserted)."""
+def write_npy_patches(folder: Path, images: np.ndarray, labels: np.ndarray, made=None) -> Path:
+    """An insert/synth-like folder (npy patches + manifest.csv, with the background columns for inserted):
+    images float32 [N, P, P] in [0, 1], labels int [N]; `made` (data.insertion.Inserted) for inserted ones."""
     from mammo_tf.inference.patch_folder import encode_patch, write_patch_folder
 
     names = [f"{CLASS_NAMES[c]}_{i:05d}.npy" for i, c in enumerate(labels)]
@@ -358,13 +359,13 @@ def evaluate_insert(
     with tempfile.TemporaryDirectory(prefix="evaluate-insert-") as tmp:
         work = Path(tmp)
         folders = {
-            RENDERED: _write_folder(work / "rendered", rendered, made.labels, made),
-            REFINED: _write_folder(work / "refined", refined, made.labels, made),
+            RENDERED: write_npy_patches(work / "rendered", rendered, made.labels, made),
+            REFINED: write_npy_patches(work / "refined", refined, made.labels, made),
         }
         inserted_from = sorted(model_patients | set(map(str, made.backgrounds.patient_id.tolist())))
         sources = {RENDERED: inserted_from, REFINED: inserted_from}
         if gan is not None:
-            folders[gan_name] = _write_folder(work / "gan", gan_images, gan_labels)
+            folders[gan_name] = write_npy_patches(work / "gan", gan_images, gan_labels)
             sources[gan_name] = gan_patients
         trainer = _Trainer(catalog, work, base, classifier_preset, test_patients, classifiers, log)
         tstr = {}

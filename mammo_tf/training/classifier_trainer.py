@@ -175,6 +175,7 @@ def train_classifier(
     synthetic_positives_only: bool = False,
     patch_transform=None,
     real_patches: tuple[Patches, Patches] | None = None,
+    init_from: str | Path | None = None,
     **overrides,
 ) -> Path:
     """Train a CalcificationClassifier; returns the run directory (classifier.keras, metrics.json inside).
@@ -187,6 +188,9 @@ def train_classifier(
     patch_transform: Patches -> Patches applied to training and validation patches (e.g. SR of their LR).
     real_patches: (train, val) already drawn by `real_patches_for` for this config (the study reuses them
     across arms instead of sampling the films again).
+    init_from: a classifier.keras of the same patch size and width whose network weights the new model starts
+    from instead of random ones (pretraining, then fine-tuning here; a new optimizer); recorded in config.json.
+    A resumed run starts from its checkpoint.
     resume: continue the run in `run_dir` from its last checkpoint (same config; `steps` may grow).
     """
     from mammo_tf.data.catalog import load_catalog
@@ -195,6 +199,8 @@ def train_classifier(
 
     Run.precheck(run_dir, resume=resume)  # before the patches are drawn
     config = resolve_classifier_config(preset, **overrides)
+    if init_from is not None and not Path(init_from).is_file():
+        raise located(Path(init_from), "no classifier to start from (init_from needs a classifier.keras file)")
     if config.synthetic_ratio > 0 and synthetic is None:
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
     catalog = catalog if catalog is not None else load_catalog(data)
@@ -226,11 +232,30 @@ def train_classifier(
         "synthetic_only": synthetic_only,
         "synthetic_positives_only": synthetic_positives_only,
         "transform": getattr(patch_transform, "__name__", None) if patch_transform else None,
+        "init_from": str(init_from) if init_from is not None else None,
         # The real training patients, also for synthetic-only arms (their synthetic data came from them).
         "train_patients": sorted(set(real_train.patient_id.tolist())),
         "train_patches": {"real": int(len(real_train.labels)), "total": int(len(train_patches.labels))},
     }
-    return train(ClassifierTrainer(config, record, train_patches, val), run_dir, resume=resume, verbose=verbose)
+    trainer = ClassifierTrainer(config, record, train_patches, val, init_from)
+    return train(trainer, run_dir, resume=resume, verbose=verbose)
+
+
+def start_from(model, path: Path) -> None:
+    """Copy the network weights of the classifier saved at `path` into `model` (a new CalcificationClassifier);
+    MammoError naming the file when it cannot be loaded or its network differs in shape (patch size, width)."""
+    import keras
+
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except Exception as err:  # a damaged or foreign file: one line naming it
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise located(path, f"init_from: cannot load it ({type(err).__name__}: {first})") from None
+    network = getattr(source, "network", None)
+    shapes = [tuple(w.shape) for w in model.network.weights]
+    if network is None or [tuple(w.shape) for w in network.weights] != shapes:
+        raise located(path, "init_from: not a classifier of this patch size and width")
+    model.network.set_weights(network.get_weights())
 
 
 class ClassifierTrainer(Trainer):
@@ -238,17 +263,22 @@ class ClassifierTrainer(Trainer):
 
     kind = "classifier"
 
-    def __init__(self, config: ClassifierConfig, record: dict, train: Patches, val: Patches) -> None:
+    def __init__(
+        self, config: ClassifierConfig, record: dict, train: Patches, val: Patches, init_from: str | Path | None = None
+    ) -> None:
         from mammo_tf.models.classifier import CalcificationClassifier
 
         super().__init__(config, record)
         self.model_class = CalcificationClassifier
-        self.train_patches, self.val = train, val
+        self.train_patches, self.val, self.init_from = train, val, init_from
 
     def build(self):
         from mammo_tf.models.classifier import compiled_classifier
 
-        return compiled_classifier(self.config.patch_size, self.config.width, self.config.learning_rate)
+        model = compiled_classifier(self.config.patch_size, self.config.width, self.config.learning_rate)
+        if self.init_from is not None:
+            start_from(model, Path(self.init_from))
+        return model
 
     def dataset(self):
         from mammo_tf.data.pipelines import patch_dataset

@@ -4,25 +4,33 @@ For each fold (StratifiedGroupKFold-style patient split, splits.patient_kfold) t
 test set, 20 % of the others (by patient) the validation set for thresholds and checkpoint choice, the rest
 the training set. Inside each fold:
 
-1. the synthesis GAN is trained on that fold's training patients only (the patient ids it saw are recorded
-   and checked disjoint from the test patients), then writes synthetic patches;
+1. the synthesis GAN and the insertion model (layouts, point spread and refiner) are trained on that fold's
+   training patients only (the patient ids each saw are recorded and checked disjoint from the test
+   patients), then write synthetic patches and inserted patches (the same ones refined and rendered);
 2. for every task (easy, matched) and seed, the same classifier is trained with the same step budget in
-   every arm: real only; real + synthetic at each ratio (synthetic:real per class); synthetic only;
+   every arm: real only; the GAN family (StudyConfig.arms "gan"): real + synthetic at each ratio
+   (synthetic:real per class), synthetic only; the insertion family ("insert"): real + inserted clusters,
+   refined, at each insert ratio (inserted:real per calcification class), the same rendered without the
+   refiner at 1, inserted positives only (with the real negatives), and pretraining on the latter for half
+   the steps then fine-tuning on real for the other half;
 3. non-CNN arms on the same test patches: the texture logistic regression, the speck detector's own score,
    the intensity-only and position-only probes;
 4. SR utility (easy task): the real-only classifier tested on HR, bicubic-upscaled LR and SR-upscaled LR
    of the same test patches, restricted to patients the SR model never saw (checked against its recorded
    training patients); and a classifier trained and tested on SR;
 5. the film task: the real-only classifier's heatmap maximum per test film (films with calcifications
-   against films without), and the localisation rate (the film's top region inside an annotated circle).
+   against films without), and the localisation rate (the film's top region inside an annotated circle);
+6. the low-data curve (StudyConfig.positive_fractions): per fraction below 1, an insertion model fitted
+   without the training patients the fraction leaves out, and per task real only against real + inserted
+   x1, both with the real positives of the fraction's patients only (nested subsets, negatives unchanged).
 
 Numbers: AUC, sensitivity at a fixed specificity (0.90), and sensitivity/specificity at the threshold chosen
 on the validation patients, pooled over folds per seed, averaged over seeds; the mean of the per-fold AUCs;
 patient-level bootstrap 95 % CIs; paired differences against the real-only arm on the same bootstrap draws
 (stats.paired_bootstrap), with a verdict per arm; DeLong's test against the reference per seed, its median
-p Holm-adjusted across a task's arms under test. metrics.json records per fold the patients of every model
-and the GAN and SR model ids, and per arm the compute of its units; predictions.csv.gz holds every
-prediction the numbers come from.
+p Holm-adjusted across a task's arms under test; the low-data curve (metrics.json "low_data"). metrics.json
+records per fold the patients of every model and the GAN, insertion and SR model ids, and per arm the
+compute of its units; predictions.csv.gz holds every prediction the numbers come from.
 
 Everything a unit trains is kept under ``<out>/work`` so an interrupted study resumes where it stopped;
 each finished unit appends a line (name, seconds) to ``<out>/work/progress.jsonl``, whose sum is the
@@ -30,7 +38,7 @@ study's compute time across resumed sessions.
 
 Budget of the standard preset: 5 folds x 3 seeds, classifiers of 500 steps of 32 patches in every arm
 (the shipped classifier's validation AUC on MIAS was 0.979 at 500 steps and 0.980 at 3000), a quick-preset
-synthesis GAN per fold.
+synthesis GAN and a standard-preset insertion model per fold; no low-data curve unless asked for.
 
 The package: plan.py (folds, arms, units, the leakage check), units.py (running the units, resumably),
 summary.py (pooling, statistics, verdicts), report.py (report.md and the figures). This module holds the
@@ -66,13 +74,17 @@ class Study:
     """One study run: folds x tasks x seeds x arms, with resumable work folders under ``<out>/work``."""
 
     def __init__(self, catalog, config: StudyConfig, out: Path, sr_spec=None, verbose: int | str = 0, log=None) -> None:
+        """MammoError, before anything is written, when the catalog cannot give every fold an insertion model
+        the study asks for (StudyPlan.check_insertion)."""
         self.catalog, self.config, self.out, self.sr_spec, self.verbose = catalog, config, out, sr_spec, verbose
+        self.plan = plan_study(catalog, config)
+        self.plan.check_insertion(catalog)
         self.work = WorkFolder(out / "work", log)
         self.pool = None  # the Pool of every prediction, once run() has summarised
 
     def run(self, only_fold: int | None = None) -> dict | None:
         """Every fold, then the summary; with only_fold, that fold's units only (None returned, no report)."""
-        plan = plan_study(self.catalog, self.config)
+        plan = self.plan
         sr = load_sr_model_and_patients(self.sr_spec) if self.sr_spec is not None else None
         folds = plan.folds if only_fold is None else (plan.fold(only_fold),)
         units = Units(self.catalog, plan, self.work, sr, self.verbose)
@@ -100,21 +112,23 @@ def evaluate_aug(
     verbose: int | str = 0,
     log=None,
     only_fold: int | None = None,
+    **overrides,
 ) -> dict | None:
-    """Run (or resume) the study and write report.md, metrics.json, predictions.csv.gz, roc.png and forest.png
-    into `out`.
+    """Run (or resume) the study and write report.md, metrics.json, predictions.csv.gz, roc.png, forest.png
+    (and low_data.png with positive fractions) into `out`.
 
     only_fold: train that fold's units and stop (no report, None returned), so that folds can run in
     parallel processes; a later call without it finds them done, fills in the rest and writes the report.
+    overrides: other StudyConfig fields (arms, positive_fractions, insert_ratios, ...); None keeps the preset's.
     """
     from mammo_tf.data.catalog import load_catalog
 
     started = time.monotonic()
-    config = resolve_study_config(preset, folds=folds, seeds=seeds, tasks=tuple(tasks) if tasks else None)
+    config = resolve_study_config(preset, folds=folds, seeds=seeds, tasks=tuple(tasks) if tasks else None, **overrides)
     catalog = load_catalog(data)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     study = Study(catalog, config, out, sr_model, verbose, log)
+    out.mkdir(parents=True, exist_ok=True)
     metrics = study.run(only_fold)
     if metrics is None:
         return None

@@ -3,26 +3,39 @@
 - Folds: patient-level k-fold (splits.patient_kfold, seed 0); inside a fold, its patients are the test set,
   a patient share of the others (val_fraction, seeded by the fold index) the validation set, the rest the
   training set (fold_catalog).
-- Arms: small frozen dataclasses (Arm). ``kind`` says what an arm is (the trained arms "real", "mixed",
-  "synthetic_only"; the baselines and probes; the SR arms), which decides whether it is the reference of its
-  task, an arm under test (whose paired difference gets a verdict) or a baseline. ``name`` is what the
-  report shows; ``folder`` is the name of its work folder (``<out>/work/fold{k}/{task}/{folder}/seed{s}``).
-- Units: fold x task x seed x trained arm, in the order the study runs them.
+- Arms: small frozen dataclasses (Arm). ``kind`` says what an arm is (the trained arms: "real", the GAN
+  family "mixed" and "synthetic_only", the insertion family "insert_mixed", "insert_rendered",
+  "insert_only" and "insert_pretrain"; the baselines and probes; the SR arms), which decides whether it is
+  the reference of its task, an arm under test (whose paired difference gets a verdict) or a baseline, and
+  which patch folder it trains on (``source``). ``name`` is what the report shows; ``folder`` is the name of
+  its work folder (``<out>/work/fold{k}/{task}/{folder}/seed{s}``).
+- Low data (StudyConfig.positive_fractions): for a fraction f < 1 the real positives are the clusters of f
+  of the fold's training patients with calcifications (Fold.positive_patients: a prefix of one seeded order
+  per fold, so the subsets are nested, never smaller than a layout fit needs), negatives unchanged; real
+  only against real + inserted x1, each (task, f) a task of its own in the report (low_data_task), its
+  units in ``fold{k}/{task} positives {f}``.
+- Units: fold x task (x fraction) x seed x trained arm, in the order the study runs them.
 
 Nothing here trains or reads images: the runner is units.py, the numbers summary.py.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from mammo_tf.config import StudyConfig
+from mammo_tf.config import StudyConfig, resolve_classifier_config
+from mammo_tf.config.study import LOW_DATA_RATIO
 from mammo_tf.errors import MammoError
 
 ARM_KINDS = (
     "real",  # the real-only classifier: the reference of the patch tasks, the film task and the exploratory one
-    "mixed",  # real + synthetic at a ratio (synthetic:real per class)
-    "synthetic_only",
+    "mixed",  # real + whole-patch GAN patches at a ratio (synthetic:real per class)
+    "synthetic_only",  # GAN patches only (train on synthetic, test on real)
+    "insert_mixed",  # real + inserted clusters, refined, at a ratio (inserted:real per calcification class)
+    "insert_rendered",  # the same rendered without the refiner: is the refiner worth it?
+    "insert_only",  # real normals + inserted positives, no real positive (train on synthetic, test on real)
+    "insert_pretrain",  # insert_only for the first half of the step budget, then real for the second half
     "baseline",  # the texture logistic regression, the speck detector
     "probe",  # intensity-only and position-only logistic regressions
     "hr",  # SR utility: the real-only classifier on HR test patches (the upper bound)
@@ -30,16 +43,29 @@ ARM_KINDS = (
     "sr",  # ... on SR-upscaled LR
     "sr_trained",  # a classifier trained and tested on SR-upscaled LR
 )
-TESTED_KINDS = frozenset({"mixed", "synthetic_only", "sr", "sr_trained"})  # the arms the study asks about
+TESTED_KINDS = frozenset(  # the arms the study asks about
+    {"mixed", "synthetic_only", "insert_mixed", "insert_rendered", "insert_only", "insert_pretrain", "sr", "sr_trained"}
+)
 REFERENCE_KINDS = ("real", "bicubic")  # a task's reference: the first of these kinds present, else its first arm
+RATIO_KINDS = frozenset({"mixed", "insert_mixed", "insert_rendered"})
+# The patch folder an arm trains on: the fold's GAN patches, or its inserted patches refined or rendered.
+SOURCES = {
+    "mixed": "gan",
+    "synthetic_only": "gan",
+    "insert_mixed": "refined",
+    "insert_rendered": "rendered",
+    "insert_only": "refined",
+    "insert_pretrain": "refined",
+}
 
 # Seeds of the fixed patch draws of fold k (the same for every arm): test 1000 + k, val 2000 + k, train 3000 + k.
 PATCH_SEED_BASE = {"test": 1000, "val": 2000, "train": 3000}
+POSITIVE_SUBSET_SEED = 4000  # with the fold index: the permutation behind Fold.positive_patients
 
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm of the study: its report name, its kind (ARM_KINDS), a ratio for "mixed", its work-folder name."""
+    """One arm of the study: its report name, its kind (ARM_KINDS), a ratio (RATIO_KINDS), its work-folder name."""
 
     name: str
     kind: str
@@ -49,8 +75,8 @@ class Arm:
     def __post_init__(self) -> None:
         if self.kind not in ARM_KINDS:
             raise MammoError(f"unknown arm kind {self.kind!r} (choose from {', '.join(ARM_KINDS)})")
-        if (self.kind == "mixed") != (self.ratio is not None):
-            raise MammoError(f"arm {self.name!r}: a ratio belongs to (and only to) a mixed arm")
+        if (self.kind in RATIO_KINDS) != (self.ratio is not None):
+            raise MammoError(f"arm {self.name!r}: a ratio belongs to (and only to) a mixed arm ({self.kind})")
         if not self.folder:
             object.__setattr__(self, "folder", self.name)
 
@@ -60,18 +86,25 @@ class Arm:
         return self.kind in TESTED_KINDS
 
     @property
-    def uses_synthetic(self) -> bool:
-        return self.kind in ("mixed", "synthetic_only")
+    def source(self) -> str | None:
+        """The patch folder it trains on (SOURCES: "gan", "refined" or "rendered"); None: real patches only."""
+        return SOURCES.get(self.kind)
 
     def train_kwargs(self, synthetic) -> dict:
-        """The train_classifier arguments of this arm beyond the shared ones (`synthetic`: the patch folder)."""
-        if self.kind == "mixed":
+        """The train_classifier arguments of this arm beyond the shared ones (`synthetic`: its source's folder).
+
+        An insert_pretrain arm trains in two stages (StudyPlan.pretraining): its own kwargs are the second's.
+        """
+        if self.kind in RATIO_KINDS:
             return {"synthetic": synthetic, "synthetic_ratio": self.ratio}
         if self.kind == "synthetic_only":
             return {"synthetic": synthetic, "synthetic_only": True}
+        if self.kind == "insert_only":
+            # inserted folders hold positives only: the real normals stay (less the backgrounds drawn into)
+            return {"synthetic": synthetic, "synthetic_positives_only": True}
         if self.kind == "real":
             return {}
-        raise MammoError(f"arm {self.name!r} ({self.kind}) is not a classifier trained on patches")
+        raise MammoError(f"arm {self.name!r} ({self.kind}) is not a classifier trained on patches in one stage")
 
 
 REAL = Arm("real", "real")
@@ -80,6 +113,21 @@ SYNTHETIC_ONLY = Arm("synthetic only", "synthetic_only")
 
 def mixed(ratio: float) -> Arm:
     return Arm(f"real+synthetic x{ratio:g}", "mixed", ratio=ratio)
+
+
+def inserted(ratio: float) -> Arm:
+    return Arm(f"real+inserted x{ratio:g}", "insert_mixed", ratio=ratio)
+
+
+INSERT_RENDERED = Arm(
+    "real+inserted x1, rendered (no refiner)", "insert_rendered", ratio=1.0, folder="real+rendered x1"
+)
+INSERT_ONLY = Arm("inserted only (real negatives)", "insert_only", folder="inserted only")
+INSERT_PRETRAIN = Arm(
+    "inserted pretraining, real fine-tuning", "insert_pretrain", folder="inserted pretraining+real fine-tuning"
+)
+# Not an arm of the report: the first stage of INSERT_PRETRAIN (trained as INSERT_ONLY, for half the steps).
+PRETRAINING = Arm("inserted pretraining (first stage)", "insert_only", folder="inserted pretraining")
 
 
 TEXTURE = Arm("texture logistic regression", "baseline")
@@ -104,6 +152,11 @@ def exploratory_task(task: str) -> str:
     return f"{task}: benign vs malignant (exploratory)"
 
 
+def low_data_task(task: str, fraction: float) -> str:
+    """The report's task of `task` with the real positives of `fraction` (< 1) of the positive patients."""
+    return f"{task}: positives of {fraction:.0%} of patients"
+
+
 def reference_arm(arms: list[Arm]) -> Arm:
     """The reference of a task's arms: the first present of REFERENCE_KINDS, else the first arm."""
     return next((a for kind in REFERENCE_KINDS for a in arms if a.kind == kind), arms[0])
@@ -111,16 +164,24 @@ def reference_arm(arms: list[Arm]) -> Arm:
 
 @dataclass(frozen=True)
 class Unit:
-    """One trained classifier: fold x task x seed x arm; its work folder is ``<out>/work/<name>``."""
+    """One trained classifier: fold x task x seed x arm, its real positives from `fraction` of the fold's
+    training patients with calcifications (1: all); its work folder is ``<out>/work/<name>``."""
 
     fold: int
     task: str
     seed: int
     arm: Arm
+    fraction: float = 1.0
 
     @property
     def name(self) -> str:
-        return f"fold{self.fold}/{self.task}/{self.arm.folder}/seed{self.seed}"
+        task = self.task if self.fraction == 1 else f"{self.task} positives {self.fraction:g}"
+        return f"fold{self.fold}/{task}/{self.arm.folder}/seed{self.seed}"
+
+    @property
+    def report_task(self) -> str:
+        """The task its test scores are reported under."""
+        return self.task if self.fraction == 1 else low_data_task(self.task, self.fraction)
 
 
 @dataclass(frozen=True)
@@ -135,6 +196,14 @@ class Fold:
 
     def catalog(self, catalog, val_fraction: float):
         return fold_catalog(catalog, set(self.test_patients), val_fraction, seed=self.index)
+
+    def positive_patients(self, catalog, fraction: float) -> frozenset[str]:
+        """The training patients of the fold catalog `catalog` whose clusters are real positives at `fraction`
+        (in (0, 1]): the first ceil(fraction x n) of the n training patients with calcifications in one order
+        seeded by the fold (positive_order), so that a smaller fraction's patients are inside a larger one's;
+        never fewer than the order's first patients that give every class the clusters a layout fit needs."""
+        order, minimum = positive_order(calcification_clusters(catalog, "train"), [POSITIVE_SUBSET_SEED, self.index])
+        return frozenset(order[: max(math.ceil(fraction * len(order)), minimum)])
 
 
 @dataclass(frozen=True)
@@ -154,30 +223,90 @@ class StudyPlan:
 
     @property
     def uses_synthetic(self) -> bool:
-        """A GAN per fold: there are ratios to test and a patch task to test them on."""
-        return bool(self.config.ratios) and bool(self.patch_tasks)
+        """A GAN per fold: the GAN arms are asked for, with ratios to test and a patch task to test them on."""
+        return "gan" in self.config.arms and bool(self.config.ratios) and bool(self.patch_tasks)
+
+    @property
+    def uses_insertion(self) -> bool:
+        """An insertion model per fold: the insertion arms are asked for, with a patch task to test them on."""
+        return "insert" in self.config.arms and bool(self.patch_tasks)
+
+    @property
+    def low_data_fractions(self) -> tuple[float, ...]:
+        """The low-data curve's fractions below 1, ascending (1 is the full-data task), each trained apart."""
+        return tuple(sorted(f for f in self.config.positive_fractions if f < 1)) if self.uses_insertion else ()
 
     @property
     def seeds(self) -> range:
         return range(self.config.seeds)
 
-    def arms(self) -> tuple[Arm, ...]:
-        """The classifier arms of every patch task: real, then real + synthetic per ratio, then synthetic only."""
-        if not self.uses_synthetic:
-            return (REAL,)
-        return (REAL, *(mixed(r) for r in self.config.ratios), SYNTHETIC_ONLY)
+    def arms(self, fraction: float = 1.0) -> tuple[Arm, ...]:
+        """The classifier arms of every patch task: real, then the GAN family (real + synthetic per ratio,
+        synthetic only), then the insertion family (real + inserted per ratio, rendered, inserted only,
+        pretraining); below fraction 1, the low-data curve's real and real + inserted x1."""
+        if fraction < 1:
+            return (REAL, inserted(LOW_DATA_RATIO))
+        arms = [REAL]
+        if self.uses_synthetic:
+            arms += [*(mixed(r) for r in self.config.ratios), SYNTHETIC_ONLY]
+        if self.uses_insertion:
+            arms += [*(inserted(r) for r in self.config.insert_ratios), INSERT_RENDERED, INSERT_ONLY, INSERT_PRETRAIN]
+        return tuple(arms)
 
     def synthetic_count(self, n_real_train: int) -> int:
         """Synthetic patches a fold's GAN writes: enough for the largest ratio against the real training set."""
         return max(3, int(round(max(self.config.ratios) * n_real_train)))
 
-    def units(self, fold: int, task: str) -> list[Unit]:
-        """A patch task's classifier units of one fold, in running order (seed, then arm)."""
-        return [Unit(fold, task, seed, arm) for seed in self.seeds for arm in self.arms()]
+    def inserted_count(self, n_benign: int, n_malignant: int) -> int:
+        """Patches a fold's insertion model writes (benign and malignant alternate): the largest ratio (at
+        least 1, for the rendered arm) times the larger class of the real training calcification patches,
+        per class."""
+        ratio = max((*self.config.insert_ratios, 1.0))
+        return 2 * max(2, math.ceil(ratio * max(n_benign, n_malignant)))
+
+    @property
+    def classifier_steps(self) -> int:
+        """Each classifier unit's step budget (the config's, else its classifier preset's)."""
+        return resolve_classifier_config(self.config.classifier_preset, steps=self.config.classifier_steps).steps
+
+    def pretraining(self, unit: Unit) -> tuple[Unit, int, int]:
+        """An insert_pretrain unit's first stage (PRETRAINING, its own work folder) and the step counts of
+        the two stages: the unit's budget, halved, so that the arm trains as long as every other."""
+        first = self.classifier_steps // 2  # >= 1: StudyConfig asks for 2 steps or more with the insertion arms
+        return Unit(unit.fold, unit.task, unit.seed, PRETRAINING, unit.fraction), first, self.classifier_steps - first
+
+    def units(self, fold: int, task: str, fraction: float = 1.0) -> list[Unit]:
+        """A patch task's classifier units of one fold at one positive fraction, in running order (seed, arm)."""
+        return [Unit(fold, task, seed, arm, fraction) for seed in self.seeds for arm in self.arms(fraction)]
 
     def film_units(self, fold: int) -> list[Unit]:
         """The classifiers the film task scores films with (shared with the easy task's real-only units)."""
         return [Unit(fold, FILM_CLASSIFIER_TASK, seed, REAL) for seed in self.seeds]
+
+    def check_insertion(self, catalog) -> None:
+        """MammoError before anything trains when a fold's training patients (below fraction 1: the fraction's
+        positive patients) hold fewer than MIN_CLUSTERS clusters of a class: no layout model would fit."""
+        from mammo_tf.data.layouts import MIN_CLUSTERS
+        from mammo_tf.data.samplers import LABELS
+        from mammo_tf.data.schema import CLASS_NAMES
+
+        if not self.uses_insertion:
+            return
+        for fold in self.folds:
+            cat = fold.catalog(catalog, self.config.val_fraction)
+            clusters = calcification_clusters(cat, "train")
+            for fraction in (1.0, *self.low_data_fractions):
+                counts = clusters.loc[clusters["patient_id"].isin(fold.positive_patients(cat, fraction)), "severity"]
+                short = [
+                    (n, CLASS_NAMES[c]) for s, c in LABELS.items() if (n := int((counts == s).sum())) < MIN_CLUSTERS
+                ]
+                if short:
+                    at = "" if fraction == 1 else f" (positives of {fraction:g} of them)"
+                    raise MammoError(
+                        f"{catalog.root}: fold {fold.index}'s training patients{at} hold {short[0][0]} {short[0][1]} "
+                        f"calcification clusters; an insertion model needs {MIN_CLUSTERS} per class (a larger dataset, "
+                        "fewer folds, or arms without insert)"
+                    )
 
     def fold(self, index: int) -> Fold:
         if not 0 <= index < len(self.folds):
@@ -222,6 +351,49 @@ def split_patients(catalog, split: str) -> set[str]:
 def fold_test_patients(catalog) -> set[str]:
     """The patients of a fold catalog's test split."""
     return split_patients(catalog, "test")
+
+
+def calcification_clusters(catalog, split: str):
+    """The calcification clusters of `split` patches can be cut from (CALC findings with a centre and a
+    severity): a DataFrame with their patient_id and severity ("B" / "M"), in catalog order."""
+    from mammo_tf.data.samplers import LABELS
+    from mammo_tf.data.schema import CALCIFICATION
+
+    f = catalog.findings_with_patients()
+    calcs = f[
+        (f["abnormality"] == CALCIFICATION) & f["has_coords"] & f["severity"].isin(list(LABELS)) & (f["split"] == split)
+    ]
+    return calcs[["patient_id", "severity"]].reset_index(drop=True)
+
+
+def calcification_patients(catalog, split: str) -> list[str]:
+    """The patients of `split` with a calcification cluster patches can be cut from, sorted."""
+    return sorted(set(calcification_clusters(catalog, split)["patient_id"]))
+
+
+def positive_order(clusters, seed) -> tuple[list[str], int]:
+    """The patients of `clusters` (calcification_clusters) in the order low-data subsets take them, and how
+    many of the first it takes for every severity to have MIN_CLUSTERS clusters (as far as the patients have).
+
+    A permutation seeded by `seed`, except that the patients that bring a severity still short of
+    MIN_CLUSTERS clusters come first (in permutation order): a layout model fits MIN_CLUSTERS clusters per
+    class or nothing, and a small random subset of MIAS's patients often lacks one class (data/layouts.py).
+    """
+    import numpy as np
+
+    from mammo_tf.data.layouts import MIN_CLUSTERS
+    from mammo_tf.data.samplers import LABELS
+
+    counts = clusters.groupby(["patient_id", "severity"]).size()
+    order = np.random.default_rng(seed).permutation(sorted(set(clusters["patient_id"]))).tolist()
+    short = dict.fromkeys(LABELS, MIN_CLUSTERS)
+    first = []
+    for patient in order:
+        adds = {severity: int(counts.get((patient, severity), 0)) for severity in short}
+        if any(short[s] > 0 and adds[s] for s in short):
+            first.append(patient)
+            short = {s: short[s] - adds[s] for s in short}
+    return first + [p for p in order if p not in first], len(first)
 
 
 def check_disjoint(seen, held_out, what: str) -> None:

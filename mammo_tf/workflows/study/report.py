@@ -1,5 +1,5 @@
-"""The augmentation study's report: metrics.json, predictions.csv.gz, report.md, ROC curves and a forest plot of
-paired differences."""
+"""The augmentation study's report: metrics.json, predictions.csv.gz, report.md, ROC curves, a forest plot of
+paired differences and, with positive fractions, the low-data curve."""
 
 from __future__ import annotations
 
@@ -72,7 +72,34 @@ def _figures(out: Path, metrics: dict) -> list[str]:
         fig.savefig(out / "forest.png")
         plt.close(fig)
         names.append("forest.png")
+    if any(metrics.get("low_data", {}).values()):
+        names.append(_low_data_figure(out, metrics["low_data"], plt))
     return names
+
+
+def _low_data_figure(out: Path, curve: dict[str, list[dict]], plt) -> str:
+    """low_data.png: per task, the AUC of real only and real + inserted against the positive fraction (left),
+    and their paired difference with its 95 % CI (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=110)
+    for task, points in curve.items():
+        x = [p["fraction"] for p in points]
+        for key, style in (("auc_real", "--"), ("auc_inserted", "-")):
+            label = f"{task}: {'real only' if key == 'auc_real' else 'real + inserted'}"
+            left.plot(x, [p[key]["estimate"] for p in points], style, marker="o", ms=3, label=label)
+        d = [p["difference"] for p in points]
+        low = [e["estimate"] - e["low"] for e in d]
+        high = [e["high"] - e["estimate"] for e in d]
+        right.errorbar(x, [e["estimate"] for e in d], yerr=[low, high], marker="o", ms=3, capsize=2, label=task)
+    right.axhline(0, color="grey", lw=0.8)
+    left.set_ylabel("pooled AUC")
+    right.set_ylabel("AUC difference, inserted - real (95 % CI)")
+    for ax in (left, right):
+        ax.set_xlabel("fraction of training patients with calcifications")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "low_data.png")
+    plt.close(fig)
+    return "low_data.png"
 
 
 def verdict_sentence(task: str, entry: dict) -> str:
@@ -88,15 +115,44 @@ def verdict_sentence(task: str, entry: dict) -> str:
     return f"{task}, against {entry['reference']}: " + "; ".join(parts) + "."
 
 
+def low_data_lines(curve: dict[str, list[dict]]) -> list[str]:
+    """The low-data section: what it is, then per task one row per positive fraction."""
+    lines = [
+        "",
+        "## Low-data curve",
+        "",
+        "Real positives restricted to the clusters of a fraction of each fold's training patients with "
+        "calcifications (nested patient subsets, seeded per fold; negatives, validation and test patches "
+        "unchanged), the insertion model fitted on the same restricted set; real only against real + inserted "
+        "(refined, x1), difference paired on the same bootstrap draws. Fraction 1 is the full-data task above.",
+        "",
+        "| task | fraction | positive patients per fold | real only AUC | real + inserted AUC | difference "
+        "[95 % CI] | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, points in curve.items():
+        for p in points:
+            per_fold = ", ".join(map(str, p["positive_patients_per_fold"] or [])) or "-"
+            lines.append(
+                f"| {task} | {p['fraction']:g} | {per_fold} | {_ci(p['auc_real'])} | {_ci(p['auc_inserted'])} | "
+                f"{_ci(p['difference'], sign='+')} | {p['verdict']} |"
+            )
+    return lines
+
+
 def render_markdown(metrics: dict, figures: list[str]) -> str:
     c = metrics["config"]
+    families = c.get("arms", ("gan",))  # studies made before the insertion arms had the GAN's only
+    models = [f"GAN preset `{c['gan_preset']}`"] if "gan" in families else []
+    models += [f"insertion preset `{c['insert_preset']}`"] if "insert" in families else []
+    retrained = f"{' and '.join(models)}, retrained inside every fold on its training patients only; " if models else ""
     lines = [
         "# evaluate-aug: does synthetic data or SR help recognise calcifications?",
         "",
         f"Data: {metrics['data']} ({metrics['source']}); preset `{c['preset']}`: {c['folds']} patient folds x "
         f"{c['seeds']} seeds; classifier preset `{c['classifier_preset']}` ({c['classifier_steps'] or 'preset'} "
-        f"steps, same in every arm); GAN preset `{c['gan_preset']}`, retrained inside every fold on its training "
-        f"patients only; {c['bootstrap']} patient-level bootstrap resamples. Training units took "
+        f"steps, same in every arm); {retrained}"
+        f"{c['bootstrap']} patient-level bootstrap resamples. Training units took "
         f"{metrics.get('training_seconds_all_sessions', 0) / 3600:.2f} h of process time over all sessions "
         f"(work/progress.jsonl; units run in parallel overlap); the last invocation took "
         f"{metrics.get('wall_seconds', 0) / 3600:.2f} h.",
@@ -115,6 +171,15 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
         "are optimistic beside the patient bootstrap. MIAS 'normal' tissue holds calcifications MIAS does not "
         "annotate (vascular, coarse, secretory).",
     ]
+    if "insert" in families:
+        lines += [
+            "",
+            "Insertion arms: clusters rendered into real normal tissue of the fold's training patients by an "
+            "insertion model fitted on them, refined by its GAN refiner (real+inserted at a ratio of inserted to "
+            "real calcification patches per class) or not (rendered); 'inserted only' trains on inserted positives "
+            "and the real negatives (train on synthetic, test on real); the pretraining arm trains so for half the "
+            "step budget, then on the real patches for the other half from those weights.",
+        ]
     spec = f"{c['fixed_specificity']:.2f}"
     for task, e in metrics["tasks"].items():
         lines += [
@@ -156,6 +221,8 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
                 "Exploratory only: MIAS holds too few calcification clusters to tell benign from malignant; "
                 "do not read this row as a result.",
             ]
+    if metrics.get("low_data"):
+        lines += low_data_lines(metrics["low_data"])
     loc = metrics.get("film_localisation") or {}
     if loc.get("clusters_films"):
         lines += [

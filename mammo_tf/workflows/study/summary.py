@@ -8,7 +8,8 @@ the task's reference arm on the same draws (evaluation.stats.paired_bootstrap); 
 AUCs beside the pooled one (pooling mixes the calibrations of the fold models); DeLong's test of each arm
 under test against the reference per seed, Holm-adjusted across the task's arms under test; and each arm
 under test's verdict (stats.verdict, from the bootstrap CI); the other arms are baselines. Pool.table()
-holds every prediction, so that each number can be derived again (predictions.csv.gz).
+holds every prediction, so that each number can be derived again (predictions.csv.gz). With positive
+fractions, low_data_curve() reads the low-data curve off the tasks' entries.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from mammo_tf.config.study import LOW_DATA_RATIO
 from mammo_tf.data.samplers import Patches
 from mammo_tf.data.schema import NORMAL
-from mammo_tf.workflows.study.plan import Arm, reference_arm
+from mammo_tf.workflows.study.plan import FILM_TASK, Arm, inserted, low_data_task, reference_arm
 
 
 def patch_labels(patches: Patches) -> np.ndarray:
@@ -115,7 +117,7 @@ def summarise(
         )
         for task in pool.arms
     }
-    return {
+    metrics = {
         "config": asdict(config),
         "data": str(catalog.root),
         "source": catalog.source,
@@ -126,6 +128,50 @@ def summarise(
             "top_region_in_circle": float(np.mean(localisation)) if localisation else None,
         },
     }
+    if config.positive_fractions:
+        metrics["low_data"] = low_data_curve(tasks, config, audit)
+    return metrics
+
+
+def low_data_curve(tasks: dict, config, audit: dict) -> dict[str, list[dict]]:
+    """Per patch task, one point per positive fraction (ascending) present in `tasks`: the pooled AUCs of real
+    only and real + inserted x LOW_DATA_RATIO, their paired difference and its verdict, and the positive
+    training patients of each fold (from audit["models"]); fraction 1 is the full-data task."""
+    arm = inserted(LOW_DATA_RATIO).name
+    curve = {}
+    for task in (t for t in config.tasks if t != FILM_TASK):
+        points = []
+        for fraction in sorted(config.positive_fractions):
+            name = task if fraction == 1 else low_data_task(task, fraction)
+            entry = tasks.get(name)
+            if entry is None or arm not in entry["arms"]:
+                continue
+            points.append(
+                {
+                    "fraction": fraction,
+                    "task": name,
+                    "positive_patients_per_fold": positive_patients_per_fold(audit, fraction),
+                    "auc_real": entry["arms"][entry["reference"]]["auc"],
+                    "auc_inserted": entry["arms"][arm]["auc"],
+                    "difference": entry["arms"][arm]["auc_difference_vs_reference"],
+                    "verdict": entry["arms"][arm]["verdict"],
+                }
+            )
+        curve[task] = points
+    return curve
+
+
+def positive_patients_per_fold(audit: dict, fraction: float) -> list[int] | None:
+    """How many training patients give real positives in each fold at `fraction` (audit["models"]' low_data
+    records; at 1, all those patients); None when the records do not say."""
+    counts = []
+    for record in audit.get("models", []):
+        points = record.get("low_data") or []
+        if fraction == 1 and points:
+            counts.append(len(points[0]["positive_patients"]) + len(points[0]["left_out_patients"]))
+        else:
+            counts += [len(p["positive_patients"]) for p in points if p["fraction"] == fraction]
+    return counts or None
 
 
 def summarise_task(

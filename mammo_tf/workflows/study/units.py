@@ -1,5 +1,5 @@
-"""Running the study's units, resumably: the classifiers, each fold's GAN and synthetic patches, the baselines,
-the SR arms and the film task.
+"""Running the study's units, resumably: the classifiers, each fold's GAN and synthetic patches, its insertion
+model and inserted patches, the baselines, the SR arms and the film task.
 
 Everything a unit trains is kept under ``<out>/work`` (WorkFolder), so an interrupted study resumes where it
 stopped; the layout, which older studies' work folders share:
@@ -7,13 +7,20 @@ stopped; the layout, which older studies' work folders share:
     work/progress.jsonl                      one line per finished unit: unit, seconds, finished
     work/fold{k}/gan/                        the fold's synthesis GAN run (train_gan, seed k)
     work/fold{k}/synthetic/                  its synthetic patches (manifest.csv once complete)
+    work/fold{k}/insert/                     the fold's insertion model (train_insert, seed k)
+    work/fold{k}/inserted/{refined,rendered}/  its inserted patches, refined and not (manifest.csv each)
+    work/fold{k}/insert positives {f}/       low data: the insertion model fitted without the training
+    work/fold{k}/inserted positives {f}/     patients whose clusters fraction f leaves out; its patches
     work/fold{k}/{task}/{arm}/seed{s}/       a classifier run (its metrics.json marks it finished)
+    work/fold{k}/{task}/inserted pretraining/seed{s}/  the first stage of the pretraining arm
+    work/fold{k}/{task} positives {f}/{arm}/seed{s}/   a low-data classifier run
     work/fold{k}/easy/trained on SR/seed{s}/ the classifier trained on SR-upscaled patches
     work/fold{k}/film-seed{s}.json           the film task's per-film scores
 
 A run folder without metrics.json is an interrupted unit: it is removed and trained again. Every model's
 recorded training patients are checked against the fold's test patients (plan.check_disjoint) and kept in
-the audit (``audit["models"]``, one record per fold), with the identities of the GAN and SR models.
+the audit (``audit["models"]``, one record per fold), with the identities of the GAN, insertion and SR
+models; a low-data insertion model's are also checked against the patients its fraction leaves out.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from mammo_tf.data.samplers import Patches
-from mammo_tf.data.schema import NORMAL
+from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
 from mammo_tf.errors import MammoError
 from mammo_tf.io.atomic import write_bytes_atomic
 from mammo_tf.workflows.study.plan import (
@@ -44,6 +51,7 @@ from mammo_tf.workflows.study.plan import (
     Fold,
     StudyPlan,
     Unit,
+    calcification_patients,
     check_disjoint,
     exploratory_task,
     fold_test_patients,
@@ -124,6 +132,34 @@ def degrade_up(patches: Patches, sr_model, method: str) -> Patches:
     return replace(patches, images=np.stack(out)[..., None].astype(np.float32))
 
 
+def keep_positives(patches: Patches, patients) -> Patches:
+    """`patches` less the calcification patches of patients not in `patients`; normal tissue unchanged."""
+    from mammo_tf.data.tasks import subset
+
+    keep = (patches.labels == NORMAL) | np.isin(patches.patient_id, sorted(patients))
+    return subset(patches, np.flatnonzero(keep))
+
+
+def write_inserted(run: Path, catalog, folder: Path, n: int, seed: int) -> dict[str, Path]:
+    """``folder/refined`` and ``folder/rendered``, unless both are complete: n patches inserted by the
+    insertion model of `run` into normal tissue of `catalog`'s training patients, with and without its
+    refiner (the same layouts and backgrounds), as .npy with manifest.csv (background columns included, so
+    train_classifier drops the real negatives they overlap)."""
+    from mammo_tf.data.insertion import insert_clusters
+    from mammo_tf.evaluation.insert_report import write_npy_patches
+    from mammo_tf.inference.insert import load_insertion_model, refine_patches
+
+    folders = {"refined": folder / "refined", "rendered": folder / "rendered"}
+    if all((f / "manifest.csv").is_file() for f in folders.values()):
+        return folders
+    refiner, fit, _ = load_insertion_model(run)
+    made = insert_clusters(catalog, fit, n, fit.patch_size, seed, jitter=fit.jitter)
+    images = {"refined": refine_patches(refiner, made.images, made.masks), "rendered": made.images[..., 0]}
+    for name, out in folders.items():
+        write_npy_patches(out, images[name], made.labels, made)
+    return folders
+
+
 class Units:
     """The units of one study: trains what is not finished in the work folder, adds every arm's test scores
     to the pool, and records what each model saw in the audit."""
@@ -143,7 +179,8 @@ class Units:
 
     # -- one fold -------------------------------------------------------------------------------------------
     def run_fold(self, fold: Fold) -> None:
-        """Every unit of one fold: GAN, then per patch task the baselines and the classifier arms, then films."""
+        """Every unit of one fold: GAN and insertion model, then per patch task the baselines and the classifier
+        arms, then the low-data curve's (an insertion model per fraction), then films."""
         from mammo_tf.config import resolve_classifier_config
         from mammo_tf.training.classifier_trainer import task_patches
 
@@ -151,32 +188,44 @@ class Units:
         cat = fold.catalog(self.catalog, config.val_fraction)
         self.audit["folds"].append(sorted(fold.test_patients))
         self.model_record(fold.index)["test_patients"] = sorted(fold.test_patients)
-        synth = None
+        sources: dict[str, Path] = {}  # Arm.source -> patch folder
         if plan.uses_synthetic:
             real_train = self.real_patches(cat, "easy", 0)[0]
-            synth = self.synthetic(fold.index, cat, plan.synthetic_count(len(real_train.labels)))
+            sources["gan"] = self.synthetic(fold.index, cat, plan.synthetic_count(len(real_train.labels)))
+        if plan.uses_insertion:
+            sources.update(self.inserted(fold, cat))
+        tests = {}
         for task in plan.patch_tasks:
             base = resolve_classifier_config(config.classifier_preset, task=task)
-            test = task_patches(cat, base, "test", seed=fold.patch_seed("test"))
+            tests[task] = test = task_patches(cat, base, "test", seed=fold.patch_seed("test"))
             train = task_patches(cat, base, "train", seed=fold.patch_seed("train"))
             val = task_patches(cat, base, "val", seed=fold.patch_seed("val"))
             self.baselines(task, fold.index, cat, train, val, test)
             for unit in plan.units(fold.index, task):
-                self.classifier_arm(unit, cat, test, fold.test_patients, synth)
+                self.classifier_arm(unit, cat, test, sources)
+        for fraction in plan.low_data_fractions:
+            sources = self.inserted(fold, cat, fraction)
+            for task in plan.patch_tasks:
+                for unit in plan.units(fold.index, task, fraction):
+                    self.classifier_arm(unit, cat, tests[task], sources)
         if plan.film:
             for unit in plan.film_units(fold.index):
-                model, _, _ = self.classifier(unit, cat)
+                model, _ = self.classifier(unit, cat)
                 self.film(fold.index, unit.seed, cat, model)
 
     # -- records --------------------------------------------------------------------------------------------
     def model_record(self, fold: int) -> dict:
         """audit["models"]'s record of one fold, made on first use: its test patients; the classifiers' train
-        and validation patients, one entry per distinct pair with the units that share it; the GAN's and the
-        SR model's id and training patients (None when the fold has none)."""
+        and validation patients, one entry per distinct pair with the units that share it; the GAN's, the
+        insertion model's and the SR model's id and training patients (None when the fold has none); low_data:
+        per fraction below 1, its positive patients, those it leaves out and its insertion model."""
         for record in self.audit["models"]:
             if record["fold"] == fold:
                 return record
-        record = {"fold": fold, "test_patients": [], "classifiers": [], "gan": None, "sr": None}
+        record = {
+            "fold": fold, "test_patients": [], "classifiers": [], "gan": None, "insert": None, "sr": None,
+            "low_data": [],
+        }  # fmt: skip
         self.audit["models"].append(record)
         return record
 
@@ -193,9 +242,10 @@ class Units:
             group["units"].append(unit.name)
 
     def compute(self) -> dict[str, dict[str, dict]]:
-        """task -> arm name -> {"units", "seconds"}: the classifier units the arm trained and their seconds over
-        every session (progress.jsonl). Arms that train nothing (baselines, the real-only classifier scored on
-        upscaled patches) have no entry; the fold GANs the synthetic arms share are in audit["models"]."""
+        """task -> arm name -> {"units", "seconds"}: the classifier units the arm trained (the pretraining arm:
+        both stages) and their seconds over every session (progress.jsonl). Arms that train nothing
+        (baselines, the real-only classifier scored on upscaled patches) have no entry; the fold GANs and
+        insertion models the arms share are in audit["models"]."""
         seconds = self.work.unit_seconds()
         out: dict[str, dict[str, dict]] = {}
         for (task, arm), names in self.arm_units.items():
@@ -204,17 +254,19 @@ class Units:
         return out
 
     # -- classifiers ----------------------------------------------------------------------------------------
-    def classifier(self, unit: Unit, catalog, **kwargs):
-        """The classifier run ``work/<unit.name>``, trained unless finished: (model, config record, metrics).
-        Its train and validation patients go into the fold's model record."""
-        from mammo_tf.inference.registry import load_keras
-        from mammo_tf.models.classifier import CalcificationClassifier  # noqa: F401  (registers the class)
+    def trained(self, unit: Unit, catalog, steps: int | None = None, **kwargs) -> Path:
+        """The classifier run ``work/<unit.name>``, trained unless finished (`steps`: the config's budget when
+        None; below fraction 1, real positives of the fraction's patients only); its train and validation
+        patients go into the fold's model record, checked disjoint from the test patients."""
         from mammo_tf.training.classifier_trainer import train_classifier
 
         name, task, seed = unit.name, unit.task, unit.seed
         run = self.work.root / name
         if self.work.start(run):
-            steps = self.config.classifier_steps
+            steps = steps or self.config.classifier_steps
+            positives = (
+                None if unit.fraction == 1 else self.plan.fold(unit.fold).positive_patients(catalog, unit.fraction)
+            )
             started = time.monotonic()
             train_classifier(
                 None,
@@ -226,33 +278,57 @@ class Units:
                 steps=steps,
                 val_every=steps,
                 verbose=self.verbose,
-                real_patches=self.real_patches(catalog, task, seed),
+                real_patches=self.real_patches(catalog, task, seed, positives),
                 **kwargs,
             )
             self.work.done(name, started)
         record = json.loads((run / "config.json").read_text())
-        metrics = json.loads((run / "metrics.json").read_text())
+        check_disjoint(record["train_patients"], fold_test_patients(catalog), f"the classifier of {name}")
         # validation patients: the fold's val split, on which the threshold and checkpoint were chosen
         self.record_classifier(unit, sorted(record["train_patients"]), sorted(split_patients(catalog, "val")))
-        return load_keras(run / "classifier.keras"), record, metrics
+        return run
 
-    def classifier_arm(self, unit: Unit, cat, test: Patches, test_patients, synth) -> None:
-        """One classifier unit scored on the fold's test patches; the real-only one also on the side tasks."""
+    def classifier(self, unit: Unit, catalog, steps: int | None = None, **kwargs):
+        """The classifier of `unit`, trained unless finished (Units.trained): (model, its metrics.json)."""
+        from mammo_tf.inference.registry import load_keras
+        from mammo_tf.models.classifier import CalcificationClassifier  # noqa: F401  (registers the class)
+        from mammo_tf.training.classifier_trainer import MODEL_NAME
+
+        run = self.trained(unit, catalog, steps, **kwargs)
+        return load_keras(run / MODEL_NAME), json.loads((run / "metrics.json").read_text())
+
+    def classifier_arm(self, unit: Unit, cat, test: Patches, sources: dict[str, Path]) -> None:
+        """One classifier unit scored on the fold's test patches; the full-data real-only one also on the side
+        tasks. sources: Arm.source -> the fold's patch folder (at the unit's fraction)."""
         from mammo_tf.training.classifier_trainer import predict
 
-        arm, fold, seed = unit.arm, unit.fold, unit.seed
-        model, record, metrics = self.classifier(unit, cat, **arm.train_kwargs(synth))
-        check_disjoint(record["train_patients"], test_patients, f"fold {fold}: the {arm.name} classifier")
-        self.arm_units.setdefault((unit.task, arm.name), set()).add(unit.name)
+        arm, fold, seed, task = unit.arm, unit.fold, unit.seed, unit.report_task
+        if arm.kind == "insert_pretrain":
+            kwargs = self.pretrained(unit, cat, sources)
+        else:
+            kwargs = arm.train_kwargs(sources.get(arm.source))
+        model, metrics = self.classifier(unit, cat, **kwargs)
+        self.arm_units.setdefault((task, arm.name), set()).add(unit.name)
         probs = predict(model, test.images)
-        self.pool.add(unit.task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
-        if arm == REAL:
+        self.pool.add(task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
+        if arm == REAL and unit.fraction == 1:
             self.exploratory(unit.task, fold, seed, test, probs["malignant"])
             if unit.task == "easy" and self.sr is not None:
                 self.sr_arms(fold, seed, cat, test, model, metrics)
 
-    def real_patches(self, catalog, task: str, seed: int):
-        """The real (train, val) patches of one fold, task and seed, drawn once and shared by every arm."""
+    def pretrained(self, unit: Unit, cat, sources: dict[str, Path]) -> dict:
+        """An insert_pretrain unit's first stage (inserted only, half the budget), trained unless finished; the
+        train_classifier arguments of its second: the other half on real patches, from the first's weights."""
+        from mammo_tf.training.classifier_trainer import MODEL_NAME
+
+        stage, first, second = self.plan.pretraining(unit)
+        run = self.trained(stage, cat, first, **stage.arm.train_kwargs(sources[stage.arm.source]))
+        self.arm_units.setdefault((unit.report_task, unit.arm.name), set()).add(stage.name)
+        return {"steps": second, "init_from": run / MODEL_NAME}
+
+    def real_patches(self, catalog, task: str, seed: int, positives: frozenset[str] | None = None):
+        """The real (train, val) patches of one fold, task and seed, drawn once and shared by every arm; with
+        `positives`, the training calcification patches of those patients only (keep_positives)."""
         from mammo_tf.config import resolve_classifier_config
         from mammo_tf.training.classifier_trainer import real_patches_for
 
@@ -261,7 +337,8 @@ class Units:
         if (task, seed) not in self._patches:
             config = resolve_classifier_config(self.config.classifier_preset, task=task, seed=seed)
             self._patches[task, seed] = real_patches_for(catalog, config)
-        return self._patches[task, seed]
+        train, val = self._patches[task, seed]
+        return (train, val) if positives is None else (keep_positives(train, positives), val)
 
     def exploratory(self, task: str, fold: int, seed: int, test: Patches, malignant: np.ndarray) -> None:
         """Benign vs malignant on the calcification test patches: exploratory (no signal at MIAS size)."""
@@ -272,45 +349,120 @@ class Units:
         sub = replace(sub, labels=(sub.labels == 2).astype(np.int32))  # 1 = malignant ("positive")
         self.pool.add(exploratory_task(task), REAL, fold, seed, sub, malignant[calc], 0.5)
 
-    # -- the fold's GAN and its synthetic patches -----------------------------------------------------------
+    # -- the fold's generative models and their patches ----------------------------------------------------
+    def generative(self, fold: int, name: str, what: str, catalog, train) -> tuple[Path, dict]:
+        """The fold's generative model run ``work/fold{k}/{name}``, trained by `train(run)` unless finished:
+        (run, its config.json record), its training patients checked disjoint from the fold's test patients."""
+        run = self.work.root / f"fold{fold}" / name
+        if self.work.start(run):
+            started = time.monotonic()
+            train(run)
+            self.work.done(f"fold{fold}/{name}", started)
+        record = json.loads((run / "config.json").read_text())
+        check_disjoint(record["train_patients"], fold_test_patients(catalog), f"fold {fold}: the {what}")
+        return run, record
+
+    def model_entry(self, run: Path, kind: str, record: dict) -> dict:
+        """A generative model's audit record: its run, id, preset, steps, seconds and training patients."""
+        from mammo_tf.inference.registry import model_id, resolve_model_path
+
+        return {
+            "run": run.relative_to(self.work.root.parent).as_posix(),
+            "model": model_id(resolve_model_path(run, kind)),
+            "preset": record["preset"],
+            "steps": record["steps"],
+            "seconds": self.work.unit_seconds().get(run.relative_to(self.work.root).as_posix()),
+            "train_patients": sorted(record["train_patients"]),
+        }
+
     def synthetic(self, fold: int, catalog, n: int) -> Path:
         """The fold's synthetic patch folder, from a GAN trained on the fold's training patients only."""
-        from mammo_tf.config import resolve_classifier_config
-        from mammo_tf.inference.registry import model_id, resolve_model_path
         from mammo_tf.inference.synth import synthesize
         from mammo_tf.training.gan_trainer import train_gan
 
-        run = self.work.root / f"fold{fold}" / "gan"
-        folder = self.work.root / f"fold{fold}" / "synthetic"
-        if self.work.start(run):
-            patch = resolve_classifier_config(self.config.classifier_preset).patch_size  # the classifier's size
-            started = time.monotonic()
+        def train(run: Path) -> None:
             train_gan(
                 None,
                 run,
                 catalog=catalog,
                 preset=self.config.gan_preset,
                 steps=self.config.gan_steps,
-                patch_size=patch,
+                patch_size=self.patch_size,
                 seed=fold,
                 verbose=self.verbose,
             )
-            self.work.done(f"fold{fold}/gan", started)
-        record = json.loads((run / "config.json").read_text())
-        seen = set(record["train_patients"])
-        check_disjoint(seen, fold_test_patients(catalog), f"fold {fold}: the GAN")
-        self.audit["gan_patients"].append(sorted(seen))
-        self.model_record(fold)["gan"] = {
-            "run": run.relative_to(self.work.root.parent).as_posix(),
-            "model": model_id(resolve_model_path(run, "synthesis")),
-            "preset": record["preset"],
-            "steps": record["steps"],
-            "seconds": self.work.unit_seconds().get(f"fold{fold}/gan"),
-            "train_patients": sorted(seen),
-        }
+
+        run, record = self.generative(fold, "gan", "GAN", catalog, train)
+        self.audit["gan_patients"].append(sorted(record["train_patients"]))
+        self.model_record(fold)["gan"] = self.model_entry(run, "synthesis", record)
+        folder = self.work.root / f"fold{fold}" / "synthetic"
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
+
+    @property
+    def patch_size(self) -> int:
+        """The classifier's patch size, at which the GANs and insertion models are trained."""
+        from mammo_tf.config import resolve_classifier_config
+
+        return resolve_classifier_config(self.config.classifier_preset).patch_size
+
+    def inserted(self, fold: Fold, catalog, fraction: float = 1.0) -> dict[str, Path]:
+        """The fold's inserted patch folders {"refined", "rendered"} at a positive fraction: an insertion model
+        (layouts, point spread, refiner) trained on the fold's training patients only, below fraction 1 without
+        the training patients whose clusters the fraction leaves out (the classifiers' positives are the same),
+        renders clusters into their normal tissue; the same patches are written refined and not."""
+        from mammo_tf.training.insert_trainer import train_insert
+
+        k, suffix = fold.index, "" if fraction == 1 else f" positives {fraction:g}"
+        positives, left_out, fitted_on = self.low_data_catalog(fold, catalog, fraction)
+        real = self.real_patches(catalog, "easy", 0, positives)[0]
+        n = self.plan.inserted_count(int(np.sum(real.labels == BENIGN)), int(np.sum(real.labels == MALIGNANT)))
+
+        def train(run: Path) -> None:
+            train_insert(
+                None,
+                run,
+                catalog=fitted_on,
+                preset=self.config.insert_preset,
+                patch_size=self.patch_size,
+                seed=k,
+                verbose=self.verbose,
+            )
+
+        what = "insertion model" + ("" if fraction == 1 else f" at positives {fraction:g}")
+        run, record = self.generative(k, f"insert{suffix}", what, catalog, train)
+        check_disjoint(record["train_patients"], left_out, f"fold {k}: the {what} (of its left-out positives)")
+        folders = write_inserted(run, fitted_on, self.work.root / f"fold{k}" / f"inserted{suffix}", n, seed=k)
+        manifest = pd.read_csv(folders["refined"] / "manifest.csv", dtype={"background_patient": str})
+        held_out = fold_test_patients(catalog) | left_out
+        check_disjoint(manifest["background_patient"], held_out, f"fold {k}: the patches of the {what}")
+        entry = {
+            **self.model_entry(run, "insert", record),
+            "layout_patients": sorted(record["layout_patients"]),
+            "inserted": len(manifest),
+            "background_patients": sorted(set(manifest["background_patient"])),
+        }
+        model = self.model_record(k)
+        if positives is None:
+            model["insert"] = entry
+        else:
+            model["low_data"].append(
+                {"fraction": fraction, "positive_patients": sorted(positives), "left_out_patients": sorted(left_out),
+                 "insert": entry}
+            )  # fmt: skip
+        return folders
+
+    @staticmethod
+    def low_data_catalog(fold: Fold, catalog, fraction: float) -> tuple[frozenset[str] | None, set[str], object]:
+        """(positive patients, the training patients with calcifications they leave out, the fold catalog
+        without the latter: what an insertion model at `fraction` is fitted on); at 1: (None, {}, catalog)."""
+        if fraction == 1:
+            return None, set(), catalog
+        positives = fold.positive_patients(catalog, fraction)
+        left_out = set(calcification_patients(catalog, "train")) - positives
+        images = catalog.images
+        return positives, left_out, catalog.subset(images.loc[~images["patient_id"].isin(sorted(left_out)), "image_id"])
 
     # -- non-CNN arms ---------------------------------------------------------------------------------------
     def baselines(self, task: str, fold: int, cat, train: Patches, val: Patches, test: Patches) -> None:
@@ -355,9 +507,7 @@ class Units:
             arm = SR_BICUBIC if method == "bicubic" else SR_UPSCALED
             self.pool.add(SR_TASK, arm, fold, seed, kept, predict(model, up.images)["calc"], threshold)
         unit = Unit(fold, "easy", seed, SR_TRAINED)
-        sr_classifier, _, sr_metrics = self.classifier(
-            unit, cat, patch_transform=lambda p: degrade_up(p, sr_model, "sr")
-        )
+        sr_classifier, sr_metrics = self.classifier(unit, cat, patch_transform=lambda p: degrade_up(p, sr_model, "sr"))
         self.arm_units.setdefault((SR_TASK, SR_TRAINED.name), set()).add(unit.name)
         scores = predict(sr_classifier, upscaled["sr"].images)["calc"]
         self.pool.add(SR_TASK, SR_TRAINED, fold, seed, kept, scores, sr_metrics.get("threshold", 0.5))
