@@ -30,12 +30,17 @@ def computes_in_bfloat16(generator) -> bool:
     return any(getattr(layer.dtype_policy, "compute_dtype", "float32") == "bfloat16" for layer in generator.layers)
 
 
-def resolve_engine(requested: str, generator, *, native_bf16: bool | None = None) -> str:
-    """'keras' or 'xla' for a requested 'auto' | 'keras' | 'xla' (see the module docstring)."""
+def check_engine(engine: str) -> None:
+    """MammoError unless `engine` is one of ENGINES (checked before a model is loaded)."""
     from mammo_tf.errors import MammoError
 
-    if requested not in ENGINES:
-        raise MammoError(f"engine must be one of {', '.join(ENGINES)}, got {requested!r}")
+    if engine not in ENGINES:
+        raise MammoError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def resolve_engine(requested: str, generator, *, native_bf16: bool | None = None) -> str:
+    """'keras' or 'xla' for a requested 'auto' | 'keras' | 'xla' (see the module docstring)."""
+    check_engine(requested)
     if requested != "auto":
         return requested
     if native_bf16 is None:

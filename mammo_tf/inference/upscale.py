@@ -79,11 +79,10 @@ def load_sr_model(
     before it is loaded (MammoError: what the file is, what `command` needs). engine: see sr_engine.ENGINES.
     """
     from mammo_tf.inference.registry import load_model, model_id
-    from mammo_tf.inference.sr_engine import ENGINES, resolve_engine
+    from mammo_tf.inference.sr_engine import check_engine, resolve_engine
     from mammo_tf.models.sr import generator_scale
 
-    if engine not in ENGINES:
-        raise MammoError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    check_engine(engine)
 
     generator, path, _ = load_model(spec, ("sr",), command, scale=scale)
     scale = generator_scale(generator)
