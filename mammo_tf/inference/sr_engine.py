@@ -50,21 +50,6 @@ def resolve_engine(requested: str, generator, *, native_bf16: bool | None = None
     return "keras" if native_bf16 and computes_in_bfloat16(generator) else "xla"
 
 
-def float32_copy(generator):
-    """The same functional generator with every layer in float32 (weights copied; variables are float32 anyway)."""
-    import keras
-
-    def clone(layer):
-        config = layer.get_config()
-        if "dtype" in config:
-            config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(generator, clone_function=clone)
-    copy.set_weights(generator.get_weights())
-    return copy
-
-
 def _is_plain_conv(layer, kernel: int) -> bool:
     import keras
 
@@ -145,6 +130,8 @@ class XLAGenerator:
     def __init__(self, generator, *, fold: bool = True) -> None:
         import keras
         import tensorflow as tf
+
+        from mammo_tf.models.precision import float32_copy
 
         copy = float32_copy(generator)
         consistency = copy.get_layer("consistency")

@@ -10,7 +10,8 @@ One job per module:
     publish.py     export_model: load, write, verify, record (assets.extra/mammo_export.json), publish
 """
 
-from mammo_tf.workflows.export.precision import dtype_policies, float32_copy
+from mammo_tf.models.precision import float32_copy
+from mammo_tf.workflows.export.precision import dtype_policies
 from mammo_tf.workflows.export.publish import METADATA, export_info, export_model
 from mammo_tf.workflows.export.serving import (
     DEFAULT_OUT,

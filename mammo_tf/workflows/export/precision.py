@@ -1,4 +1,4 @@
-"""The precision a model is exported in: float32, whatever it was trained in.
+"""The precision a model is exported in: float32 (models.precision.float32_copy), whatever it was trained in.
 
 Models trained under mixed_bfloat16 are exported computing in float32: bf16 rounding differs between eager and
 graph execution and between CPUs (up to ~1e-5 here on SR outputs), and a served model's numbers should not
@@ -6,24 +6,6 @@ depend on the server's instruction set. The difference to the source model is re
 """
 
 from __future__ import annotations
-
-
-def float32_copy(model):
-    """`model` computing in float32 (same weights); `model` itself if it already does (module docstring)."""
-    import keras
-
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
-        return model
-
-    def clone(layer):
-        config = layer.get_config()
-        if "dtype" in config:
-            config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def dtype_policies(model) -> str:

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from mammo_tf.errors import located
-from mammo_tf.workflows.export.precision import float32_copy
+from mammo_tf.models.precision import float32_copy
 from mammo_tf.workflows.export.verify import Check
 
 MAX_COUNT = 1024  # serve_seeded: patches per request
