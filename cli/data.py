@@ -45,7 +45,7 @@ def data() -> None:
     help="Also list findings whose centre lies outside the breast mask (reads every annotated image).",
 )
 def info(data: Path | None, fmt: str, check: bool) -> None:
-    """Summarise a dataset: images, patients, class x severity, coordinates known."""
+    """Summarise a dataset: images, patients, pixel spacing (mm), class x severity, coordinates known."""
     from mammo_tf.data.catalog import load_catalog
 
     catalog = load_catalog(data)
@@ -68,6 +68,7 @@ def info(data: Path | None, fmt: str, check: bool) -> None:
     click.echo(f"dataset      {summary['root']} ({summary['source']})")
     click.echo(f"images       {summary['images']} of {summary['patients']} patients")
     click.echo(f"bit depth    {', '.join(str(b) for b in summary['bit_depths'])}")
+    click.echo(f"spacing      {'; '.join(_spacing_text(s) for s in summary['spacing'])}")
     click.echo(f"tissue       {', '.join(f'{k}: {v}' for k, v in summary['tissue'].items()) or '-'}")
     click.echo(f"splits       {', '.join(f'{k}: {v}' for k, v in summary['splits'].items())}")
     click.echo(
@@ -84,6 +85,15 @@ def info(data: Path | None, fmt: str, check: bool) -> None:
         outside = summary["outside_breast"]
         listed = ", ".join(f"{f['image_id']} {f['abnormality']} (line {f['line']})" for f in outside)
         click.echo(f"\ncentre outside the breast: {len(outside)}{': ' + listed if outside else ''}")
+
+
+def _spacing_text(group: dict) -> str:
+    """One spacing group of the summary: "MIAS (0.2 mm): 322 images at 0.2 mm", "unknown: 3 images"."""
+    text = f"{group['source']}: {group['images']} image{'s' if group['images'] != 1 else ''}"
+    if group["min_mm"] is None:
+        return text
+    low, high = group["min_mm"], group["max_mm"]
+    return text + (f" at {low:.4g} mm" if low == high else f" at {low:.4g}-{high:.4g} mm")
 
 
 @data.command()

@@ -14,36 +14,47 @@ surrounding spaces ignored, unknown columns ignored):
     row, col     optional  finding centre in ARRAY coordinates: row 0 is the top row, col 0 the left column
     radius       optional  finding radius in pixels; row, col and radius come together or not at all
     split        optional  train / val / test, per patient; absent: a seeded patient-level split
+    spacing_mm   optional  pixel size in mm: one positive number (square pixels) or two, rows then
+                           columns, separated by a space or "x" ("0.07", "0.1 0.12", "0.1x0.12")
 
 Because a manifest already speaks array coordinates, the catalog's x is col
 and y is row (unlike MIAS, whose y counts up from the bottom). Line numbers in
 errors are the file's: the header is line 1, the first data row line 2.
 Image sizes and bit depths come from file headers where the format allows
 (DICOM, PGM, greyscale PNG), so loading a large manifest stays cheap.
+
+Pixel spacing: spacing_mm is an image field like laterality (every row of an
+image gives the same value, or none). When it is empty, a DICOM's header
+spacing is used (io.dicom.pixel_spacing), else the spacing is "unknown". When
+both exist and differ by more than 1 % (rows or columns), the manifest wins,
+silently, with source "manifest"; within 1 % the header's value and source are kept.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
 import pandas as pd
 
-from mammo_tf.data.schema import NORMAL_FINDING, Catalog
+from mammo_tf.data.schema import NORMAL_FINDING, SPACING_COLUMNS, SPACING_MANIFEST, SPACING_UNKNOWN, Catalog
 from mammo_tf.errors import MammoError, located
-from mammo_tf.io.images import SUPPORTED_SUFFIXES, probe_image
+from mammo_tf.io.images import SUPPORTED_SUFFIXES, ImageHeader, Spacing, probe_header
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED = ("path", "patient_id")
 # Columns that describe the image, not the finding: every row naming an image must agree on them.
-IMAGE_FIELDS = ("path", "patient_id", "laterality", "view", "tissue", "split")
+IMAGE_FIELDS = ("path", "patient_id", "laterality", "view", "tissue", "split", "spacing_mm")
 COORDINATES = ("row", "col", "radius")
 LATERALITIES = {"": "", "L": "L", "LEFT": "L", "R": "R", "RIGHT": "R"}
 SEVERITIES = {"": "", "B": "B", "BENIGN": "B", "BENIGN_WITHOUT_CALLBACK": "B", "M": "M", "MALIGNANT": "M"}
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "validation": "val", "test": "test"}
 FIRST_DATA_LINE = 2
 _WHOLE = re.compile(r"^\d+(\.0*)?$")  # "12" or "12.0" (spreadsheets export integer columns as floats)
+_SPACING_SEPARATOR = re.compile(r"\s*[xX]\s*|\s+")  # "0.1 0.12", "0.1x0.12", "0.1 x 0.12"
+SPACING_TOLERANCE = 0.01  # manifest and DICOM header agree within 1 %
 
 
 # --- reading the table ----------------------------------------------------------------------------
@@ -111,6 +122,24 @@ def _coordinates(manifest: Path, line: int, record: dict) -> tuple[int | None, i
     return row, col, radius
 
 
+def _spacing(manifest: Path, line: int, text: str) -> tuple[float, float] | None:
+    """spacing_mm -> (row, col) mm per pixel; None when empty."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in _SPACING_SEPARATOR.split(text)]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(math.isfinite(v) and v > 0 for v in values):
+        raise located(
+            manifest,
+            f"spacing_mm must be one positive number (mm per pixel) or two, rows then columns "
+            f"('0.1 0.12' or '0.1x0.12'), got '{text}'",
+            line,
+        )
+    return values[0], values[-1]
+
+
 def _choice(manifest: Path, line: int, name: str, text: str, choices: dict[str, str]) -> str:
     key = text.upper() if name != "split" else text.lower()
     if key not in choices:
@@ -153,6 +182,7 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
         "view": record.get("view", "").upper(),
         "tissue": record.get("tissue", "").upper(),
         "split": split,
+        "spacing_mm": _spacing(manifest, line, record.get("spacing_mm", "")),
         "abnormality": abnormality,
         "severity": severity,
         "row": row,
@@ -163,6 +193,15 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
 
 
 # --- images -----------------------------------------------------------------------------------------
+
+
+def _shown(value: object) -> str:
+    """An image field as a message shows it (a spacing as 'row x col', no spacing as '')."""
+    if value is None:
+        return ""
+    if isinstance(value, tuple):
+        return " x ".join(str(v) for v in value)
+    return str(value)
 
 
 def _image_records(manifest: Path, rows: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +217,8 @@ def _image_records(manifest: Path, rows: pd.DataFrame) -> pd.DataFrame:
                 hint = " (ids default to the file name's stem: give an image_id)" if defaulted else ""
                 raise located(
                     manifest,
-                    f"image '{image_id}': {field} '{record[field]}' disagrees with "
-                    f"'{seen[field]}' on line {seen['source_line']}{hint}",
+                    f"image '{image_id}': {field} '{_shown(record[field])}' disagrees with "
+                    f"'{_shown(seen[field])}' on line {seen['source_line']}{hint}",
                     line,
                 )
         other = by_path.setdefault(record["path"], record)
@@ -194,19 +233,34 @@ def _image_records(manifest: Path, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records([{c: record[c] for c in columns} for record in first.values()])
 
 
-def _with_sizes(manifest: Path, images: pd.DataFrame) -> pd.DataFrame:
-    """Add height, width and bit_depth; a missing or unreadable file is reported at its first line."""
-    sizes = []
+def _resolved_spacing(given: tuple[float, float] | None, header: ImageHeader) -> Spacing:
+    """The manifest's spacing_mm, else the file's header spacing, else unknown (see the module docstring)."""
+    stated = header.spacing
+    if given is None:
+        return stated if stated is not None else Spacing(math.nan, math.nan, SPACING_UNKNOWN)
+    if stated is not None and all(
+        abs(g - s) <= SPACING_TOLERANCE * s for g, s in zip(given, (stated.row_mm, stated.col_mm), strict=True)
+    ):
+        return stated
+    return Spacing(given[0], given[1], SPACING_MANIFEST)
+
+
+def _with_headers(manifest: Path, images: pd.DataFrame) -> pd.DataFrame:
+    """Add height, width, bit_depth and spacing; a missing or unreadable file is reported at its first line."""
+    columns: dict[str, list] = {c: [] for c in ("height", "width", "bit_depth", *SPACING_COLUMNS)}
     for record in images.to_dict("records"):
         path, line = Path(record["path"]), int(record["source_line"])
         if not path.is_file():
             raise located(manifest, f"image file not found: {path}", line)
         try:
-            sizes.append(probe_image(path))
+            header = probe_header(path)
         except MammoError as err:
             raise located(manifest, str(err), line) from None
-    height, width, depth = zip(*sizes, strict=True)
-    return images.assign(height=list(height), width=list(width), bit_depth=list(depth))
+        spacing = _resolved_spacing(record["spacing_mm"], header)
+        values = (header.height, header.width, header.bit_depth, spacing.row_mm, spacing.col_mm, spacing.source)
+        for column, value in zip(columns, values, strict=True):
+            columns[column].append(value)
+    return images.drop(columns="spacing_mm").assign(**columns)
 
 
 # --- findings and splits ------------------------------------------------------------------------------
@@ -262,7 +316,7 @@ def load_manifest(path: Path, seed: int = 0) -> Catalog:
     has_split = "split" in table.columns and bool((table["split"] != "").any())
     records = [parse_row(manifest, folder, record, has_split) for record in table.to_dict("records")]
     rows = pd.DataFrame.from_records(records)
-    images = _with_sizes(manifest, _image_records(manifest, rows))
+    images = _with_headers(manifest, _image_records(manifest, rows))
     findings = _findings(manifest, rows, images)
     if has_split:
         _check_patient_splits(manifest, images)

@@ -8,6 +8,8 @@ Every MIAS convention lives here and only here:
   the bottom row, so the array row is `height - 1 - y` (column = x).
 - Patients are the film pairs mdb001+mdb002, mdb003+mdb004, ...: odd numbers
   are right breasts, even numbers left ones.
+- Pixels are 0.2 mm square (MIAS_SPACING_MM). A folder with phantom_truth.csv is
+  the phantom: source "phantom", with the phantom's own spacing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mammo_tf.data.schema import Catalog
+from mammo_tf.data.schema import SPACING_MIAS, SPACING_PHANTOM, Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.images import read_pgm_header
 
@@ -29,6 +31,9 @@ SEVERITIES = {"B", "M"}
 _REFNUM = re.compile(r"^mdb\d{3}$")
 _SEPARATOR = re.compile(r"^=+$")
 _NOTE = "*NOTE 3*"
+# mm per pixel, rows and columns: the MIAS films were digitised at 50 micron and the mini-MIAS
+# images reduced to 200 micron (and padded or clipped to 1024 x 1024).
+MIAS_SPACING_MM = 0.2
 
 
 def _parse_line(path: Path, number: int, text: str) -> dict:
@@ -131,6 +136,8 @@ def load_mias(folder: str | Path, seed: int = 0, pixel_folder: str | Path | None
     rows = parse_info(info)
     image_ids = list(dict.fromkeys(rows["image_id"]))
     pixel_folder = folder if pixel_folder is None else Path(pixel_folder)
+    # A phantom is MIAS-layout data with a ground-truth file beside it: say which one the user is looking at.
+    source = "phantom" if (folder / "phantom_truth.csv").is_file() else "mias"
     images = []
     for image_id in image_ids:
         pgm = pixel_folder / f"{image_id}.pgm"
@@ -153,16 +160,25 @@ def load_mias(folder: str | Path, seed: int = 0, pixel_folder: str | Path | None
                 "height": header.height,
                 "width": header.width,
                 "bit_depth": header.bit_depth,
+                **_spacing(source, header.width),
                 "split": "",
             }
         )
     images = pd.DataFrame.from_records(images)
     findings = _to_array_coordinates(info, rows, images.set_index("image_id"))
-    # A phantom is MIAS-layout data with a ground-truth file beside it: say which one the user is looking at.
-    source = "phantom" if (folder / "phantom_truth.csv").is_file() else "mias"
     catalog = Catalog(images=images, findings=findings, source=source, root=folder)
     split = split_images(catalog.images, catalog.image_labels(), seed=seed)
     return Catalog(catalog.images.assign(split=split), catalog.findings, catalog.source, folder)
+
+
+def _spacing(source: str, width: int) -> dict:
+    """The spacing columns of one image: MIAS's 0.2 mm, or the phantom's (which depends on its size)."""
+    if source == "phantom":
+        from mammo_tf.data.phantom import phantom_spacing_mm
+
+        side = phantom_spacing_mm(width)
+        return {"spacing_row_mm": side, "spacing_col_mm": side, "spacing_source": SPACING_PHANTOM}
+    return {"spacing_row_mm": MIAS_SPACING_MM, "spacing_col_mm": MIAS_SPACING_MM, "spacing_source": SPACING_MIAS}
 
 
 def _to_array_coordinates(info: Path, rows: pd.DataFrame, sizes: pd.DataFrame) -> pd.DataFrame:

@@ -9,6 +9,10 @@ unchanged; `phantom_truth.csv` adds every speck's position and radius.
 Rendering is pure and deterministic: image k depends only on (seed, k, size), never
 on n, the clock or threads. Lengths are given in pixels of a 1024-pixel image and
 scale with size/1024.
+
+Pixel spacing: the film is MIAS-like, 1024 pixels of 0.2 mm (204.8 mm) at the default
+size; since the anatomy scales with size, a `size`-pixel phantom has 204.8 / size mm
+per pixel (`phantom_spacing_mm`; the catalog records it with source "phantom").
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ DEFAULT_PHANTOM_SIZE = 1024
 MIN_SIZE = 128
 MAX_N = 999  # MIAS reference numbers have three digits
 TRUTH_NAME = "phantom_truth.csv"
+FILM_SIDE_MM = 204.8  # the drawn film's side: 1024 MIAS pixels of 0.2 mm
 _TAG_IMAGE, _TAG_TISSUE, _TAG_CLASS = 0x5048414E, 0x54495353, 0x434C4153  # keep the seed streams apart
 _TISSUE_BIAS = {"F": -1.7, "G": -0.5, "D": 0.5}  # shifts the glandular fraction: fatty < mixed < dense
 _FONT = {  # 5x7 block letters for the film label
@@ -39,6 +44,15 @@ _FONT = {  # 5x7 block letters for the film label
 
 def _rng(*keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([k % 2**64 for k in keys]))
+
+
+def phantom_spacing_mm(size: int) -> float:
+    """mm per pixel (rows and columns) of a `size`-pixel phantom: 0.2 at the default 1024, like MIAS.
+
+    Speck and cluster radii have floors of about one and three pixels, so a small phantom's specks are
+    larger than this spacing would make them; the breast, film and texture follow it.
+    """
+    return FILM_SIDE_MM / size
 
 
 def image_plan(index: int, seed: int) -> tuple[str, list[str]]:

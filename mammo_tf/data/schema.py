@@ -14,6 +14,13 @@ images   one row per image file
     height       int   pixel rows
     width        int   pixel columns
     bit_depth    int   bits per pixel in the file
+    spacing_row_mm  float  mm between adjacent rows (vertical pixel size); NaN if unknown
+    spacing_col_mm  float  mm between adjacent columns (horizontal pixel size); NaN if unknown
+    spacing_source  str    where the spacing came from: "dicom PixelSpacing",
+                           "dicom ImagerPixelSpacing / magnification", "dicom ImagerPixelSpacing",
+                           "MIAS (0.2 mm)", "phantom", "manifest" or "unknown" (then both are NaN:
+                           an unknown spacing is stated, never guessed). A table built without the
+                           three columns (tests, older callers) gets "unknown".
     split        str   "train", "val" or "test" (patient-level, see splits.py)
 
 findings  one row per annotation line, in source order (NORM lines included)
@@ -32,9 +39,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mammo_tf.errors import MammoError
+from mammo_tf.io.dicom import SPACING_IMAGER, SPACING_IMAGER_MAGNIFIED, SPACING_PIXEL
 
 IMAGE_COLUMNS = {
     "image_id": "string",
@@ -46,6 +55,9 @@ IMAGE_COLUMNS = {
     "height": "int64",
     "width": "int64",
     "bit_depth": "int64",
+    "spacing_row_mm": "float64",
+    "spacing_col_mm": "float64",
+    "spacing_source": "string",
     "split": "string",
 }
 FINDING_COLUMNS = {
@@ -60,6 +72,21 @@ FINDING_COLUMNS = {
     "has_coords": "bool",
     "source_line": "int64",
 }
+SPACING_COLUMNS = ("spacing_row_mm", "spacing_col_mm", "spacing_source")
+# The images' spacing_source values; the DICOM ones are io.dicom's.
+SPACING_MIAS = "MIAS (0.2 mm)"
+SPACING_PHANTOM = "phantom"
+SPACING_MANIFEST = "manifest"
+SPACING_UNKNOWN = "unknown"
+SPACING_SOURCES = (
+    SPACING_PIXEL,
+    SPACING_IMAGER_MAGNIFIED,
+    SPACING_IMAGER,
+    SPACING_MIAS,
+    SPACING_PHANTOM,
+    SPACING_MANIFEST,
+    SPACING_UNKNOWN,
+)
 # Findings' abnormality codes.
 CALCIFICATION = "CALC"
 NORMAL_FINDING = "NORM"  # the finding of a normal film (not the patch class NORMAL below)
@@ -68,6 +95,30 @@ NORMAL_FINDING = "NORM"  # the finding of a normal film (not the patch class NOR
 NORMAL, BENIGN, MALIGNANT = 0, 1, 2
 CLASS_NAMES = ("normal", "benign", "malignant")  # CLASS_NAMES[c] names class c
 N_CLASSES = len(CLASS_NAMES)
+
+
+def _with_spacing(images: pd.DataFrame) -> pd.DataFrame:
+    """A table without any spacing column gets "unknown" (NaN mm); one with only some is left to `_typed`."""
+    if any(c in images.columns for c in SPACING_COLUMNS):
+        return images
+    return images.assign(spacing_row_mm=np.nan, spacing_col_mm=np.nan, spacing_source=SPACING_UNKNOWN)
+
+
+def _check_spacing(images: pd.DataFrame) -> None:
+    """Known spacings are positive and finite; "unknown" (and only it) has NaN for both. A reader's bug otherwise."""
+    sources = images["spacing_source"]
+    if not sources.isin(SPACING_SOURCES).all():
+        raise ValueError(f"unknown spacing_source {sorted(set(sources) - set(SPACING_SOURCES))}")
+    values = images[["spacing_row_mm", "spacing_col_mm"]].to_numpy(np.float64)
+    unknown = (sources == SPACING_UNKNOWN).to_numpy()
+    known_ok = np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)
+    bad = np.where(unknown, ~np.isnan(values).all(axis=1), ~known_ok)
+    if bad.any():
+        row = images.iloc[int(np.flatnonzero(bad)[0])]
+        raise ValueError(
+            f"image {row['image_id']}: spacing {row['spacing_row_mm']} x {row['spacing_col_mm']} mm "
+            f"does not fit source '{row['spacing_source']}'"
+        )
 
 
 def _typed(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
@@ -87,7 +138,8 @@ class Catalog:
     root: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "images", _typed(self.images, IMAGE_COLUMNS))
+        object.__setattr__(self, "images", _typed(_with_spacing(self.images), IMAGE_COLUMNS))
+        _check_spacing(self.images)
         object.__setattr__(self, "findings", _typed(self.findings, FINDING_COLUMNS))
         if self.images["image_id"].duplicated().any():
             dupes = self.images.loc[self.images["image_id"].duplicated(), "image_id"].tolist()
@@ -132,8 +184,21 @@ class Catalog:
             label[label.index.isin(list(ids))] = f"calc-{severity}"
         return label
 
+    def spacing_summary(self) -> list[dict]:
+        """Per spacing source: images, and the smallest and largest pixel side in mm (None when unknown)."""
+        out = []
+        for source in SPACING_SOURCES:
+            group = self.images[self.images["spacing_source"] == source]
+            if group.empty:
+                continue
+            sides = group[["spacing_row_mm", "spacing_col_mm"]].to_numpy(np.float64)
+            known = source != SPACING_UNKNOWN
+            low, high = (float(sides.min()), float(sides.max())) if known else (None, None)
+            out.append({"source": source, "images": int(len(group)), "min_mm": low, "max_mm": high})
+        return out
+
     def summary(self) -> dict:
-        """Counts a user checks first: images, patients, class x severity, coordinates known."""
+        """Counts a user checks first: images, patients, class x severity, coordinates known, pixel spacing."""
         findings = self.findings
         abnormal = findings[findings["abnormality"] != NORMAL_FINDING]
         table = (
@@ -153,6 +218,7 @@ class Catalog:
             "abnormal_without_coords": int((~abnormal["has_coords"]).sum()),
             "tissue": {k: int(v) for k, v in self.images["tissue"].value_counts().sort_index().items() if k},
             "bit_depths": sorted(int(b) for b in self.images["bit_depth"].unique()),
+            "spacing": self.spacing_summary(),
             "splits": {k: int(v) for k, v in self.images["split"].value_counts().sort_index().items()},
             "classes": [
                 {k: (str(v) if k in ("abnormality", "severity") else int(v)) for k, v in rec.items()}

@@ -1,6 +1,6 @@
-"""What every pixel reader returns: the bottom of the io layer (no other mammo_tf import).
+"""What the readers return (pixels, header facts): the bottom of the io layer (no other mammo_tf import).
 
-`images.py` dispatches to `dicom.py`; both build `Image` from here, so neither
+`images.py` dispatches to `dicom.py`; both build `Image` and `ImageHeader` from here, so neither
 imports the other back.
 """
 
@@ -21,3 +21,29 @@ class Image:
 
     pixels: np.ndarray
     bit_depth: int
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """The physical size of a pixel, in mm per pixel.
+
+    row_mm: distance between the centres of adjacent rows (vertical); col_mm: of adjacent columns
+    (horizontal) -- DICOM's PixelSpacing order. source: where the numbers came from ("dicom PixelSpacing", ...).
+    """
+
+    row_mm: float
+    col_mm: float
+    source: str
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a file's header says without decoding pixels: size, bit depth and, where stated, pixel spacing.
+
+    spacing: None when the file states none (PGM, PNG, TIFF, and DICOM without a spacing tag).
+    """
+
+    height: int
+    width: int
+    bit_depth: int
+    spacing: Spacing | None = None

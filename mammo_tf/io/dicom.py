@@ -25,6 +25,11 @@ MONOCHROME1/2 polarity, so applying it as well would invert twice.
 Compressed transfer syntaxes decode through pydicom's plugins (numpy covers
 RLE; pylibjpeg + libjpeg/openjpeg cover JPEG, JPEG-LS and JPEG 2000).
 
+Pixel spacing (mm per pixel, rows then columns) comes from the header alone
+(`probe_dicom_header`): PixelSpacing (at the patient) if present, else
+ImagerPixelSpacing (at the detector) divided by EstimatedRadiographicMagnificationFactor
+when that is a positive number, else ImagerPixelSpacing as is; none of them: unknown.
+
 Files are untrusted bytes: whatever pydicom raises while reading, parsing an
 element or decoding pixels means a bad file, and becomes one MammoError naming
 it; pydicom's warnings about malformed elements are silenced while reading.
@@ -33,6 +38,7 @@ it; pydicom's warnings about malformed elements are silenced while reading.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,13 +47,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mammo_tf.errors import MammoError, located
-from mammo_tf.io.base import Image
+from mammo_tf.io.base import Image, ImageHeader, Spacing
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 ValueRange = tuple[float, float]
 GREYSCALE = ("MONOCHROME1", "MONOCHROME2")
+# Where a DICOM's spacing came from (the catalog's spacing_source).
+SPACING_PIXEL = "dicom PixelSpacing"
+SPACING_IMAGER_MAGNIFIED = "dicom ImagerPixelSpacing / magnification"
+SPACING_IMAGER = "dicom ImagerPixelSpacing"
+MAGNIFICATION = "EstimatedRadiographicMagnificationFactor"
 
 
 def stored_range(ds: Dataset) -> ValueRange:
@@ -264,10 +275,80 @@ def read_dicom(path: str | Path) -> Image:
     return Image(pixels, int(ds.BitsStored))
 
 
-def probe_dicom(path: str | Path) -> tuple[int, int, int]:
-    """(height, width, bit_depth) from the header alone (pixel data is not read or decoded)."""
-    path = Path(path)
+def _shown(values: list) -> str:
+    """A DS value as the file writes it (backslash-separated), quoted for a message."""
+    return "'" + "\\".join(str(v) for v in values) + "'"
+
+
+def _ds_values(ds: Dataset, keyword: str) -> list:
+    """The values of a DS element as a list; [] when absent or empty (DICOM's "unknown")."""
+    value = ds.get(keyword)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return []
+    return list(value) if not isinstance(value, str | bytes | int | float) else [value]
+
+
+def _spacing_pair(ds: Dataset, keyword: str, path: Path) -> tuple[float, float] | None:
+    """(row, col) mm per pixel from PixelSpacing or ImagerPixelSpacing; None when absent; malformed: MammoError."""
+    values = _ds_values(ds, keyword)
+    if not values:
+        return None
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        numbers = []
+    if len(numbers) != 2 or not all(math.isfinite(v) and v > 0 for v in numbers):
+        raise located(path, f"DICOM {keyword} must be two positive numbers (mm per pixel), got {_shown(values)}")
+    return numbers[0], numbers[1]
+
+
+def _magnification(ds: Dataset, path: Path) -> float | None:
+    """EstimatedRadiographicMagnificationFactor when it is a positive number; None when absent or <= 0."""
+    values = _ds_values(ds, MAGNIFICATION)
+    if not values:
+        return None
+    try:
+        (factor,) = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise located(path, f"DICOM {MAGNIFICATION} must be one number, got {_shown(values)}") from None
+    return factor if math.isfinite(factor) and factor > 0 else None
+
+
+def pixel_spacing(ds: Dataset, path: Path) -> Spacing | None:
+    """The spacing at the patient a header states (mm per pixel, rows then columns), or None if it states none.
+
+    PixelSpacing if present; else ImagerPixelSpacing (measured at the detector) divided by
+    EstimatedRadiographicMagnificationFactor when that is a positive number (the breast sits
+    above the detector, so it is magnified); else ImagerPixelSpacing as is. A tag that is present
+    but not two positive numbers is a MammoError naming `path` and the tag (no fallback).
+    """
+    pair = _spacing_pair(ds, "PixelSpacing", path)
+    if pair is not None:
+        return Spacing(pair[0], pair[1], SPACING_PIXEL)
+    pair = _spacing_pair(ds, "ImagerPixelSpacing", path)
+    if pair is None:
+        return None
+    factor = _magnification(ds, path)
+    if factor is None:
+        return Spacing(pair[0], pair[1], SPACING_IMAGER)
+    return Spacing(pair[0] / factor, pair[1] / factor, SPACING_IMAGER_MAGNIFIED)
+
+
+def _probed(path: Path, spacing: bool) -> tuple[Dataset, Spacing | None]:
+    """The checked header (pixel data neither read nor decoded) and, if asked, its pixel spacing."""
     with bad_file_errors(path):
         ds = _read_dataset(path, stop_before_pixels=True)
         check_single_grey(ds, path)
-        return int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
+        return ds, pixel_spacing(ds, path) if spacing else None
+
+
+def probe_dicom(path: str | Path) -> tuple[int, int, int]:
+    """(height, width, bit_depth) from the header alone (pixel data is not read or decoded)."""
+    ds, _ = _probed(Path(path), spacing=False)
+    return int(ds.Rows), int(ds.Columns), int(ds.BitsStored)
+
+
+def probe_dicom_header(path: str | Path) -> ImageHeader:
+    """Size, bit depth and pixel spacing (see `pixel_spacing`) from the header alone."""
+    ds, spacing = _probed(Path(path), spacing=True)
+    return ImageHeader(int(ds.Rows), int(ds.Columns), int(ds.BitsStored), spacing)

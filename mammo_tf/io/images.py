@@ -4,7 +4,8 @@ Pixels leave this module as float32 arrays in [0, 1], shape [H, W], plus the
 source bit depth. The depth comes from the file (PGM maxval, PNG/TIFF dtype,
 DICOM BitsStored), never from the pixel values, so a dark 16-bit image is not
 mistaken for an 8-bit one. Writers take [0, 1] floats and a bit depth and
-write atomically.
+write atomically. `probe_header` reads size, depth and (DICOM only) pixel
+spacing in mm per pixel from the header, without decoding pixels.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import numpy as np
 
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.atomic import write_bytes_atomic
-from mammo_tf.io.base import Image
+from mammo_tf.io.base import Image, ImageHeader, Spacing
 from mammo_tf.io.native import captured_stderr, opencv
 
 __all__ = [
     "Image",
+    "ImageHeader",
     "PgmHeader",
+    "Spacing",
     "encode_pgm",
+    "probe_header",
     "probe_image",
     "quantize",
     "read_image",
@@ -249,6 +253,19 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
     image = read_image(path)
     height, width = image.pixels.shape
     return height, width, image.bit_depth
+
+
+def probe_header(path: str | Path) -> ImageHeader:
+    """Size, bit depth and stated pixel spacing (mm per pixel) of an image file, from the header where possible.
+
+    Only DICOM states a spacing (io.dicom.pixel_spacing); other formats give spacing None.
+    """
+    path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        from mammo_tf.io.dicom import probe_dicom_header
+
+        return probe_dicom_header(path)
+    return ImageHeader(*probe_image(path))
 
 
 def quantize(pixels: np.ndarray, bit_depth: int | None, *, as_float: bool = False) -> np.ndarray:
