@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert ship-insert export study
+.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert ship-insert export study study-units
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,17 +87,27 @@ pretrained-classifier: $(STAMP) data ## train the classifier on the MIAS trainin
 	$(BIN)/mammo-tf train-classifier --data data/mias --preset standard --seed 0 --run-dir $(CLS_RUN)
 	$(BIN)/mammo-tf ship $(CLS_RUN) --name calc-classifier
 
-STUDY_RUN ?= $(HOME)/mammo-runs/aug-mias
+STUDY_RUN ?= $(HOME)/mammo-runs/aug-mias-2
 STUDY_WORKERS ?= 2
+STUDY_REPORT = reports/aug-mias-2
+STUDY_ARGS = --data data/mias --preset standard --positive-fractions 0.25,0.5,1
 
-study: $(STAMP) data ## the augmentation study on MIAS (5 folds x 3 seeds, hours, resumable); report into reports/aug-mias
-	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units
-	mkdir -p $(STUDY_RUN)
+study: $(STAMP) data ## the augmentation study, second edition, on MIAS (5 folds x 3 seeds, many hours, resumable); report into reports/aug-mias-2
+	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units;
+	@# per-fold models saved by `make study-units` (on another machine) are reused, not trained again
+	mkdir -p $(STUDY_RUN)/work
+	if [ -d $(STUDY_REPORT)/units ]; then cp -rn $(STUDY_REPORT)/units/. $(STUDY_RUN)/work/; fi
 	seq 0 4 | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
-		$(BIN)/mammo-tf evaluate-aug --data data/mias --preset standard --sr-model sr-x2-psnr --out $(STUDY_RUN) \
-		--only-fold {} >> $(STUDY_RUN)/study.log 2>&1
-	$(BIN)/mammo-tf evaluate-aug --data data/mias --preset standard --sr-model sr-x2-psnr --out $(STUDY_RUN)
-	mkdir -p reports/aug-mias && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/*.png reports/aug-mias/
+		$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --only-fold {} >> $(STUDY_RUN)/study.log 2>&1
+	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN)
+	mkdir -p $(STUDY_REPORT) && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/predictions.csv.gz \
+		$(STUDY_RUN)/*.png $(STUDY_REPORT)/
+
+study-units: ## copy the study's finished per-fold models (SR, insertion, GAN: small files) into reports/aug-mias-2/units
+	cd $(STUDY_RUN)/work && for run in fold*/sr fold*/gan fold*/insert*; do \
+		[ -f "$$run/metrics.json" ] || continue; mkdir -p "$(CURDIR)/$(STUDY_REPORT)/units/$$run"; \
+		for f in config.json metrics.json state.json generator.keras refiner.keras insertion.json; do \
+			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$(CURDIR)/$(STUDY_REPORT)/units/$$run/"; done; done
 
 ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the phantom; write saved_models/sr-x2*
 	$(BIN)/mammo-tf ship-sr $(SR_RUN) --data data/mias --out saved_models

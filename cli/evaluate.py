@@ -110,8 +110,9 @@ def ship_sr(run_dir, data, out, name) -> None:
 @click.option(
     "--arms",
     default=None,
-    help="Comma-separated arm families beside real only: gan (whole-patch GAN), insert (cluster insertion) "
-    "[default: both].",
+    help="Comma-separated arm families beside real only: gan (whole-patch GAN), insert (cluster insertion), "
+    "sr (SR utility: classifiers trained on HR, bicubic and SR, tested on each; an SR model per fold unless "
+    "--sr-model) [default: all three].",
 )
 @click.option(
     "--positive-fractions",
@@ -124,7 +125,12 @@ def ship_sr(run_dir, data, out, name) -> None:
 @preset_option(
     "study", "standard", "quick: minutes on the phantom (2 folds, 1 seed, tiny models); standard: 5 folds x 3 seeds."
 )
-@click.option("--sr-model", default=None, help="SR model for the SR utility arm (a run directory or shipped name).")
+@click.option(
+    "--sr-model",
+    default=None,
+    help="One SR model for the SR utility arms instead of one per fold (a run directory or shipped name); "
+    "the patients it trained on are left out of those arms.",
+)
 @click.option(
     "--out",
     type=OutputFolder(must_be_new_or_empty=False),
@@ -140,10 +146,11 @@ def ship_sr(run_dir, data, out, name) -> None:
 def evaluate_aug(data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
-    Arms: real only; real + GAN patches (0.5, 1, 2), GAN only; real + inserted clusters (0.5, 1, 2), rendered
+    Arms: real only; real + GAN patches (0.5, 1), GAN only; real + inserted clusters (0.5, 1, 2), rendered
     without the refiner, inserted only, inserted pretraining then real fine-tuning; texture logistic
-    regression, the speck detector, intensity and position probes, and SR utility; optionally the low-data
-    curve. Paired bootstrap CIs, DeLong p-values with Holm's adjustment and a verdict per arm; every
+    regression, the speck detector, intensity and position probes; SR utility (a 3x3 of trained on by tested
+    on HR, bicubic and SR); optionally the low-data curve. Paired bootstrap CIs, DeLong p-values with Holm's
+    adjustment and a verdict per arm; every
     prediction in predictions.csv.gz.
     """
     from mammo_tf.workflows.study import evaluate_aug as run

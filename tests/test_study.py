@@ -17,13 +17,15 @@ from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
 from mammo_tf.workflows.study import evaluate_aug, fold_catalog
 from mammo_tf.workflows.study.plan import (
     SR_TASK,
-    SR_TRAINED,
+    SR_TRAINED_TASK,
+    UPSCALINGS,
     Arm,
     Fold,
     StudyPlan,
     Unit,
     check_disjoint,
     reference_arm,
+    sr_cell,
 )
 from mammo_tf.workflows.study.units import Units, WorkFolder
 
@@ -94,7 +96,7 @@ def test_arms_are_frozen_dataclasses_and_units_keep_the_work_folder_names() -> N
     names = [u.name for u in plan.units(1, "easy")]
     assert names[:2] == ["fold1/easy/real/seed0", "fold1/easy/real+synthetic x0.5/seed0"]
     assert plan.film_units(0)[0].name == "fold0/easy/real/seed0"
-    assert Unit(0, "easy", 2, SR_TRAINED).name == "fold0/easy/trained on SR/seed2"
+    assert Unit(0, "easy", 2, sr_cell("SR", "SR")).name == "fold0/easy/trained on SR/seed2"
     with pytest.raises(MammoError, match="ratio"):
         Arm("real+synthetic", "mixed")
     with pytest.raises(MammoError, match="unknown arm kind"):
@@ -121,12 +123,9 @@ def test_a_leakage_check_raises_mammo_error(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory) -> tuple[Path, dict]:
-    from mammo_tf.workflows.training import train_sr
-
     root = tmp_path_factory.mktemp("study")
-    sr_run = train_sr(None, root / "sr", preset="tiny", verbose=0)
     out = root / "report"
-    return out, evaluate_aug(None, out=out, preset="quick", sr_model=sr_run)
+    return out, evaluate_aug(None, out=out, preset="quick", arms=("gan", "sr"))  # an SR model per fold
 
 
 def test_quick_study_end_to_end(quick_study) -> None:
@@ -196,9 +195,16 @@ def test_metrics_json_records_every_models_patients_and_ids(quick_study) -> None
         gan = record["gan"]
         assert gan["run"] == f"work/fold{record['fold']}/gan" and gan["model"].startswith("generator@")
         assert not test & set(gan["train_patients"]) and gan["seconds"] > 0
-        # the SR model saw some of this fold's test patients: none of them is in the SR task's predictions
-        sr_rows = sr_task[sr_task["fold"] == record["fold"]]
-        assert "@" in record["sr"]["model"] and not set(sr_rows["patient_id"]) & set(record["sr"]["train_patients"])
+        quality = gan["quality"]  # how good each fold's GAN was: KID beside its real-vs-real floor
+        assert (out / quality["report"] / "report.md").is_file() and "all" in quality["groups"]
+        assert set(quality["groups"]["all"]) == {"kid", "kid_floor"}
+        # the fold's own SR model: trained on its training patients, tested on every test patient
+        sr, fold = record["sr"], record["fold"]
+        assert sr["run"] == f"work/fold{fold}/sr" and sr["model"].startswith("generator@") and sr["seconds"] > 0
+        assert (sr["pretrain_steps"], sr["gan_steps"], sr["steps"]) == (4, 2, 6)  # the tiny SR preset
+        assert np.isfinite(sr["val_gain_db"]) and not test & set(sr["train_patients"])
+        easy = table[(table["task"] == "easy") & (table["arm"] == "real") & (table["fold"] == fold)]
+        assert set(sr_task.loc[sr_task["fold"] == fold, "patient_id"]) == set(easy["patient_id"])
     trained = {run.parent.relative_to(out / "work").as_posix() for run in (out / "work").rglob("classifier.keras")}
     assert recorded == trained  # every classifier the study trained, and only those
 
@@ -236,19 +242,51 @@ def test_every_auc_in_metrics_json_is_derived_again_from_the_predictions(quick_s
     assert saved["easy"]["n_items"] == len(real) and saved["easy"]["n_patients"] == real["patient_id"].nunique()
 
 
-def test_sr_arm_uses_only_patients_the_sr_model_never_saw(quick_study) -> None:
-    _, metrics = quick_study
-    sr_task = "easy: SR utility (patients the SR model never saw)"
-    excluded = set().union(*map(set, metrics["audit"]["sr_patients_excluded"]))
+def test_sr_utility_is_a_3x3_on_every_test_patient(quick_study) -> None:
+    out, metrics = quick_study
+    assert metrics["sr_model"] is None and metrics["audit"]["sr_patients_excluded"] == [[], []]
+    hr, trained = metrics["tasks"][SR_TASK], metrics["tasks"][SR_TRAINED_TASK]
+    # SR is judged against bicubic at the same LR, twice: for the classifier trained on HR, and for
+    # classifiers trained on what they are tested on; HR is the upper bound beside them
+    assert list(hr["arms"]) == [sr_cell("HR", "bicubic").name, sr_cell("HR", "SR").name, sr_cell("HR", "HR").name]
+    assert hr["arms"]["trained on HR, tested on HR"]["verdict"] == "baseline"
+    assert trained["reference"] == "trained on bicubic, tested on bicubic"
+    assert set(trained["arms"]) == {sr_cell(a, b).name for a in UPSCALINGS[1:] for b in UPSCALINGS}
+    tested = {arm for arm, a in trained["arms"].items() if a["verdict"] not in ("reference", "baseline")}
+    assert tested == {"trained on SR, tested on SR"}
+    # trained on HR, tested on HR: the easy task's real-only classifier on the same patches, the same scores
+    table = _predictions(out)
+    key = ["fold", "seed", "image_id", "row", "col"]
+    real = table[(table["task"] == "easy") & (table["arm"] == "real")].set_index(key)["score"]
+    cell = table[(table["task"] == SR_TASK) & (table["arm"] == "trained on HR, tested on HR")].set_index(key)["score"]
+    assert len(cell) == len(real) and np.allclose(cell.sort_index(), real.sort_index(), atol=1e-6)
+    report = (out / "report.md").read_text()
+    assert "| trained on | tested on HR | tested on bicubic | tested on SR |" in report
+    assert "SR preset `tiny`" in report
+
+
+def test_a_given_sr_model_leaves_out_the_patients_it_saw(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from mammo_tf.data.samplers import Patches
+
     catalog = load_catalog(None)
-    sr_train = set(catalog.images.loc[catalog.images["split"] == "train", "patient_id"])
-    assert excluded <= sr_train
-    if sr_task in metrics["tasks"]:
-        entry = metrics["tasks"][sr_task]
-        assert "SR-upscaled LR (real-only classifier)" in entry["arms"]
-        # SR is judged against bicubic at the same LR; HR is the upper bound beside them
-        assert entry["reference"] == "bicubic-upscaled LR (real-only classifier)"
-        assert entry["arms"]["HR (real-only classifier)"]["verdict"] == "baseline"
+    patients = sorted(set(catalog.images["patient_id"]))
+    fold = Fold(0, frozenset(patients[:2]))
+    given = (SimpleNamespace(model_id="sr@0123", scale=2), set(patients[:2]))  # it saw both test patients
+    units = Units(catalog, StudyPlan(resolve_study_config("quick"), (fold,)), WorkFolder(tmp_path), sr=given)
+    test = Patches(
+        images=np.zeros((2, 8, 8, 1), np.float32),
+        labels=np.array([0, 1], np.int32),
+        image_id=np.array(["a", "b"]),
+        patient_id=np.array(patients[:2]),
+        centre_row=np.zeros(2, np.int64),
+        centre_col=np.zeros(2, np.int64),
+    )
+    units.sr_arms(0, 0, fold.catalog(catalog, 0.2), test, model=None, metrics={})
+    assert units.audit["sr_patients_excluded"] == [patients[:2]]
+    assert units.model_record(0)["sr"] == {"model": "sr@0123", "train_patients": patients[:2]}
+    assert not units.pool.arms and not list(tmp_path.iterdir())  # nothing scored, nothing trained
 
 
 def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> None:
@@ -260,3 +298,31 @@ def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> No
     assert (out / "report.md").read_text() == report
     with pytest.raises(MammoError, match="fold 2 does not exist"):
         evaluate_aug(None, out=out, preset="quick", only_fold=2)
+
+
+def test_an_interrupted_generative_unit_resumes_from_its_checkpoint(tmp_path) -> None:
+    """Per-fold GANs, insertion and SR models take hours: a session stop must not throw their progress away."""
+    catalog = load_catalog(None)
+    patients = sorted(set(catalog.images["patient_id"]))
+    fold = Fold(0, frozenset(patients[:2]))
+    units = Units(catalog, StudyPlan(resolve_study_config("quick"), (fold,)), WorkFolder(tmp_path))
+    calls = []
+
+    def train(run: Path, resume: bool) -> None:
+        calls.append((resume, sorted(p.name for p in run.rglob("*") if p.is_file()) if run.exists() else None))
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps({"train_patients": patients[2:]}))
+        (run / "metrics.json").write_text("{}")
+
+    interrupted = tmp_path / "fold0" / "sr"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    (interrupted / "checkpoints" / "last.keras").write_bytes(b"weights")
+    units.generative(0, "sr", "SR model", catalog, train)
+    assert calls == [(True, ["last.keras"])]  # resumed in place, its checkpoint kept
+    units.generative(0, "sr", "SR model", catalog, train)
+    assert len(calls) == 1  # finished: reused
+    partial = tmp_path / "fold0" / "gan"
+    partial.mkdir()
+    (partial / "half-written.txt").write_text("")  # stopped before its first checkpoint: started again, clean
+    units.generative(0, "gan", "GAN", catalog, train)
+    assert calls[-1] == (False, None)

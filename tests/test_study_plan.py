@@ -33,6 +33,7 @@ from mammo_tf.workflows.study.plan import (
 from mammo_tf.workflows.study.units import Units, WorkFolder, keep_positives
 
 GAN_ARMS = ["real", "real+synthetic x0.5", "real+synthetic x1", "real+synthetic x2", "synthetic only"]
+FIRST_EDITION_RATIOS = (0.5, 1.0, 2.0)  # the second edition's standard preset tests 0.5 and 1
 
 
 def _plan(preset: str = "standard", **overrides) -> StudyPlan:
@@ -42,7 +43,7 @@ def _plan(preset: str = "standard", **overrides) -> StudyPlan:
 @pytest.mark.parametrize("preset", ["quick", "standard"])
 def test_a_study_without_the_insertion_arms_plans_the_units_it_planned_before(preset: str) -> None:
     # Spelled out as the study planned them before the insertion arms: seed, then arm, in these folders.
-    plan = _plan(preset, arms=("gan",))
+    plan = _plan(preset, arms=("gan",), ratios=FIRST_EDITION_RATIOS)
     seeds = range(resolve_study_config(preset).seeds)
     for task in ("easy", "matched"):
         assert [u.name for u in plan.units(3, task)] == [
@@ -53,11 +54,14 @@ def test_a_study_without_the_insertion_arms_plans_the_units_it_planned_before(pr
     assert plan.arms() == (REAL, mixed(0.5), mixed(1.0), mixed(2.0), SYNTHETIC_ONLY)
     assert _plan(preset, arms=()).arms() == (REAL,)
     assert resolve_study_config("quick").arms == ("gan",)  # the default phantom is too small for insertion
+    standard = resolve_study_config("standard")  # the second edition: the shipped GAN recipe, shortened
+    assert (standard.ratios, standard.gan_preset, standard.gan_steps) == ((0.5, 1.0), "standard", 3000)
+    assert standard.arms == ("gan", "insert", "sr") and _plan().uses_sr and not _plan(tasks=("matched",)).uses_sr
     assert resolve_study_config(preset, arms=("gan",), classifier_steps=1).classifier_steps == 1
 
 
 def test_insertion_arms_kinds_sources_and_training_arguments() -> None:
-    plan = _plan()
+    plan = _plan(ratios=FIRST_EDITION_RATIOS)
     arms = plan.arms()
     assert [a.name for a in arms[: len(GAN_ARMS)]] == GAN_ARMS
     table = [(a.name, a.kind, a.ratio, a.source, a.tested, a.folder) for a in arms[len(GAN_ARMS) :]]

@@ -106,10 +106,11 @@ def evaluate_gan(
     """Score a synthesis model (see the module docstring); writes report.md, metrics.json and figures to ``out``.
 
     model: shipped name, .keras file, run directory, a loaded model or a SynthesisModel (None = default).
+    data: what load_catalog takes, or a Catalog (the study passes a fold's, whose splits are that fold's).
     detector: speck detector ``image [P, P] -> DataFrame`` (default: mammo_tf.data.specks.detect_specks).
     Returns the metrics dictionary (also metrics.json).
     """
-    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.catalog import Catalog, load_catalog
     from mammo_tf.data.samplers import sample_patches
     from mammo_tf.evaluation.features import feature_extractor
     from mammo_tf.evaluation.gan import memorisation, speck_comparison
@@ -126,7 +127,7 @@ def evaluate_gan(
     else:
         synth_model = as_synthesis_model(model)
     size = synth_model.patch_size
-    catalog = load_catalog(data)
+    catalog = data if isinstance(data, Catalog) else load_catalog(data)
     train = sample_patches(catalog, patch_size=size, split="train", seed=seed)
     if len(train.images) == 0:
         raise MammoError(f"{catalog.root}: no {size}x{size} training patches")

@@ -15,9 +15,10 @@ the training set. Inside each fold:
    the steps then fine-tuning on real for the other half;
 3. non-CNN arms on the same test patches: the texture logistic regression, the speck detector's own score,
    the intensity-only and position-only probes;
-4. SR utility (easy task): the real-only classifier tested on HR, bicubic-upscaled LR and SR-upscaled LR
-   of the same test patches, restricted to patients the SR model never saw (checked against its recorded
-   training patients); and a classifier trained and tested on SR;
+4. SR utility (easy task, StudyConfig.arms "sr"): an SR model trained per fold on its training patients
+   (sr_preset; or one given model, --sr-model, whose training patients are then left out of these arms),
+   and a 3x3 of classifiers trained on HR (the real-only one), bicubic- and SR-upscaled LR, each tested on
+   the three kinds of the same test patches;
 5. the film task: the real-only classifier's heatmap maximum per test film (films with calcifications
    against films without), and the localisation rate (the film's top region inside an annotated circle);
 6. the low-data curve (StudyConfig.positive_fractions): per fraction below 1, an insertion model fitted
@@ -93,7 +94,9 @@ class Study:
         if only_fold is not None:
             return None
         self.pool = units.pool
-        return summarise(units.pool, self.config, self.catalog, units.audit, units.localisation, units.compute())
+        metrics = summarise(units.pool, self.config, self.catalog, units.audit, units.localisation, units.compute())
+        metrics["sr_model"] = None if sr is None else str(self.sr_spec)  # None: the SR arms' models are per fold
+        return metrics
 
     def compute_seconds(self) -> float:
         """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""

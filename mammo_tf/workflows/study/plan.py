@@ -38,15 +38,18 @@ ARM_KINDS = (
     "insert_pretrain",  # insert_only for the first half of the step budget, then real for the second half
     "baseline",  # the texture logistic regression, the speck detector
     "probe",  # intensity-only and position-only logistic regressions
-    "hr",  # SR utility: the real-only classifier on HR test patches (the upper bound)
-    "bicubic",  # ... on bicubic-upscaled LR: the reference of the SR question
+    "hr",  # SR utility: the real-only (HR-trained) classifier on HR test patches (the upper bound)
+    "bicubic",  # ... on bicubic-upscaled LR: the reference of the HR-trained classifier's SR question
     "sr",  # ... on SR-upscaled LR
+    "bicubic_trained",  # a classifier trained and tested on bicubic-upscaled LR: the reference of the other
     "sr_trained",  # a classifier trained and tested on SR-upscaled LR
+    "sr_cross",  # the other cells of the 3x3: trained on bicubic or SR, tested on another kind of patch
 )
 TESTED_KINDS = frozenset(  # the arms the study asks about
     {"mixed", "synthetic_only", "insert_mixed", "insert_rendered", "insert_only", "insert_pretrain", "sr", "sr_trained"}
 )
-REFERENCE_KINDS = ("real", "bicubic")  # a task's reference: the first of these kinds present, else its first arm
+# A task's reference: the first of these kinds present, else its first arm.
+REFERENCE_KINDS = ("real", "bicubic", "bicubic_trained")
 RATIO_KINDS = frozenset({"mixed", "insert_mixed", "insert_rendered"})
 # The patch folder an arm trains on: the fold's GAN patches, or its inserted patches refined or rendered.
 SOURCES = {
@@ -134,16 +137,32 @@ TEXTURE = Arm("texture logistic regression", "baseline")
 PROBES = {name: Arm(f"probe: {name} only", "probe") for name in ("intensity", "position")}
 SPECKS = Arm("speck detector (patch maximum)", "baseline")
 
-SR_HR = Arm("HR (real-only classifier)", "hr")
-# The SR question is SR against bicubic at the same LR; HR is the upper bound beside them.
-SR_BICUBIC = Arm("bicubic-upscaled LR (real-only classifier)", "bicubic")
-SR_UPSCALED = Arm("SR-upscaled LR (real-only classifier)", "sr")
-SR_TRAINED = Arm("SR-upscaled LR (classifier trained on SR)", "sr_trained", folder="trained on SR")
-SR_REFERENCE = SR_BICUBIC.name
-
-# Task names beyond the configured ones: the exploratory benign-vs-malignant head and the SR utility arms.
-SR_TASK = "easy: SR utility (patients the SR model never saw)"
+# SR utility, a 3x3 of patches a classifier is trained on by patches it is tested on: HR, LR upscaled by
+# bicubic, LR upscaled by the fold's SR model. The SR question is SR against bicubic at the same LR, asked
+# twice: for the real-only classifier (trained on HR) and for a classifier trained on what it is tested on;
+# HR is the upper bound beside them.
+UPSCALINGS = ("HR", "bicubic", "SR")
+SR_CELL_KINDS = {("HR", "HR"): "hr", ("HR", "bicubic"): "bicubic", ("HR", "SR"): "sr",
+                 ("bicubic", "bicubic"): "bicubic_trained", ("SR", "SR"): "sr_trained"}  # fmt: skip
+# Task names beyond the configured ones: the exploratory benign-vs-malignant head and the SR utility arms
+# (SR_TASK: the HR-trained classifier; SR_TRAINED_TASK: the classifiers trained on upscaled LR).
+SR_TASK = "easy: SR utility, classifier trained on HR"
+SR_TRAINED_TASK = "easy: SR utility, classifier trained on upscaled LR"
 SR_BASE_TASK = "easy"  # the task whose real-only classifier the SR arms test
+
+
+def sr_cell(trained: str, tested: str) -> Arm:
+    """The SR-utility arm of a classifier trained on `trained` patches, tested on `tested` (UPSCALINGS); the
+    classifiers trained on upscaled LR have their work folder ``trained on {bicubic,SR}``."""
+    kind = SR_CELL_KINDS.get((trained, tested), "sr_cross")
+    folder = "" if trained == "HR" else f"trained on {trained}"
+    return Arm(f"trained on {trained}, tested on {tested}", kind, folder=folder)
+
+
+def sr_cell_task(trained: str) -> str:
+    return SR_TASK if trained == "HR" else SR_TRAINED_TASK
+
+
 FILM_TASK = "film"
 FILM_CLASSIFIER_TASK = "easy"  # the film task scores films with the easy task's real-only classifier
 
@@ -230,6 +249,11 @@ class StudyPlan:
     def uses_insertion(self) -> bool:
         """An insertion model per fold: the insertion arms are asked for, with a patch task to test them on."""
         return "insert" in self.config.arms and bool(self.patch_tasks)
+
+    @property
+    def uses_sr(self) -> bool:
+        """The SR utility arms (a per-fold SR model unless the study was given one): asked for, on the easy task."""
+        return "sr" in self.config.arms and SR_BASE_TASK in self.patch_tasks
 
     @property
     def low_data_fractions(self) -> tuple[float, ...]:

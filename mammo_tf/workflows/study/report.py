@@ -10,6 +10,7 @@ import pandas as pd
 
 from mammo_tf.evaluation.report import metrics_json
 from mammo_tf.io.atomic import write_bytes_atomic
+from mammo_tf.workflows.study.plan import UPSCALINGS, sr_cell, sr_cell_task
 
 PREDICTIONS = "predictions.csv.gz"  # every out-of-fold prediction (summary.PREDICTION_COLUMNS)
 
@@ -140,11 +141,49 @@ def low_data_lines(curve: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def sr_matrix_lines(metrics: dict) -> list[str]:
+    """The SR utility 3x3 (trained on rows, tested on columns: pooled AUC, mean fold AUC) and the SR models
+    it used; no lines when the study had no SR arms."""
+    tasks = metrics["tasks"]
+    if not any(sr_cell_task(t) in tasks for t in UPSCALINGS):
+        return []
+    lines = [
+        "",
+        "## SR utility: trained on (rows) by tested on (columns)",
+        "",
+        "LR is the HR patch box-averaged by the SR scale and rounded to 8 bits; bicubic and the SR model upscale "
+        "it back. Pooled AUC [95 % CI] / mean of the per-fold AUCs; the paired differences are in the two SR "
+        "tasks above (SR against bicubic for the classifier trained on HR, and trained-and-tested on SR against "
+        "trained-and-tested on bicubic).",
+        "",
+        "| trained on | " + " | ".join(f"tested on {t}" for t in UPSCALINGS) + " |",
+        "|---|" + "---|" * len(UPSCALINGS),
+    ]
+    for trained in UPSCALINGS:
+        arms = tasks.get(sr_cell_task(trained), {}).get("arms", {})
+        cells = []
+        for tested in UPSCALINGS:
+            a = arms.get(sr_cell(trained, tested).name)
+            cells.append("-" if a is None else f"{_ci(a['auc'])} / {_number(a['fold_auc_mean'], '.3f')}")
+        lines.append(f"| {trained} | " + " | ".join(cells) + " |")
+    models = [(r["fold"], r["sr"]) for r in metrics["audit"].get("models", []) if r.get("sr")]
+    if models:
+        lines += ["", "| fold | SR model | training steps | hours | its validation gain over bicubic (dB) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for fold, m in models:
+            hours = f"{m['seconds'] / 3600:.2f}" if m.get("seconds") else "-"
+            gain = _number(m.get("val_gain_db"), "+.3f")
+            lines.append(f"| {fold} | {m['model']} | {m.get('steps', '-')} | {hours} | {gain} |")
+    return lines
+
+
 def render_markdown(metrics: dict, figures: list[str]) -> str:
     c = metrics["config"]
     families = c.get("arms", ("gan",))  # studies made before the insertion arms had the GAN's only
     models = [f"GAN preset `{c['gan_preset']}`"] if "gan" in families else []
     models += [f"insertion preset `{c['insert_preset']}`"] if "insert" in families else []
+    if "sr" in families and not metrics.get("sr_model"):  # else one given SR model (--sr-model) in every fold
+        models += [f"SR preset `{c['sr_preset']}`"]
     retrained = f"{' and '.join(models)}, retrained inside every fold on its training patients only; " if models else ""
     lines = [
         "# evaluate-aug: does synthetic data or SR help recognise calcifications?",
@@ -221,6 +260,7 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
                 "Exploratory only: MIAS holds too few calcification clusters to tell benign from malignant; "
                 "do not read this row as a result.",
             ]
+    lines += sr_matrix_lines(metrics)
     if metrics.get("low_data"):
         lines += low_data_lines(metrics["low_data"])
     loc = metrics.get("film_localisation") or {}

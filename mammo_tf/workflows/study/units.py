@@ -7,17 +7,20 @@ stopped; the layout, which older studies' work folders share:
     work/progress.jsonl                      one line per finished unit: unit, seconds, finished
     work/fold{k}/gan/                        the fold's synthesis GAN run (train_gan, seed k)
     work/fold{k}/synthetic/                  its synthetic patches (manifest.csv once complete)
+    work/fold{k}/gan-quality/                its evaluate-gan report on the fold's validation patients
     work/fold{k}/insert/                     the fold's insertion model (train_insert, seed k)
     work/fold{k}/inserted/{refined,rendered}/  its inserted patches, refined and not (manifest.csv each)
+    work/fold{k}/sr/                         the fold's SR model (train_sr, seed k), unless the study was given one
     work/fold{k}/insert positives {f}/       low data: the insertion model fitted without the training
     work/fold{k}/inserted positives {f}/     patients whose clusters fraction f leaves out; its patches
     work/fold{k}/{task}/{arm}/seed{s}/       a classifier run (its metrics.json marks it finished)
     work/fold{k}/{task}/inserted pretraining/seed{s}/  the first stage of the pretraining arm
     work/fold{k}/{task} positives {f}/{arm}/seed{s}/   a low-data classifier run
-    work/fold{k}/easy/trained on SR/seed{s}/ the classifier trained on SR-upscaled patches
+    work/fold{k}/easy/trained on {bicubic,SR}/seed{s}/  the classifiers trained on upscaled LR patches
     work/fold{k}/film-seed{s}.json           the film task's per-film scores
 
-A run folder without metrics.json is an interrupted unit: it is removed and trained again. Every model's
+A run folder without metrics.json is an interrupted unit: a classifier's is removed and trained again, a
+GAN's, insertion model's or SR model's resumes from its last checkpoint (checkpoints/last.keras). Every model's
 recorded training patients are checked against the fold's test patients (plan.check_disjoint) and kept in
 the audit (``audit["models"]``, one record per fold), with the identities of the GAN, insertion and SR
 models; a low-data insertion model's are also checked against the patients its fraction leaves out.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +46,10 @@ from mammo_tf.workflows.study.plan import (
     PROBES,
     REAL,
     SPECKS,
-    SR_BICUBIC,
-    SR_HR,
-    SR_TASK,
-    SR_TRAINED,
-    SR_UPSCALED,
+    SR_BASE_TASK,
+    SR_TRAINED_TASK,
     TEXTURE,
+    UPSCALINGS,
     Fold,
     StudyPlan,
     Unit,
@@ -56,6 +58,8 @@ from mammo_tf.workflows.study.plan import (
     exploratory_task,
     fold_test_patients,
     split_patients,
+    sr_cell,
+    sr_cell_task,
 )
 from mammo_tf.workflows.study.summary import Pool, patch_labels, val_threshold
 
@@ -313,7 +317,7 @@ class Units:
         self.pool.add(task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
         if arm == REAL and unit.fraction == 1:
             self.exploratory(unit.task, fold, seed, test, probs["malignant"])
-            if unit.task == "easy" and self.sr is not None:
+            if unit.task == SR_BASE_TASK and (self.sr is not None or self.plan.uses_sr):
                 self.sr_arms(fold, seed, cat, test, model, metrics)
 
     def pretrained(self, unit: Unit, cat, sources: dict[str, Path]) -> dict:
@@ -351,19 +355,25 @@ class Units:
 
     # -- the fold's generative models and their patches ----------------------------------------------------
     def generative(self, fold: int, name: str, what: str, catalog, train) -> tuple[Path, dict]:
-        """The fold's generative model run ``work/fold{k}/{name}``, trained by `train(run)` unless finished:
-        (run, its config.json record), its training patients checked disjoint from the fold's test patients."""
+        """The fold's generative model run ``work/fold{k}/{name}``, trained by `train(run, resume)` unless
+        finished: (run, its config.json record), its training patients checked disjoint from the fold's test
+        patients. These units take hours, so an interrupted one resumes from its last checkpoint."""
+        from mammo_tf.training.runs import CHECKPOINT
+
         run = self.work.root / f"fold{fold}" / name
-        if self.work.start(run):
+        resume = (run / CHECKPOINT).is_file() and not (run / "metrics.json").is_file()
+        if resume or self.work.start(run):
             started = time.monotonic()
-            train(run)
+            train(run, resume)
             self.work.done(f"fold{fold}/{name}", started)
         record = json.loads((run / "config.json").read_text())
         check_disjoint(record["train_patients"], fold_test_patients(catalog), f"fold {fold}: the {what}")
         return run, record
 
     def model_entry(self, run: Path, kind: str, record: dict) -> dict:
-        """A generative model's audit record: its run, id, preset, steps, seconds and training patients."""
+        """A generative model's audit record: its run, id, preset, steps, seconds (this study's progress.jsonl,
+        else the run's own metrics.json: a unit may have been trained ahead by another process) and training
+        patients."""
         from mammo_tf.inference.registry import model_id, resolve_model_path
 
         return {
@@ -371,7 +381,8 @@ class Units:
             "model": model_id(resolve_model_path(run, kind)),
             "preset": record["preset"],
             "steps": record["steps"],
-            "seconds": self.work.unit_seconds().get(run.relative_to(self.work.root).as_posix()),
+            "seconds": self.work.unit_seconds().get(run.relative_to(self.work.root).as_posix())
+            or round(3600 * json.loads((run / "metrics.json").read_text())["hours"], 1),
             "train_patients": sorted(record["train_patients"]),
         }
 
@@ -380,10 +391,11 @@ class Units:
         from mammo_tf.inference.synth import synthesize
         from mammo_tf.training.gan_trainer import train_gan
 
-        def train(run: Path) -> None:
+        def train(run: Path, resume: bool) -> None:
             train_gan(
                 None,
                 run,
+                resume=resume,
                 catalog=catalog,
                 preset=self.config.gan_preset,
                 steps=self.config.gan_steps,
@@ -394,11 +406,40 @@ class Units:
 
         run, record = self.generative(fold, "gan", "GAN", catalog, train)
         self.audit["gan_patients"].append(sorted(record["train_patients"]))
-        self.model_record(fold)["gan"] = self.model_entry(run, "synthesis", record)
+        self.model_record(fold)["gan"] = {
+            **self.model_entry(run, "synthesis", record),
+            "quality": self.gan_quality(fold, run, catalog),
+        }
         folder = self.work.root / f"fold{fold}" / "synthetic"
         if not (folder / "manifest.csv").is_file():
             synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
         return folder
+
+    def gan_quality(self, fold: int, run: Path, catalog) -> dict:
+        """How good the fold's GAN is: KID of its patches against the fold's validation patches beside the
+        real-vs-real floor (training patches against the same), overall and per class, on a feature network
+        trained on the fold's training patches (evaluate-gan's protocol; its whole report is kept in
+        ``work/fold{k}/gan-quality/``, and read back once written)."""
+        import shutil
+
+        from mammo_tf.evaluation.gan_report import evaluate_gan
+
+        out = self.work.root / f"fold{fold}" / "gan-quality"
+        if (out / "metrics.json").is_file():
+            metrics = json.loads((out / "metrics.json").read_text())
+        else:
+            shutil.rmtree(out, ignore_errors=True)  # an interrupted evaluation
+            metrics = evaluate_gan(run, catalog, out, seed=fold, heldout_splits=("val",))
+        groups = {
+            name: {"kid": g["synthetic"]["kid"], "kid_floor": g["floor"]["kid"]}
+            for name, g in metrics["groups"].items()
+        }
+        return {
+            "report": out.relative_to(self.work.root.parent).as_posix(),
+            "heldout": "the fold's validation patients",
+            "feature_network": metrics["feature_network"],
+            "groups": groups,
+        }
 
     @property
     def patch_size(self) -> int:
@@ -419,10 +460,11 @@ class Units:
         real = self.real_patches(catalog, "easy", 0, positives)[0]
         n = self.plan.inserted_count(int(np.sum(real.labels == BENIGN)), int(np.sum(real.labels == MALIGNANT)))
 
-        def train(run: Path) -> None:
+        def train(run: Path, resume: bool) -> None:
             train_insert(
                 None,
                 run,
+                resume=resume,
                 catalog=fitted_on,
                 preset=self.config.insert_preset,
                 patch_size=self.patch_size,
@@ -466,7 +508,10 @@ class Units:
 
     # -- non-CNN arms ---------------------------------------------------------------------------------------
     def baselines(self, task: str, fold: int, cat, train: Patches, val: Patches, test: Patches) -> None:
-        """Texture logistic regression, intensity and position probes, and the speck detector's own score."""
+        """Texture logistic regression, intensity and position probes, and the speck detector's own score.
+
+        Computed once (as seed 0): their patches are the same for every seed and their fits deterministic,
+        so further seeds would repeat the same numbers."""
         from mammo_tf.evaluation.baselines import fit_logistic, probe_features, speck_scores, texture_features
 
         y_train, y_val = patch_labels(train), patch_labels(val)
@@ -474,43 +519,77 @@ class Units:
         probes = [probe_features(p, cat) for p in (train, val, test)]
         for name, arm in PROBES.items():
             features[arm] = tuple(p[name] for p in probes)
-        for seed in self.plan.seeds:
-            for arm, (f_train, f_val, f_test) in features.items():
-                model = fit_logistic(f_train, y_train, seed)
-                threshold = val_threshold(y_val, model.predict_proba(f_val)[:, 1])
-                self.pool.add(task, arm, fold, seed, test, model.predict_proba(f_test)[:, 1], threshold)
-            specks_val = speck_scores(val.images)
-            self.pool.add(task, SPECKS, fold, seed, test, speck_scores(test.images), val_threshold(y_val, specks_val))
+        for arm, (f_train, f_val, f_test) in features.items():
+            model = fit_logistic(f_train, y_train, 0)
+            threshold = val_threshold(y_val, model.predict_proba(f_val)[:, 1])
+            self.pool.add(task, arm, fold, 0, test, model.predict_proba(f_test)[:, 1], threshold)
+        specks_val = speck_scores(val.images)
+        self.pool.add(task, SPECKS, fold, 0, test, speck_scores(test.images), val_threshold(y_val, specks_val))
 
     # -- SR utility (easy task) -----------------------------------------------------------------------------
+    def fold_sr(self, fold: int, catalog) -> tuple[object, set[str]]:
+        """(SR model, the patients it trained on) of one fold: the study's given model, else the fold's own,
+        trained on the fold's training patients unless finished (work/fold{k}/sr) and recorded in the audit
+        with its validation gain over bicubic."""
+        from mammo_tf.inference.upscale import load_sr_model
+        from mammo_tf.workflows.training import train_sr
+
+        if self.sr is not None:
+            sr_model, seen = self.sr
+            self.model_record(fold)["sr"] = {"model": sr_model.model_id, "train_patients": sorted(seen)}
+            return self.sr
+        config = self.config
+
+        def train(run: Path, resume: bool) -> None:
+            train_sr(
+                None,
+                run,
+                resume=resume,
+                catalog=catalog,
+                preset=config.sr_preset,
+                pretrain_steps=config.sr_pretrain_steps,
+                gan_steps=config.sr_gan_steps,
+                seed=fold,
+                verbose=self.verbose,
+            )
+
+        run, record = self.generative(fold, "sr", "SR model", catalog, train)
+        entry = self.model_entry(run, "sr", {**record, "steps": record["pretrain_steps"] + record["gan_steps"]})
+        metrics = json.loads((run / "metrics.json").read_text())
+        entry.update(pretrain_steps=record["pretrain_steps"], gan_steps=record["gan_steps"])
+        entry["val_gain_db"] = metrics.get("val_gain_db")  # on the fold's validation films
+        self.model_record(fold)["sr"] = entry
+        return load_sr_model(run, command="evaluate-aug"), set(record["train_patients"])
+
     def sr_arms(self, fold: int, seed: int, cat, test: Patches, model, metrics: dict) -> None:
-        """The real-only classifier on HR, bicubic- and SR-upscaled LR, and a classifier trained on SR, all on
-        the test patches of patients the SR model never saw."""
+        """The SR utility 3x3 on the test patches of patients the SR model never saw (every test patient with
+        a per-fold SR model): the real-only classifier (`model`, trained on HR) and classifiers trained on
+        bicubic- and on SR-upscaled LR, each tested on HR, bicubic- and SR-upscaled LR (plan.sr_cell)."""
         from mammo_tf.data.tasks import subset
         from mammo_tf.training.classifier_trainer import predict
 
-        sr_model, seen = self.sr
-        self.model_record(fold)["sr"] = {"model": sr_model.model_id, "train_patients": sorted(seen)}
+        sr_model, seen = self.fold_sr(fold, cat)
         keep = np.array([p not in seen for p in test.patient_id])
         self.audit["sr_patients_excluded"].append(sorted(set(test.patient_id[~keep].tolist())))
         if not keep.any():
             return
         kept = subset(test, np.flatnonzero(keep))
         check_disjoint(seen, kept.patient_id, f"fold {fold}: the SR model of the SR utility arms")
-        threshold = metrics.get("threshold", 0.5)
-        self.pool.add(SR_TASK, SR_HR, fold, seed, kept, predict(model, kept.images)["calc"], threshold)
         if self._upscaled_fold != fold:  # the same test patches for every seed: upscale them once per fold
-            self._upscaled = {method: degrade_up(kept, sr_model, method) for method in ("bicubic", "sr")}
+            self._upscaled = {"HR": kept, **{m: degrade_up(kept, sr_model, m.lower()) for m in UPSCALINGS[1:]}}
             self._upscaled_fold = fold
-        upscaled = self._upscaled
-        for method, up in upscaled.items():
-            arm = SR_BICUBIC if method == "bicubic" else SR_UPSCALED
-            self.pool.add(SR_TASK, arm, fold, seed, kept, predict(model, up.images)["calc"], threshold)
-        unit = Unit(fold, "easy", seed, SR_TRAINED)
-        sr_classifier, sr_metrics = self.classifier(unit, cat, patch_transform=lambda p: degrade_up(p, sr_model, "sr"))
-        self.arm_units.setdefault((SR_TASK, SR_TRAINED.name), set()).add(unit.name)
-        scores = predict(sr_classifier, upscaled["sr"].images)["calc"]
-        self.pool.add(SR_TASK, SR_TRAINED, fold, seed, kept, scores, sr_metrics.get("threshold", 0.5))
+        classifiers = {"HR": (model, metrics)}
+        for trained in UPSCALINGS[1:]:
+            arm = sr_cell(trained, trained)
+            unit = Unit(fold, SR_BASE_TASK, seed, arm)
+            transform = partial(degrade_up, sr_model=sr_model, method=trained.lower())
+            classifiers[trained] = self.classifier(unit, cat, patch_transform=transform)
+            self.arm_units.setdefault((SR_TRAINED_TASK, arm.name), set()).add(unit.name)
+        for trained, (classifier, trained_metrics) in classifiers.items():
+            threshold = trained_metrics.get("threshold", 0.5)
+            for tested, patches in self._upscaled.items():
+                scores = predict(classifier, patches.images)["calc"]
+                self.pool.add(sr_cell_task(trained), sr_cell(trained, tested), fold, seed, kept, scores, threshold)
 
     # -- the film task --------------------------------------------------------------------------------------
     def film(self, fold: int, seed: int, cat, model) -> None:
