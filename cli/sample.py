@@ -52,7 +52,15 @@ from mammo_tf_cli.paths import OutputFolder
     "bfloat16); auto: keras for a bf16 model on a bf16 CPU or a GPU, else xla. Outputs agree within 1e-4 "
     "for a float32 model.",
 )
-def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engine) -> None:
+@click.option(
+    "--scanner-lines",
+    type=click.Choice(["average", "keep"]),
+    default="average",
+    help="At 1-px dark scanner lines (long straight lines half as bright as their neighbours in the input), "
+    "average: the output's mean across the line, since the input cannot say which output row held it; "
+    "keep: the model's output as it is.",
+)
+def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engine, scanner_lines) -> None:
     """Super-resolve whole mammograms, keeping their bit depth.
 
     PGM/PNG/TIFF/DICOM in; the same format out (a DICOM in gives a derived DICOM). A failed image prints
@@ -77,6 +85,7 @@ def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engin
         fmt=fmt,
         bits=None if bits == "input" else int(bits),
         engine=engine,
+        scanner_lines=scanner_lines,
         on_result=report,
     )
     if any(r.error for r in results):

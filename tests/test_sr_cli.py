@@ -14,6 +14,7 @@ import tensorflow as tf
 from cli_helpers import invoke, one_error_line
 from dicom_builders import make_dataset, save
 
+from mammo_tf.data.degrade import degrade
 from mammo_tf.data.phantom import cached_phantom_dir
 from mammo_tf.errors import MammoError
 from mammo_tf.io.images import read_image, write_image
@@ -334,3 +335,25 @@ def test_validation_scores_whole_films_in_the_anchor_region(tiny_run: Path) -> N
         psnr(val.bicubic[0], val.hr[0], val.region[0]), abs=1e-4
     )
     assert np.isfinite(values["val_gain_db"])
+
+
+def test_upscale_cli_scanner_lines_option(tmp_path: Path, tiny_run: Path) -> None:
+    """`--scanner-lines keep` is the network's film; `average` differs from it only at the lines' blocks."""
+    from mammo_tf.inference.scanner_lines import line_mask
+
+    hr = np.full((128, 160), 0.5, np.float32) + 0.002 * np.arange(160, dtype=np.float32)[None, :]
+    hr[61, 4:156] = 0.0  # a 1-px scanner line of 76 LR pixels
+    film = tmp_path / "in" / "film.pgm"
+    write_image(film, degrade(hr, 2, 8), 8)
+    outputs = {}
+    for choice in ("average", "keep"):
+        out = tmp_path / choice
+        result = invoke("upscale", film, "--out", out, "--model", tiny_run, "--scanner-lines", choice, "--tile", 0)
+        assert result.exit_code == 0, result.output
+        outputs[choice] = read_image(out / "film_x2.pgm").pixels
+    lr = read_image(film).pixels
+    blocks = np.kron(line_mask(lr, 0) | line_mask(lr, 1), np.ones((2, 2), bool))
+    assert blocks.any()
+    np.testing.assert_array_equal(outputs["average"][~blocks], outputs["keep"][~blocks])
+    bad = invoke("upscale", film, "--out", tmp_path / "bad", "--model", tiny_run, "--scanner-lines", "fix")
+    assert bad.exit_code == 2 and "--scanner-lines" in bad.output

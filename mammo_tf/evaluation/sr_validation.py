@@ -69,7 +69,8 @@ def validate(generator, val: ValidationSet) -> tuple[dict[str, float], list[np.n
     from mammo_tf.models.sr import generator_scale
 
     model = SRModel(generator, generator_scale(generator), receptive_margin(generator), "training", None)
-    sr = [upscale_array(model, lr, bits) for lr, bits in zip(val.lr, val.bits, strict=True)]
+    # The network alone (no scanner-line averaging): checkpoints are chosen on what training changes.
+    sr = [upscale_array(model, lr, bits, scanner_lines="keep") for lr, bits in zip(val.lr, val.bits, strict=True)]
     ours = np.array([psnr(x, h, r) for x, h, r in zip(sr, val.hr, val.region, strict=True)])
     base = np.array([psnr(b, h, r) for b, h, r in zip(val.bicubic, val.hr, val.region, strict=True)])
     return {

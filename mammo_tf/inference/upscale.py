@@ -105,8 +105,18 @@ def upscale_array(
     tile: int | None = DEFAULT_TILE,
     overlap: int | None = None,
     batch: int = 1,
+    scanner_lines: str = "average",
 ) -> np.ndarray:
-    """Super-resolve float32 [h, w] in [0, 1]; tile=None runs the whole image in one call."""
+    """Super-resolve float32 [h, w] in [0, 1]; tile=None runs the whole image in one call.
+
+    scanner_lines: "average" replaces the model's output at 1-px dark scanner lines by its mean across the
+    line (scanner_lines.py: the LR cannot say which HR row held the line); "keep" returns the network's
+    output as it is (what training validation scores).
+    """
+    from mammo_tf.inference.scanner_lines import SCANNER_LINES, average_lines
+
+    if scanner_lines not in SCANNER_LINES:
+        raise MammoError(f"scanner_lines must be one of {', '.join(SCANNER_LINES)}, got {scanner_lines!r}")
     pixels = np.asarray(pixels, np.float32)
     q = quant_step_for(bit_depth)
 
@@ -114,9 +124,11 @@ def upscale_array(
         return model(tiles, q)
 
     if tile is None:
-        return apply(pixels[None, ..., None])[0, ..., 0]
-    overlap = default_overlap(model) if overlap is None else overlap
-    return tiled_apply(apply, pixels, scale=model.scale, tile=tile, overlap=overlap, margin=model.margin, batch=batch)
+        sr = apply(pixels[None, ..., None])[0, ..., 0]
+    else:
+        overlap = default_overlap(model) if overlap is None else overlap
+        sr = tiled_apply(apply, pixels, scale=model.scale, tile=tile, overlap=overlap, margin=model.margin, batch=batch)
+    return average_lines(sr, pixels, model.scale)[0] if scanner_lines == "average" else sr
 
 
 def risk_map(sr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
@@ -156,6 +168,7 @@ def upscale_file(
     overlap: int | None = None,
     with_risk: bool = False,
     bits: int | None = None,
+    scanner_lines: str = "average",
 ) -> UpscaleResult:
     """Read one image, super-resolve it, write it (DICOM derived from DICOM).
 
@@ -166,7 +179,7 @@ def upscale_file(
 
     suffix = output_suffix(source, fmt)
     image = read_image(source)
-    sr = upscale_array(model, image.pixels, image.bit_depth, tile=tile, overlap=overlap)
+    sr = upscale_array(model, image.pixels, image.bit_depth, tile=tile, overlap=overlap, scanner_lines=scanner_lines)
     out_bits = image.bit_depth if bits is None else bits
     out = out_dir / f"{source.stem}_x{model.scale}{suffix}"
     if suffix == ".dcm":
@@ -201,18 +214,24 @@ def upscale_files(
     fmt: str = "auto",
     bits: int | None = None,
     engine: str = "auto",
+    scanner_lines: str = "average",
     on_result=None,
 ) -> list[UpscaleResult]:
     """Upscale every input into out_dir; a failing image yields a result with its one-line error.
 
     scale: the factor asked for; MammoError if the model was trained for another one.
-    bits: output bit depth (None = each input's own, 8 or 16 otherwise); engine: see sr_engine.ENGINES.
+    bits: output bit depth (None = each input's own, 8 or 16 otherwise); engine: see sr_engine.ENGINES;
+    scanner_lines: see upscale_array.
     on_result: called with each UpscaleResult as soon as it is known (for progress output).
     """
     if fmt not in FORMATS:
         raise MammoError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if bits not in (None, 8, 16):
         raise MammoError(f"output bits must be 8 or 16 (or None for the input's), got {bits!r}")
+    from mammo_tf.inference.scanner_lines import SCANNER_LINES
+
+    if scanner_lines not in SCANNER_LINES:
+        raise MammoError(f"scanner_lines must be one of {', '.join(SCANNER_LINES)}, got {scanner_lines!r}")
     sr_model = load_sr_model(model, scale=scale, engine=engine)
     if tile is not None:
         from mammo_tf.inference.tiling import check_tiling
@@ -231,6 +250,7 @@ def upscale_files(
                 overlap=overlap,
                 with_risk=with_risk,
                 bits=bits,
+                scanner_lines=scanner_lines,
             )
         except MammoError as err:
             result = UpscaleResult(Path(source), None, str(err))
