@@ -262,7 +262,7 @@ def test_sr_utility_is_a_3x3_on_every_test_patient(quick_study) -> None:
     assert len(cell) == len(real) and np.allclose(cell.sort_index(), real.sort_index(), atol=1e-6)
     report = (out / "report.md").read_text()
     assert "| trained on | tested on HR | tested on bicubic | tested on SR |" in report
-    assert "SR preset `tiny`" in report
+    assert "SR preset `tiny`" in report and "## Per-fold models" in report
 
 
 def test_a_given_sr_model_leaves_out_the_patients_it_saw(tmp_path) -> None:

@@ -252,3 +252,15 @@ def test_the_low_data_curve_is_read_off_the_tasks_and_reported(tmp_path) -> None
     plain = resolve_study_config("standard", **small)
     without = summarise(pool, plain, SimpleNamespace(root="", source=""), {}, [])
     assert "low_data" not in without  # no positive fractions, no curve: metrics.json keeps its keys
+
+
+def test_the_report_lists_each_folds_models_and_its_gan_quality() -> None:
+    from mammo_tf.workflows.study.report import fold_models_lines
+
+    gan = {"steps": 3000, "seconds": 5400.0, "quality": {"groups": {"all": {"kid": 3.1, "kid_floor": 1.83}}}}
+    sr = {"steps": 4500, "seconds": 7200.0, "val_gain_db": 0.355}
+    metrics = {"audit": {"models": [{"fold": 0, "gan": gan, "insert": {"steps": 3000, "seconds": 1800.0}, "sr": sr},
+                                    {"fold": 1, "gan": None, "insert": None, "sr": None}]}}  # fmt: skip
+    lines = fold_models_lines(metrics)
+    assert lines[-1] == "| 0 | 3000, 1.50 h | 3,100 / 1,830 | 3000, 0.50 h | 4500, 2.00 h | +0.355 |"
+    assert fold_models_lines({"audit": {"models": [metrics["audit"]["models"][1]]}}) == []
