@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from mammo_tf_cli.paths import InputDataset, InputFolderOrFile, OutputFile, OutputFolder
+from mammo_tf_cli.paths import InputDataset, InputFolder, InputFolderOrFile, OutputFile, OutputFolder
 
 ARCHIVE_ENDINGS = (".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -118,6 +118,24 @@ def import_(src: Path, dest: Path, no_verify: bool) -> None:
 
     out = import_mias(src, dest, verify=not no_verify)
     click.echo(f"mini-MIAS ready in {out}")
+
+
+@data.command(name="import-cbis")
+@click.argument("src", type=InputFolder())
+@click.option("--out", type=OutputFolder(), required=True, help="Folder to create; gets manifest.csv.")
+@click.option(
+    "--spacing-mm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.05,
+    help="Pixel side in mm recorded for every image: CBIS-DDSM's headers state none "
+    "(DDSM's scanners: 0.042-0.05 mm), so it is marked as assumed.",
+)
+def import_cbis(src: Path, out: Path, spacing_mm: float) -> None:
+    """Write a manifest for a CBIS-DDSM download (CSVs + CBIS-DDSM/ folder); the DICOMs stay in SRC."""
+    from mammo_tf.data.importers.cbis import import_cbis as run_import
+
+    for line in run_import(src, out, spacing_mm=spacing_mm).lines():
+        click.echo(line)
 
 
 @data.command()

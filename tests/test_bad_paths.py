@@ -162,6 +162,8 @@ COMMANDS = {
     "phantom --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "phantom", "--n", "2", "--size", "128", "--out", bad]),
     "import SRC": (ARCHIVE_IN, lambda bad, tmp, ds: ["data", "import", bad, "--dest", tmp / "new"]),
     "import --dest": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import", ds, "--dest", bad, "--no-verify"]),
+    "import-cbis SRC": (FOLDER_IN, lambda bad, tmp, ds: ["data", "import-cbis", bad, "--out", tmp / "new"]),
+    "import-cbis --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import-cbis", ds, "--out", bad]),
     "fetch --dest": (
         FOLDER_OUT,
         lambda bad, tmp, ds: ["data", "fetch", "mias", "--dest", bad, "--url", "http://127.0.0.1:9/all-mias.tar.gz"],

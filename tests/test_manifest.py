@@ -156,6 +156,25 @@ def test_excel_bom_and_extra_columns(folder: Path) -> None:
     assert catalog.images["image_id"].tolist() == ["a8"]
 
 
+def test_mask_column(folder: Path, tmp_path: Path) -> None:
+    """mask: relative to the manifest's folder or absolute, normalised, "" when empty or absent (other sources)."""
+    elsewhere = write_png(tmp_path / "elsewhere" / "m.png", (24, 32))
+    manifest = write_manifest(
+        folder,
+        [
+            "path,patient_id,abnormality,mask",
+            "images/a8.png,p1,CALC,sub/../images/b16.png",
+            f"images/a8.png,p1,MASS,{elsewhere}",
+            "images/a8.png,p1,CALC,",
+            "images/c12.dcm,p2,,",
+        ],
+    )
+    findings = load_manifest(manifest).findings
+    assert findings["mask"].tolist() == [str(folder.resolve() / "images" / "b16.png"), str(elsewhere), "", ""]
+    assert write_manifest(folder, ["path,patient_id", "images/a8.png,p1"]) == manifest
+    assert load_manifest(manifest).findings["mask"].tolist() == [""]
+
+
 # --- bad inputs: each one MammoError naming the manifest and the line -----------------------------
 
 BAD = [
@@ -179,6 +198,8 @@ BAD = [
     ("bad laterality", [HEADER, "images/a8.png,p1,,both,,,,,,,"], 2, "unknown laterality 'both'"),
     ("bad severity", [HEADER, "images/a8.png,p1,,,,,CALC,probably,,,"], 2, "unknown severity 'probably'"),
     ("norm with severity", [HEADER, "images/a8.png,p1,,,,,NORM,B,,,"], 2, "NORM row"),
+    ("norm with mask", ["path,patient_id,mask", "images/a8.png,p1,images/b16.png"], 2, "NORM row"),
+    ("missing mask", ["path,patient_id,abnormality,mask", "images/a8.png,p1,CALC,nope.png"], 2, "mask file not found"),
     (
         "image fields disagree",
         [HEADER, "images/a8.png,p1,,L,,,CALC,B,,,", "images/a8.png,p1,,R,,,MASS,B,,,"],

@@ -34,6 +34,7 @@ __all__ = [
     "load_catalog",
 ]
 
+
 def default_data_dir() -> Path | None:
     """The dataset named by MAMMO_DATA, or None (callers then use the cached phantom)."""
     value = os.environ.get("MAMMO_DATA")

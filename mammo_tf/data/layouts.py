@@ -222,7 +222,7 @@ def fit_layouts(specks: pd.DataFrame) -> LayoutModel:
             )
     contrast = _fit_contrast(specks)
     classes = {}
-    for i, name in enumerate(CLASSES):
+    for name in CLASSES:
         part = specks[specks["klass"] == name]
         is_class = (specks["klass"] == name).to_numpy()
         counts = part.groupby("finding").size().to_numpy()

@@ -16,6 +16,8 @@ surrounding spaces ignored, unknown columns ignored):
     split        optional  train / val / test, per patient; absent: a seeded patient-level split
     spacing_mm   optional  pixel size in mm: one positive number (square pixels) or two, rows then
                            columns, separated by a space or "x" ("0.07", "0.1 0.12", "0.1x0.12")
+    mask         optional  the finding's pixel-level lesion mask (an image file of the image's size), relative
+                           to the manifest's folder or absolute; checked to exist, not opened; empty: none
 
 Because a manifest already speaks array coordinates, the catalog's x is col
 and y is row (unlike MIAS, whose y counts up from the bottom). Line numbers in
@@ -149,6 +151,16 @@ def _choice(manifest: Path, line: int, name: str, text: str, choices: dict[str, 
     return choices[key]
 
 
+def _mask(manifest: Path, line: int, folder: Path, text: str) -> str:
+    """The mask column as an absolute, normalised path ("" when empty); the file must exist."""
+    if not text:
+        return ""
+    path = os.path.normpath(Path(text) if Path(text).is_absolute() else folder / text)
+    if not os.path.isfile(path):
+        raise located(manifest, f"mask file not found: {path}", line)
+    return path
+
+
 def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> dict:
     """One manifest row -> image fields + finding fields, normalised and checked (the file is not opened)."""
     line = int(record["line"])
@@ -166,8 +178,9 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
     abnormality = record.get("abnormality", "").upper() or NORMAL_FINDING
     severity = _choice(manifest, line, "severity", record.get("severity", ""), SEVERITIES)
     row, col, radius = _coordinates(manifest, line, record)
-    if abnormality == NORMAL_FINDING and (severity or row is not None):
-        raise located(manifest, "a NORM row describes no finding: leave severity, row, col and radius empty", line)
+    mask = _mask(manifest, line, folder, record.get("mask", ""))
+    if abnormality == NORMAL_FINDING and (severity or row is not None or mask):
+        raise located(manifest, "a NORM row describes no finding: leave severity, row, col, radius, mask empty", line)
     split = ""
     if has_split:
         if not record["split"]:
@@ -188,6 +201,7 @@ def parse_row(manifest: Path, folder: Path, record: dict, has_split: bool) -> di
         "row": row,
         "col": col,
         "radius": radius,
+        "mask": mask,
         "source_line": line,
     }
 
@@ -268,7 +282,7 @@ def _with_headers(manifest: Path, images: pd.DataFrame) -> pd.DataFrame:
 
 def _findings(manifest: Path, rows: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """The findings table: x = col, y = row (array coordinates); centres must lie inside the image."""
-    findings = rows[["image_id", "abnormality", "severity", "row", "col", "radius", "source_line"]].copy()
+    findings = rows[["image_id", "abnormality", "severity", "row", "col", "radius", "mask", "source_line"]].copy()
     for column in COORDINATES:
         findings[column] = findings[column].astype("Int64")
     findings["has_coords"] = findings["row"].notna()

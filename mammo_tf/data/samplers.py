@@ -13,7 +13,6 @@ import pandas as pd
 
 from mammo_tf.data.catalog import CALCIFICATION, NORMAL_FINDING, Catalog
 from mammo_tf.data.preprocess import Prepared, centres_in_mask, prepare, to_oriented
-
 from mammo_tf.data.schema import BENIGN, MALIGNANT, NORMAL
 from mammo_tf.errors import MammoError
 

@@ -32,6 +32,9 @@ findings  one row per annotation line, in source order (NORM lines included)
     radius       Int64 radius in pixels (<NA> if unknown)
     has_coords   bool  the finding has a known centre
     source_line  int   line number in the source file (for error messages and audits)
+    mask         str   absolute path of the finding's pixel-level lesion mask, an image of the
+                       image's size (a manifest's `mask` column, e.g. CBIS-DDSM's ROI masks; checked
+                       to exist, not opened), "" when none; a table built without the column gets ""
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ FINDING_COLUMNS = {
     "radius": "Int64",
     "has_coords": "bool",
     "source_line": "int64",
+    "mask": "string",
 }
 SPACING_COLUMNS = ("spacing_row_mm", "spacing_col_mm", "spacing_source")
 # The images' spacing_source values; the DICOM ones are io.dicom's.
@@ -102,6 +106,11 @@ def _with_spacing(images: pd.DataFrame) -> pd.DataFrame:
     if any(c in images.columns for c in SPACING_COLUMNS):
         return images
     return images.assign(spacing_row_mm=np.nan, spacing_col_mm=np.nan, spacing_source=SPACING_UNKNOWN)
+
+
+def _with_mask(findings: pd.DataFrame) -> pd.DataFrame:
+    """A findings table without a mask column (MIAS, the phantom, tests) gets "" (no mask) on every row."""
+    return findings if "mask" in findings.columns else findings.assign(mask="")
 
 
 def _check_spacing(images: pd.DataFrame) -> None:
@@ -140,7 +149,7 @@ class Catalog:
     def __post_init__(self) -> None:
         object.__setattr__(self, "images", _typed(_with_spacing(self.images), IMAGE_COLUMNS))
         _check_spacing(self.images)
-        object.__setattr__(self, "findings", _typed(self.findings, FINDING_COLUMNS))
+        object.__setattr__(self, "findings", _typed(_with_mask(self.findings), FINDING_COLUMNS))
         if self.images["image_id"].duplicated().any():
             dupes = self.images.loc[self.images["image_id"].duplicated(), "image_id"].tolist()
             raise MammoError(f"{self.root}: duplicate image ids {dupes[:5]}")

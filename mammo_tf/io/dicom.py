@@ -258,15 +258,30 @@ def _syntax_and_hint(ds: Dataset) -> tuple[str, str]:
         return "(unknown transfer syntax)", ""
 
 
-def read_dicom(path: str | Path) -> Image:
-    """Read a single-frame greyscale DICOM: float32 [H, W] in [0, 1] (1 = dense), bit_depth = BitsStored."""
-    path = Path(path)
+def _checked_frame(path: Path) -> tuple[Dataset, np.ndarray]:
+    """The dataset and its one 2D frame of stored values; anything else is a MammoError naming `path`."""
     with bad_file_errors(path):
         ds = _read_dataset(path, stop_before_pixels=False)
         check_single_grey(ds, path)
         arr = _stored_pixels(ds, path)
     if arr.ndim != 2:
         raise located(path, f"expected one 2D frame, decoded shape {arr.shape}")
+    return ds, arr
+
+
+def read_dicom_stored(path: str | Path) -> np.ndarray:
+    """The stored values of a single-frame greyscale DICOM, [H, W] as decoded: no LUT, no inversion, no scaling.
+
+    For label images such as lesion masks, whose values name classes rather than intensities
+    (and skipping the float pipeline reads a large mask far faster).
+    """
+    return _checked_frame(Path(path))[1]
+
+
+def read_dicom(path: str | Path) -> Image:
+    """Read a single-frame greyscale DICOM: float32 [H, W] in [0, 1] (1 = dense), bit_depth = BitsStored."""
+    path = Path(path)
+    ds, arr = _checked_frame(path)
     try:
         pixels = to_unit_pixels(arr, ds)
     except (ValueError, TypeError, NotImplementedError, AttributeError, KeyError, IndexError) as err:
@@ -340,6 +355,12 @@ def _probed(path: Path, spacing: bool) -> tuple[Dataset, Spacing | None]:
         ds = _read_dataset(path, stop_before_pixels=True)
         check_single_grey(ds, path)
         return ds, pixel_spacing(ds, path) if spacing else None
+
+
+def read_dicom_header(path: str | Path) -> Dataset:
+    """A single-frame greyscale DICOM's checked header, pixels unread (SeriesDescription, ...); bad file: MammoError."""
+    ds, _ = _probed(Path(path), spacing=False)
+    return ds
 
 
 def probe_dicom(path: str | Path) -> tuple[int, int, int]:

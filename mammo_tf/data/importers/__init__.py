@@ -1,0 +1,12 @@
+"""Adapters from public datasets' own layouts to the project's CSV manifest (`mammo-tf data import-...`).
+
+Each adapter reads a dataset where it lies and writes one file, OUT/manifest.csv, in the manifest
+format of `mammo_tf.data.manifest` (absolute image paths, so the manifest can live anywhere), plus
+the source's own labels as extra columns; the source files are never copied or changed.
+
+    cbis.py     CBIS-DDSM as downloaded from TCIA: `import_cbis(src, out, spacing_mm=0.05)`
+    common.py   what every adapter shares: source CSVs with line numbers, the bounding circle of a
+                mask, the progress bar, the summary, the atomic manifest write
+
+Nothing is imported here, so `import mammo_tf.data.importers.cbis` loads only what it needs.
+"""
