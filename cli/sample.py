@@ -10,6 +10,19 @@ from mammo_tf_cli.options import model_option
 from mammo_tf_cli.paths import OutputFolder
 
 
+def _resample_target(value: str | None) -> str | float | None:
+    """--resample-to: None, "model" or a positive size in mm (a bad value: a usage error, exit 2)."""
+    if value is None or value == "model":
+        return value
+    try:
+        mm = float(value)
+    except ValueError:
+        mm = -1.0
+    if not mm > 0:
+        raise click.BadParameter(f"'model' or a pixel size in mm > 0, got {value!r}", param_hint="--resample-to")
+    return mm
+
+
 @click.command(name="upscale", context_settings={"show_default": True})
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -60,7 +73,31 @@ from mammo_tf_cli.paths import OutputFolder
     "average: the output's mean across the line, since the input cannot say which output row held it; "
     "keep: the model's output as it is.",
 )
-def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engine, scanner_lines) -> None:
+@click.option(
+    "--input-spacing",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The inputs' pixel size in mm, for files that state none (PGM/PNG/TIFF), or to override a DICOM's "
+    "[default: the DICOM header's, else unknown].",
+)
+@click.option(
+    "--spacing-check",
+    type=click.Choice(["warn", "refuse", "off"]),
+    default="warn",
+    help="When an input's pixels are more than 2x larger or smaller than the model's training inputs "
+    "(sr-x2: 0.4 mm, MIAS films box-averaged x2): warn, refuse that input, or say nothing.",
+)
+@click.option(
+    "--resample-to",
+    default=None,
+    callback=lambda ctx, param, value: _resample_target(value),
+    help="Resample each input first: 'model' (the model's training input spacing) or a size in mm "
+    "(area averaging to larger pixels, bicubic to smaller); needs a known input spacing.",
+)
+def upscale(
+    inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engine, scanner_lines, input_spacing,
+    spacing_check, resample_to,
+) -> None:  # fmt: skip
     """Super-resolve whole mammograms, keeping their bit depth.
 
     PGM/PNG/TIFF/DICOM in; the same format out (a DICOM in gives a derived DICOM). A failed image prints
@@ -71,8 +108,15 @@ def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engin
     def report(result) -> None:
         if result.error:
             click.echo(f"mammo-tf: error: {result.error}", err=True)
-        else:
-            click.echo(f"wrote {result.output}" + (f" and {result.risk}" if result.risk else ""))
+            return
+        plan = result.spacing
+        if plan is not None and plan.warning:
+            click.echo(f"mammo-tf: warning: {plan.warning}", err=True)
+        spacing = ""
+        if plan is not None and plan.output_mm is not None:
+            resampled = f", resampled to {plan.resample_mm[0]:.3g}" if plan.resample_mm else ""
+            spacing = f" (pixels {plan.input_mm[0]:.3g} mm{resampled}, out {plan.output_mm[0]:.3g} mm)"
+        click.echo(f"wrote {result.output}" + (f" and {result.risk}" if result.risk else "") + spacing)
 
     results = upscale_files(
         list(inputs),
@@ -86,6 +130,9 @@ def upscale(inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engin
         bits=None if bits == "input" else int(bits),
         engine=engine,
         scanner_lines=scanner_lines,
+        input_spacing=input_spacing,
+        spacing_check=spacing_check,
+        resample_to=resample_to,
         on_result=report,
     )
     if any(r.error for r in results):

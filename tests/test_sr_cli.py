@@ -357,3 +357,37 @@ def test_upscale_cli_scanner_lines_option(tmp_path: Path, tiny_run: Path) -> Non
     np.testing.assert_array_equal(outputs["average"][~blocks], outputs["keep"][~blocks])
     bad = invoke("upscale", film, "--out", tmp_path / "bad", "--model", tiny_run, "--scanner-lines", "fix")
     assert bad.exit_code == 2 and "--scanner-lines" in bad.output
+
+
+def test_upscale_states_checks_and_resamples_pixel_spacing(tmp_path: Path, tiny_run: Path) -> None:
+    """A 0.05 mm DICOM through a model trained on 0.2 mm films (inputs 0.4 mm): warned, refused, or resampled."""
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(tiny_run / "generator.keras", model / "generator.keras")
+    (model / "config.json").write_text(json.dumps({"source": "mias"}))  # trained on MIAS: 0.2 mm pixels
+    rng = np.random.default_rng(0)
+    stored = (rng.uniform(0.3, 0.7, (96, 80)) * 4095).astype(np.uint16)
+    film = save(make_dataset(stored, 12, PixelSpacing=[0.05, 0.05]), tmp_path / "in" / "film.dcm")
+
+    warned = invoke("upscale", film, "--out", tmp_path / "warned", "--model", model)
+    assert warned.exit_code == 0, warned.output
+    assert warned.stderr.strip().splitlines() == [
+        f"mammo-tf: warning: {film}: pixels of 0.05 mm, the model was trained on inputs of 0.4 mm (8.0x smaller): "
+        "another task for it; --resample-to model brings the film to its input spacing first"
+    ]
+    assert "(pixels 0.05 mm, out 0.025 mm)" in warned.stdout
+    out = pydicom.dcmread(tmp_path / "warned" / "film_x2.dcm")
+    assert [float(v) for v in out.PixelSpacing] == [0.025, 0.025] and (out.Rows, out.Columns) == (192, 160)
+
+    refused = invoke("upscale", film, "--out", tmp_path / "refused", "--model", model, "--spacing-check", "refuse")
+    one_error_line(refused, "film.dcm: pixels of 0.05 mm", "8.0x smaller")
+    assert not (tmp_path / "refused" / "film_x2.dcm").exists()
+
+    resampled = invoke("upscale", film, "--out", tmp_path / "resampled", "--model", model, "--resample-to", "model")
+    assert resampled.exit_code == 0 and not resampled.stderr, resampled.output
+    assert "(pixels 0.05 mm, resampled to 0.4, out 0.2 mm)" in resampled.stdout
+    out = pydicom.dcmread(tmp_path / "resampled" / "film_x2.dcm")
+    assert [float(v) for v in out.PixelSpacing] == [0.2, 0.2] and (out.Rows, out.Columns) == (24, 20)
+
+    bad = invoke("upscale", film, "--out", tmp_path / "bad", "--model", model, "--resample-to", "zero")
+    assert bad.exit_code == 2 and "--resample-to" in bad.output and not (tmp_path / "bad").exists()

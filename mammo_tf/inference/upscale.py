@@ -16,6 +16,7 @@ import numpy as np
 
 from mammo_tf.data.degrade import quant_step_for
 from mammo_tf.errors import MammoError, located
+from mammo_tf.inference.spacing import SpacingPlan, plan_spacing, training_spacing
 from mammo_tf.inference.tiling import tiled_apply
 
 DEFAULT_TILE = 768
@@ -28,6 +29,7 @@ class SRModel:
     """A loaded SR generator with what inference needs to know about it.
 
     engine: 'keras' (the generator as trained, graph mode) or 'xla' (float32, XLA, folded tail); see sr_engine.
+    hr_spacing_mm: mm per pixel of the HR images it trained on (spacing.training_spacing); None: unknown.
     """
 
     generator: object
@@ -36,6 +38,7 @@ class SRModel:
     model_id: str
     path: Path | None
     engine: str = "keras"
+    hr_spacing_mm: float | None = None
 
     def __call__(self, tiles: np.ndarray, quant_step: float) -> np.ndarray:
         """float32 [B, t, t, 1] -> float32 [B, t*s, t*s, 1] through the compiled engine."""
@@ -89,7 +92,8 @@ def load_sr_model(
     if scale is None:
         raise located(path, f"not a mammo-tf SR generator (model {generator.name!r})")
     engine = resolve_engine(engine, generator)
-    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path, engine)
+    spacing = training_spacing(path)
+    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path, engine, spacing)
 
 
 def default_overlap(model: SRModel) -> int:
@@ -152,10 +156,14 @@ def output_suffix(path: Path, fmt: str) -> str:
 
 @dataclass(frozen=True)
 class UpscaleResult:
+    """One input's outcome: its output (None on error) and risk map, its one-line error, and the spacing
+    plan (mm per pixel in and out, the resampling, a spacing warning)."""
+
     source: Path
     output: Path | None
     error: str | None = None
     risk: Path | None = None
+    spacing: SpacingPlan | None = None
 
 
 def upscale_file(
@@ -169,17 +177,35 @@ def upscale_file(
     with_risk: bool = False,
     bits: int | None = None,
     scanner_lines: str = "average",
+    input_spacing: float | None = None,
+    spacing_check: str = "warn",
+    resample_to: str | float | None = None,
 ) -> UpscaleResult:
-    """Read one image, super-resolve it, write it (DICOM derived from DICOM).
+    """Read one image, super-resolve it, write it (DICOM derived from DICOM, its pixel spacing updated).
 
     bits: the output's bit depth; None keeps the input's. Rounding to an 8-bit input's 255 levels discards
-    part of what the model adds (docs/results-sr.md); 16 keeps it.
+    part of what the model adds (docs/results-sr.md); 16 keeps it. input_spacing, spacing_check and
+    resample_to: see spacing.plan_spacing (the input is resampled before SR when resample_to is set).
     """
-    from mammo_tf.io.images import read_image, write_image
+    from mammo_tf.data.resample import resample_to_spacing
+    from mammo_tf.io.images import probe_header, read_image, write_image
 
     suffix = output_suffix(source, fmt)
     image = read_image(source)
-    sr = upscale_array(model, image.pixels, image.bit_depth, tile=tile, overlap=overlap, scanner_lines=scanner_lines)
+    stated = probe_header(source).spacing
+    plan = plan_spacing(
+        source,
+        None if stated is None else (stated.row_mm, stated.col_mm),
+        model.hr_spacing_mm,
+        model.scale,
+        input_mm=input_spacing,
+        check=spacing_check,
+        resample_to=resample_to,
+    )
+    pixels = image.pixels
+    if plan.resample_mm is not None:
+        pixels = resample_to_spacing(pixels, plan.input_mm, plan.resample_mm)
+    sr = upscale_array(model, pixels, image.bit_depth, tile=tile, overlap=overlap, scanner_lines=scanner_lines)
     out_bits = image.bit_depth if bits is None else bits
     out = out_dir / f"{source.stem}_x{model.scale}{suffix}"
     if suffix == ".dcm":
@@ -189,7 +215,7 @@ def upscale_file(
             source,
             out,
             sr,
-            zoom=model.scale,
+            zoom=(sr.shape[0] / image.pixels.shape[0], sr.shape[1] / image.pixels.shape[1]),
             description=f"mammo-tf x{model.scale} SR ({model.model_id})",
             bits=out_bits,
         )
@@ -198,8 +224,8 @@ def upscale_file(
     risk = None
     if with_risk:
         risk = out_dir / f"{source.stem}_x{model.scale}_risk.png"
-        write_image(risk, risk_map(sr, image.pixels, model.scale), 8)
-    return UpscaleResult(source, out, risk=risk)
+        write_image(risk, risk_map(sr, pixels, model.scale), 8)
+    return UpscaleResult(source, out, risk=risk, spacing=plan)
 
 
 def upscale_files(
@@ -215,13 +241,16 @@ def upscale_files(
     bits: int | None = None,
     engine: str = "auto",
     scanner_lines: str = "average",
+    input_spacing: float | None = None,
+    spacing_check: str = "warn",
+    resample_to: str | float | None = None,
     on_result=None,
 ) -> list[UpscaleResult]:
     """Upscale every input into out_dir; a failing image yields a result with its one-line error.
 
     scale: the factor asked for; MammoError if the model was trained for another one.
     bits: output bit depth (None = each input's own, 8 or 16 otherwise); engine: see sr_engine.ENGINES;
-    scanner_lines: see upscale_array.
+    scanner_lines: see upscale_array; input_spacing, spacing_check, resample_to: see spacing.plan_spacing.
     on_result: called with each UpscaleResult as soon as it is known (for progress output).
     """
     if fmt not in FORMATS:
@@ -251,6 +280,9 @@ def upscale_files(
                 with_risk=with_risk,
                 bits=bits,
                 scanner_lines=scanner_lines,
+                input_spacing=input_spacing,
+                spacing_check=spacing_check,
+                resample_to=resample_to,
             )
         except MammoError as err:
             result = UpscaleResult(Path(source), None, str(err))

@@ -37,11 +37,18 @@ _SPACINGS = ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing")
 
 
 def write_derived_dicom(
-    source: str | Path, out: str | Path, pixels: np.ndarray, *, zoom: int, description: str, bits: int | None = None
+    source: str | Path,
+    out: str | Path,
+    pixels: np.ndarray,
+    *,
+    zoom: float | tuple[float, float],
+    description: str,
+    bits: int | None = None,
 ) -> None:
     """Write float32 [H, W] in [0, 1] as a DICOM derived from `source`; spacings divided by `zoom`.
 
-    bits: BitsStored of the output (None = the source's).
+    zoom: output pixels per source pixel, one factor or (rows, columns) (an SR scale, or with resampling
+    before SR, the product). bits: BitsStored of the output (None = the source's).
     """
     import pydicom
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -58,7 +65,8 @@ def write_derived_dicom(
             delattr(ds, keyword)
     for keyword in _SPACINGS:
         if keyword in ds:
-            setattr(ds, keyword, [f"{float(v) / zoom:.6g}" for v in ds.get(keyword)])
+            zooms = (zoom, zoom) if isinstance(zoom, int | float) else zoom
+            setattr(ds, keyword, [f"{float(v) / z:.6g}" for v, z in zip(ds.get(keyword), zooms, strict=True)])
     ds.Rows, ds.Columns = (int(v) for v in stored.shape)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
