@@ -96,7 +96,10 @@ study: $(STAMP) data ## the augmentation study, second edition, on MIAS (5 folds
 	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units;
 	@# per-fold models saved by `make study-units` (on another machine) are reused, not trained again
 	mkdir -p $(STUDY_RUN)/work
-	if [ -d $(STUDY_REPORT)/units ]; then cp -rn $(STUDY_REPORT)/units/. $(STUDY_RUN)/work/; fi
+	@# a saved unit replaces an unfinished one of the same name (a finished one is kept)
+	if [ -d $(STUDY_REPORT)/units ]; then cd $(STUDY_REPORT)/units && for run in fold*/*; do \
+		[ -f "$(abspath $(STUDY_RUN))/work/$$run/metrics.json" ] || { rm -rf "$(abspath $(STUDY_RUN))/work/$$run"; \
+		mkdir -p "$(abspath $(STUDY_RUN))/work/$$run" && cp "$$run"/* "$(abspath $(STUDY_RUN))/work/$$run/"; }; done; fi
 	seq 0 4 | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --only-fold {} >> $(STUDY_RUN)/study.log 2>&1
 	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN)
