@@ -371,9 +371,9 @@ class Units:
         return run, record
 
     def model_entry(self, run: Path, kind: str, record: dict) -> dict:
-        """A generative model's audit record: its run, id, preset, steps, seconds (this study's progress.jsonl,
-        else the run's own metrics.json: a unit may have been trained ahead by another process) and training
-        patients."""
+        """A generative model's audit record: its run, id, preset, steps, seconds (the run's own training time
+        over all its sessions, from its metrics.json, whichever process trained it; below the 3.6 s that
+        records, this study's progress.jsonl) and training patients."""
         from mammo_tf.inference.registry import model_id, resolve_model_path
 
         return {
@@ -381,8 +381,8 @@ class Units:
             "model": model_id(resolve_model_path(run, kind)),
             "preset": record["preset"],
             "steps": record["steps"],
-            "seconds": self.work.unit_seconds().get(run.relative_to(self.work.root).as_posix())
-            or round(3600 * json.loads((run / "metrics.json").read_text())["hours"], 1),
+            "seconds": round(3600 * json.loads((run / "metrics.json").read_text())["hours"], 1)
+            or self.work.unit_seconds().get(run.relative_to(self.work.root).as_posix()),
             "train_patients": sorted(record["train_patients"]),
         }
 
