@@ -150,11 +150,24 @@ def upscale(
 @model_option("calc-classifier", "classifier")
 @click.option("--stride", type=click.IntRange(min=1), default=16, help="Grid step between scored patches (px).")
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Regions listed per film.")
-def detect(inputs, out, model, stride, top) -> None:
+@click.option(
+    "--input-spacing",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The films' pixel size in mm, for files that state none (PGM/PNG/TIFF) or to override a DICOM's.",
+)
+@click.option(
+    "--resample/--no-resample",
+    default=True,
+    help="Score films of known spacing at the classifier's training spacing (calc-classifier: 0.2 mm), "
+    "mapping the heatmap and regions back to the film's pixels.",
+)
+def detect(inputs, out, model, stride, top, input_spacing, resample) -> None:
     """Calcification heatmaps over whole films, and the top-scoring regions.
 
     Writes <name>_heatmap.png (255 = probability 1, 0 outside the breast) and detections.csv (rank, row, col
-    in array coordinates, score, film score). A failed film prints one line; the exit code is then 2.
+    in array coordinates, score, film score, the film's spacing and the spacing it was scored at). A failed
+    film prints one line; the exit code is then 2.
     """
     from mammo_tf.inference.detect import detect_files
 
@@ -167,7 +180,16 @@ def detect(inputs, out, model, stride, top) -> None:
         else:
             click.echo(f"wrote {output}")
 
-    detect_files(list(inputs), out, model=model, stride=stride, top=top, on_result=report)
+    detect_files(
+        list(inputs),
+        out,
+        model=model,
+        stride=stride,
+        top=top,
+        input_spacing=input_spacing,
+        resample=resample,
+        on_result=report,
+    )
     click.echo(f"wrote {out}/detections.csv")
     if failed:
         raise SystemExit(2)

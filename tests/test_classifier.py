@@ -147,6 +147,30 @@ def test_detect_heatmap_and_regions(tmp_path: Path, classifier_run: Path) -> Non
     assert heat.shape == read_image(film).pixels.shape
 
 
+def test_detect_scores_films_at_the_classifiers_training_spacing(tmp_path: Path, classifier_run: Path) -> None:
+    """A film of 0.1 mm pixels through a classifier trained on MIAS (0.2 mm): scored at 0.2 mm, mapped back."""
+    from mammo_tf.io.images import read_image
+
+    model = tmp_path / "model"
+    shutil.copytree(classifier_run, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "source": "mias"}))  # trained on 0.2 mm pixels
+    film = cached_phantom_dir() / "mdb001.pgm"
+    tables = {}
+    for flag in ("--resample", "--no-resample"):
+        out = tmp_path / flag
+        args = ["detect", film, "--out", out, "--model", model, "--input-spacing", "0.1", "--stride", "32", flag]
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        tables[flag] = pd.read_csv(out / "detections.csv")
+        assert read_image(out / "mdb001_heatmap.png").pixels.shape == read_image(film).pixels.shape
+    resampled, native = tables["--resample"], tables["--no-resample"]
+    assert (resampled["spacing_mm"] == 0.1).all() and (resampled["scored_at_mm"] == 0.2).all()
+    assert (native["scored_at_mm"] == 0.1).all()
+    height, width = read_image(film).pixels.shape
+    assert resampled["row"].between(0, height - 1).all() and resampled["col"].between(0, width - 1).all()
+
+
 def test_detect_refuses_a_model_that_is_not_a_classifier(tmp_path: Path) -> None:
     inputs = keras.Input((4,))
     other = tmp_path / "other.keras"

@@ -6,6 +6,12 @@ set to 0 outside the breast. Top regions: grid maxima kept by non-maximum suppre
 than one patch size), with their centres in original array coordinates (row 0 = top).
 
 The film score used by the study is the heatmap's maximum inside the breast.
+
+Pixel spacing: a classifier learns calcifications at its training films' spacing (calc-classifier: MIAS,
+0.2 mm). A film whose spacing is known (its DICOM header, or --input-spacing) and differs from it by more
+than SPACING_MATCH is resampled to it first (data/resample.py: area averaging to larger pixels, bicubic to
+smaller), scored there, and the heatmap and region centres are mapped back to the film's own pixels. A film
+of unknown spacing (PGM/PNG/TIFF without --input-spacing) is scored as it is; detections.csv says which.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from mammo_tf.errors import MammoError, located
 
 DEFAULT_STRIDE = 16
 DEFAULT_TOP = 5
+SPACING_MATCH = 0.01  # a film within 1 % of the classifier's training spacing is scored as it is
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,40 @@ def heatmap(
     return Heatmap(probability, table, float(grid.max()))
 
 
+def heatmap_at_spacing(
+    model, pixels: np.ndarray, mask: np.ndarray, patch_size: int, factors: tuple[float, float] | None, **kwargs
+) -> Heatmap:
+    """`heatmap` on the film resampled by `factors` (new pixels per old, rows and columns; None: as it is),
+    with the probability map and region centres mapped back to the film's own pixels."""
+    import cv2
+
+    if factors is None:
+        return heatmap(model, pixels, mask, patch_size, **kwargs)
+    from mammo_tf.data.resample import resample_to_spacing
+
+    shape = pixels.shape
+    scored = resample_to_spacing(pixels, (1.0, 1.0), (1 / factors[0], 1 / factors[1]))
+    small = cv2.resize(mask.astype(np.uint8), scored.shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    result = heatmap(model, scored, small, patch_size, **kwargs)
+    probability = cv2.resize(result.probability, shape[::-1], interpolation=cv2.INTER_LINEAR) * mask
+    regions = result.regions.assign(
+        row=np.clip(np.round(result.regions["row"] / factors[0]), 0, shape[0] - 1).astype(int),
+        col=np.clip(np.round(result.regions["col"] / factors[1]), 0, shape[1] - 1).astype(int),
+    )
+    return Heatmap(probability.astype(np.float32), regions, result.score)
+
+
+def scoring_factors(
+    film_mm: tuple[float, float] | None, model_mm: float | None, resample: bool = True
+) -> tuple[float, float] | None:
+    """(row, col) resampling factors that bring a film at `film_mm` to the classifier's `model_mm`; None when
+    either is unknown, resampling is off, or they agree within SPACING_MATCH."""
+    if not resample or film_mm is None or model_mm is None:
+        return None
+    factors = (film_mm[0] / model_mm, film_mm[1] / model_mm)
+    return None if all(abs(f - 1) <= SPACING_MATCH for f in factors) else factors
+
+
 def detect_files(
     inputs: list[Path],
     out_dir: str | Path,
@@ -104,6 +145,8 @@ def detect_files(
     model: str | Path | None = None,
     stride: int = DEFAULT_STRIDE,
     top: int = DEFAULT_TOP,
+    input_spacing: float | None = None,
+    resample: bool = True,
     on_result=None,
 ) -> pd.DataFrame:
     """Heatmap PNGs (<stem>_heatmap.png, 255 = probability 1) and detections.csv for every input film.
@@ -112,22 +155,30 @@ def detect_files(
     held back until a film succeeds, and if none does nothing is written and a MammoError (one line: no input
     could be processed, and why) is raised instead. Everything is written under a temporary name and put in
     place at the end (a new out_dir appears whole), so an interrupted run leaves nothing behind.
-    Returns the detections table (image, rank, row, col, score, film_score, model).
+    Films of known spacing (header or input_spacing, mm) are scored at the classifier's training spacing
+    unless resample is False (module docstring). Returns the detections table (image, rank, row, col, score,
+    film_score, model, spacing_mm: the film's or "" when unknown, scored_at_mm: the spacing it was scored at).
     """
     from mammo_tf.data.preprocess import prepare
-    from mammo_tf.io.images import read_image, write_image
+    from mammo_tf.inference.registry import resolve_model_path
+    from mammo_tf.inference.spacing import training_spacing
+    from mammo_tf.io.images import probe_header, read_image, write_image
 
     net, ident, patch_size = load_classifier(model)
+    model_mm = training_spacing(resolve_model_path(model, "classifier"))
     out_dir = Path(out_dir)
-    columns = ["image", "rank", "row", "col", "score", "film_score", "model"]
+    columns = ["image", "rank", "row", "col", "score", "film_score", "model", "spacing_mm", "scored_at_mm"]
     tables, held, failures = [], [], []
     with _staging(out_dir) as stage:
         for source in map(Path, inputs):
             try:
                 pixels = read_image(source).pixels
+                stated = probe_header(source).spacing
+                film_mm = (input_spacing,) * 2 if input_spacing else stated and (stated.row_mm, stated.col_mm)
                 prepared = prepare(source)
                 mask = prepared.mask[:, ::-1] if prepared.flipped else prepared.mask
-                result = heatmap(net, pixels, mask, patch_size, stride=stride, top=top)
+                factors = scoring_factors(film_mm, model_mm, resample)
+                result = heatmap_at_spacing(net, pixels, mask, patch_size, factors, stride=stride, top=top)
                 name = f"{source.stem}_heatmap.png"
                 write_image(stage / name, result.probability, 8)
             except MammoError as err:
@@ -137,7 +188,14 @@ def detect_files(
                 else:  # not yet: if no film succeeds, the one error line is the summary below
                     held.append((source, str(err)))
                 continue
-            table = result.regions.assign(image=source.name, film_score=result.score, model=ident)
+            scored_at = model_mm if factors else (film_mm[0] if film_mm else "")
+            table = result.regions.assign(
+                image=source.name,
+                film_score=result.score,
+                model=ident,
+                spacing_mm=film_mm[0] if film_mm else "",
+                scored_at_mm=scored_at,
+            )
             tables.append(table[columns])
             for early in held:
                 _report(on_result, early[0], None, early[1])

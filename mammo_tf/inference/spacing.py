@@ -29,8 +29,9 @@ Pair = tuple[float, float]  # (row, col) mm per pixel
 
 
 def training_spacing(model_path: Path | None) -> float | None:
-    """mm per HR pixel of the images the model at `model_path` trained on (card.json or config.json beside
-    it: `hr_spacing_mm`, else its source's spacing); None when unknown."""
+    """mm per pixel of the images the model at `model_path` trained on (an SR model: its HR images), from
+    card.json or config.json beside it (`hr_spacing_mm` or `spacing_mm`, else its source's spacing); None
+    when unknown."""
     if model_path is None:
         return None
     for meta in (model_path.parent / "card.json", model_path.parent / "config.json"):
@@ -38,8 +39,9 @@ def training_spacing(model_path: Path | None) -> float | None:
             continue
         data = json.loads(meta.read_text())
         training = data.get("training") if isinstance(data.get("training"), dict) else data
-        if training.get("hr_spacing_mm"):
-            return float(training["hr_spacing_mm"])
+        for key in ("hr_spacing_mm", "spacing_mm"):
+            if training.get(key):
+                return float(training[key])
         source = training.get("data") if training is not data else data.get("source")
         if source in SOURCE_SPACING_MM:
             return SOURCE_SPACING_MM[source]
