@@ -259,8 +259,10 @@ def test_the_report_lists_each_folds_models_and_its_gan_quality() -> None:
 
     gan = {"steps": 3000, "seconds": 5400.0, "quality": {"groups": {"all": {"kid": 3.1, "kid_floor": 1.83}}}}
     sr = {"steps": 4500, "seconds": 7200.0, "val_gain_db": 0.355}
+    easy = {"folds": [0, 1], "arms": {"synthetic only": {"fold_auc_by_seed": [[0.7, 0.9], [0.8, None]]}}}
     metrics = {"audit": {"models": [{"fold": 0, "gan": gan, "insert": {"steps": 3000, "seconds": 1800.0}, "sr": sr},
-                                    {"fold": 1, "gan": None, "insert": None, "sr": None}]}}  # fmt: skip
+                                    {"fold": 1, "gan": None, "insert": None, "sr": None}]},
+               "tasks": {"easy": easy}}  # fmt: skip
     lines = fold_models_lines(metrics)
-    assert lines[-1] == "| 0 | 3000, 1.50 h | 3,100 / 1,830 | 3000, 0.50 h | 4500, 2.00 h | +0.355 |"
-    assert fold_models_lines({"audit": {"models": [metrics["audit"]["models"][1]]}}) == []
+    assert lines[-1] == "| 0 | 3000, 1.50 h | 3,100 / 1,830 | 0.750 | 3000, 0.50 h | - | 4500, 2.00 h | +0.355 |"
+    assert fold_models_lines({"audit": {"models": [metrics["audit"]["models"][1]]}, "tasks": {}}) == []

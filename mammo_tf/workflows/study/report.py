@@ -175,10 +175,13 @@ def _hours(entry: dict) -> str:
 
 def fold_models_lines(metrics: dict) -> list[str]:
     """Per fold, the generative models the arms used: the GAN (steps, hours, KID over its real-vs-real floor,
-    all classes), the insertion model and the SR model (its validation gain over bicubic); none: no lines."""
+    all classes, and its TSTR: the easy task's synthetic-only AUC on that fold's test patients, mean over
+    seeds), the insertion model (the same for inserted only) and the SR model (its validation gain over
+    bicubic); none: no lines."""
     records = [r for r in metrics["audit"].get("models", []) if r.get("gan") or r.get("insert") or r.get("sr")]
     if not records:
         return []
+    tstr = {"gan": _fold_auc(metrics, "synthetic only"), "insert": _fold_auc(metrics, "inserted only (real negatives)")}
     lines = [
         "",
         "## Per-fold models",
@@ -187,19 +190,33 @@ def fold_models_lines(metrics: dict) -> list[str]:
         "validation patches, beside the floor (training patches against the same), on a feature network "
         "trained on the fold's training patches (x1e3; the full evaluate-gan report is in the work folder).",
         "",
-        "| fold | GAN: steps, hours | GAN KID / floor (all) | insertion model: steps, hours | SR model: steps, hours "
-        "| SR validation gain (dB) |",
-        "|---|---|---|---|---|---|",
+        "| fold | GAN: steps, hours | GAN KID / floor (all) | GAN TSTR AUC | insertion model: steps, hours | "
+        "insertion TSTR AUC | SR model: steps, hours | SR validation gain (dB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         gan, insert, sr = r.get("gan") or {}, r.get("insert") or {}, r.get("sr") or {}
         quality = (gan.get("quality") or {}).get("groups", {}).get("all")
         kid = f"{1e3 * quality['kid']:,.0f} / {1e3 * quality['kid_floor']:,.0f}" if quality else "-"
+        gan_tstr, insert_tstr = (_number(tstr[k].get(r["fold"]), ".3f") for k in ("gan", "insert"))
         lines.append(
-            f"| {r['fold']} | {gan.get('steps', '-')}, {_hours(gan)} | {kid} | {insert.get('steps', '-')}, "
-            f"{_hours(insert)} | {sr.get('steps', '-')}, {_hours(sr)} | {_number(sr.get('val_gain_db'), '+.3f')} |"
+            f"| {r['fold']} | {gan.get('steps', '-')}, {_hours(gan)} | {kid} | {gan_tstr} | "
+            f"{insert.get('steps', '-')}, {_hours(insert)} | {insert_tstr} | {sr.get('steps', '-')}, {_hours(sr)} | "
+            f"{_number(sr.get('val_gain_db'), '+.3f')} |"
         )
     return lines
+
+
+def _fold_auc(metrics: dict, arm: str, task: str = "easy") -> dict[int, float]:
+    """fold -> the arm's AUC on that fold's test items, mean over seeds (folds without both classes left out)."""
+    entry = metrics["tasks"].get(task) or {}
+    rows = (entry.get("arms", {}).get(arm) or {}).get("fold_auc_by_seed") or []
+    out = {}
+    for i, fold in enumerate(entry.get("folds", [])):
+        values = [row[i] for row in rows if row[i] is not None]
+        if values:
+            out[fold] = float(sum(values) / len(values))
+    return out
 
 
 def render_markdown(metrics: dict, figures: list[str]) -> str:

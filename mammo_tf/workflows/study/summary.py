@@ -229,6 +229,7 @@ def summarise_task(
         "n_items": int(len(y)),
         "n_positive": int(y.sum()),
         "n_patients": int(len(set(groups))),
+        "folds": [int(f) for f in np.unique(folds)],  # the order of each arm's fold_auc_by_seed rows
         "fixed_specificity": fixed_specificity,
         "holm": {
             "adjusted": "delong_vs_reference.p_median (the median over seeds of DeLong's two-sided p against "
