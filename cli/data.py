@@ -138,6 +138,28 @@ def import_cbis(src: Path, out: Path, spacing_mm: float) -> None:
         click.echo(line)
 
 
+@data.command(name="import-vindr")
+@click.argument("src", type=InputFolder())
+@click.option("--out", type=OutputFolder(), required=True, help="Folder to create; gets manifest.csv.")
+def import_vindr(src: Path, out: Path) -> None:
+    """Write a manifest for VinDr-Mammo (finding_annotations.csv + images/); the DICOMs stay in SRC."""
+    from mammo_tf.data.importers.vindr import import_vindr as run_import
+
+    for line in run_import(src, out).lines():
+        click.echo(line)
+
+
+@data.command(name="import-inbreast")
+@click.argument("src", type=InputFolder())
+@click.option("--out", type=OutputFolder(), required=True, help="Folder to create; gets manifest.csv and masks/.")
+def import_inbreast(src: Path, out: Path) -> None:
+    """Write a manifest and speck masks for INbreast (INbreast.csv, AllDICOMs/, AllXML/); the DICOMs stay in SRC."""
+    from mammo_tf.data.importers.inbreast import import_inbreast as run_import
+
+    for line in run_import(src, out).lines():
+        click.echo(line)
+
+
 @data.command()
 @click.option("--n", "n", type=click.IntRange(min=1), default=16, help="Number of images (pairs per patient).")
 @click.option("--out", type=OutputFolder(), required=True, help="Folder to create.")

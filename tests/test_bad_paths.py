@@ -164,6 +164,10 @@ COMMANDS = {
     "import --dest": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import", ds, "--dest", bad, "--no-verify"]),
     "import-cbis SRC": (FOLDER_IN, lambda bad, tmp, ds: ["data", "import-cbis", bad, "--out", tmp / "new"]),
     "import-cbis --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import-cbis", ds, "--out", bad]),
+    "import-vindr SRC": (FOLDER_IN, lambda bad, tmp, ds: ["data", "import-vindr", bad, "--out", tmp / "new"]),
+    "import-vindr --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import-vindr", ds, "--out", bad]),
+    "import-inbreast SRC": (FOLDER_IN, lambda bad, tmp, ds: ["data", "import-inbreast", bad, "--out", tmp / "new"]),
+    "import-inbreast --out": (FOLDER_OUT, lambda bad, tmp, ds: ["data", "import-inbreast", ds, "--out", bad]),
     "fetch --dest": (
         FOLDER_OUT,
         lambda bad, tmp, ds: ["data", "fetch", "mias", "--dest", bad, "--url", "http://127.0.0.1:9/all-mias.tar.gz"],

@@ -57,6 +57,7 @@ from mammo_tf.data.importers.common import (
     ImportSummary,
     SourceRow,
     bounding_circle,
+    patient_splits,
     progress_bar,
     read_source_csv,
     summarise,
@@ -182,19 +183,6 @@ def _check_images(rows: list[CbisRow]) -> None:
                 f"on {seen.csv.name} line {seen.line} (one image, one density)",
                 row.line,
             )
-
-
-def patient_splits(rows: list[CbisRow], log: ImportLog) -> dict[str, str]:
-    """patient_id -> train / test from the CSVs' own splits; a patient in both goes to test (noted in `log`)."""
-    splits: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        splits[row.patient_id].add(row.csv_split)
-    both = sorted(p for p, s in splits.items() if len(s) > 1)
-    if both:
-        shown = ", ".join(both[:5]) + (f" (and {len(both) - 5} more)" if len(both) > 5 else "")
-        who = "1 patient is" if len(both) == 1 else f"{len(both)} patients are"
-        log.notes.append(f"{who} in both CBIS-DDSM splits: test gets all their images ({shown})")
-    return {patient: "test" if "test" in s else "train" for patient, s in splits.items()}
 
 
 # --- the DICOM tree -------------------------------------------------------------------------------------
@@ -340,7 +328,7 @@ def import_cbis(
     rows = read_csvs(src)
     _check_images(rows)
     log = ImportLog()
-    splits = patient_splits(rows, log)
+    splits = patient_splits(((row.patient_id, row.csv_split) for row in rows), log, SOURCE)
     root = image_root(src)
     by_case: dict[str, list[CbisRow]] = defaultdict(list)
     for row in rows:
