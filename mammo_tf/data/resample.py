@@ -4,14 +4,20 @@ Making pixels larger (downsampling, on either axis) averages the area each new p
 INTER_AREA), as a detector with larger elements would; making them smaller on both axes (upsampling)
 interpolates bicubically. The output
 size is the input's physical extent over the new spacing, rounded to whole pixels; `factors` says how
-array coordinates map (new = old x factor, per axis).
+array coordinates map (new = old x factor, per axis). `catalog_at_spacing` brings a whole catalog to one
+spacing (cached resampled copies, findings mapped), so samplers and trainers work at it unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import cv2
 import numpy as np
+import pandas as pd
 
+from mammo_tf.data.schema import SPACING_RESAMPLED, SPACING_UNKNOWN, Catalog
 from mammo_tf.errors import MammoError
 
 
@@ -41,3 +47,92 @@ def resample_to_spacing(
     shrink = rows < pixels.shape[0] or cols < pixels.shape[1]
     method = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
     return np.clip(cv2.resize(pixels, (cols, rows), interpolation=method), 0.0, 1.0)
+
+
+SPACING_MATCH = 0.01  # images within 1 % of the target spacing are used as they are
+RESAMPLE_VERSION = 1  # bump when resample_to_spacing changes: cached copies are then made again
+
+
+def catalog_at_spacing(catalog: Catalog, target_mm: float, cache_dir: str | Path | None = None) -> Catalog:
+    """The catalog with every image brought to `target_mm` per pixel, for training at a fixed spacing.
+
+    Images within SPACING_MATCH of the target stay as they are; the others are resampled once into
+    `cache_dir` (default: the cache's "spacing" folder; 16-bit PNG, or 8-bit for 8-bit sources, keyed by the
+    file's path, size, modification time and the target) with their findings' row, col, radius (and x, y)
+    scaled to the new pixels and their masks resampled by nearest neighbour. Spacing source "resampled".
+    MammoError naming the first image whose spacing is unknown (give the manifest a spacing_mm column).
+    """
+    from mammo_tf.io.images import read_image, write_image
+    from mammo_tf.paths import cache_root
+
+    if not (np.isfinite(target_mm) and target_mm > 0):
+        raise MammoError(f"target spacing must be a positive number of mm, got {target_mm}")
+    images = catalog.images.copy()
+    unknown = images[images["spacing_source"] == SPACING_UNKNOWN]
+    if len(unknown):
+        first = unknown.iloc[0]
+        raise MammoError(
+            f"{first['path']}: pixel spacing unknown, so it cannot be brought to {target_mm:g} mm "
+            f"({len(unknown)} such images; give the manifest a spacing_mm column)"
+        )
+    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "spacing"
+    findings = catalog.findings.copy()
+    for index, image in images.iterrows():
+        spacing = (float(image["spacing_row_mm"]), float(image["spacing_col_mm"]))
+        if all(abs(s / target_mm - 1) <= SPACING_MATCH for s in spacing):
+            continue
+        shape = (int(image["height"]), int(image["width"]))
+        new_shape = resampled_shape(shape, spacing, (target_mm, target_mm))
+        out = folder / f"{_cache_key(Path(image['path']), target_mm)}.png"
+        if not out.is_file():
+            source = read_image(image["path"])
+            write_image(out, resample_to_spacing(source.pixels, spacing, (target_mm, target_mm)), _png_bits(source))
+        images.loc[index, ["path", "height", "width"]] = [str(out), new_shape[0], new_shape[1]]
+        images.loc[index, ["spacing_row_mm", "spacing_col_mm", "spacing_source"]] = [
+            target_mm,
+            target_mm,
+            SPACING_RESAMPLED,
+        ]
+        rows = findings["image_id"] == image["image_id"]
+        findings.loc[rows] = _scaled_findings(
+            findings.loc[rows], factors(shape, new_shape), new_shape, folder, target_mm
+        )
+    return Catalog(images, findings, catalog.source, catalog.root)
+
+
+def _cache_key(path: Path, target_mm: float) -> str:
+    """A name for the resampled copy of `path` at `target_mm`: its stem and a digest of what defines it."""
+    stat = path.stat()
+    text = f"{RESAMPLE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{target_mm:.9g}"
+    return f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _png_bits(image) -> int:
+    return 8 if image.bit_depth <= 8 else 16
+
+
+def _scaled_findings(
+    rows: pd.DataFrame, scale: tuple[float, float], shape: tuple[int, int], folder: Path, target_mm: float
+) -> pd.DataFrame:
+    """One image's findings in the resampled pixels: coordinates scaled and rounded, radius rounded up."""
+    from mammo_tf.io.images import read_image, write_image
+
+    out = rows.copy()
+    for column, f, limit in (("row", scale[0], shape[0]), ("col", scale[1], shape[1])):
+        values = out[column].astype("Float64") * f
+        out[column] = values.round().clip(0, limit - 1).astype("Int64")
+    out["y"] = (out["y"].astype("Float64") * scale[0]).round().astype("Int64")
+    out["x"] = (out["x"].astype("Float64") * scale[1]).round().astype("Int64")
+    out["radius"] = np.ceil(out["radius"].astype("Float64") * 0.5 * (scale[0] + scale[1])).clip(lower=1).astype("Int64")
+    masks = []
+    for mask in out["mask"]:
+        if not mask:
+            masks.append(mask)
+            continue
+        copy = folder / f"{_cache_key(Path(mask), target_mm)}-mask.png"
+        if not copy.is_file():
+            pixels = read_image(mask).pixels
+            write_image(copy, cv2.resize(pixels, shape[::-1], interpolation=cv2.INTER_NEAREST), 8)
+        masks.append(str(copy))
+    out["mask"] = masks
+    return out

@@ -18,7 +18,8 @@ images   one row per image file
     spacing_col_mm  float  mm between adjacent columns (horizontal pixel size); NaN if unknown
     spacing_source  str    where the spacing came from: "dicom PixelSpacing",
                            "dicom ImagerPixelSpacing / magnification", "dicom ImagerPixelSpacing",
-                           "MIAS (0.2 mm)", "phantom", "manifest" or "unknown" (then both are NaN:
+                           "MIAS (0.2 mm)", "phantom", "manifest", "resampled" (a copy brought to
+                           a target spacing, data/resample.py) or "unknown" (then both are NaN:
                            an unknown spacing is stated, never guessed). A table built without the
                            three columns (tests, older callers) gets "unknown".
     split        str   "train", "val" or "test" (patient-level, see splits.py)
@@ -81,6 +82,7 @@ SPACING_COLUMNS = ("spacing_row_mm", "spacing_col_mm", "spacing_source")
 SPACING_MIAS = "MIAS (0.2 mm)"
 SPACING_PHANTOM = "phantom"
 SPACING_MANIFEST = "manifest"
+SPACING_RESAMPLED = "resampled"  # data/resample.catalog_at_spacing: a copy brought to a target spacing
 SPACING_UNKNOWN = "unknown"
 SPACING_SOURCES = (
     SPACING_PIXEL,
@@ -89,6 +91,7 @@ SPACING_SOURCES = (
     SPACING_MIAS,
     SPACING_PHANTOM,
     SPACING_MANIFEST,
+    SPACING_RESAMPLED,
     SPACING_UNKNOWN,
 )
 # Findings' abnormality codes.
