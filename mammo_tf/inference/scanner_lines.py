@@ -49,21 +49,20 @@ def average_lines(sr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[np.ndarra
 
     sr: float [h*s, w*s]; lr: float [h, w]. A block on a horizontal line gets, in each column, the mean of its
     s rows (a vertical line: of its s columns), so its block mean, and with it the consistency with `lr`, is
-    unchanged.
+    unchanged. Without line pixels `sr` itself comes back (no copy: a whole film's output is large).
     """
+    rows, cols = line_mask(lr, 0), line_mask(lr, 1)
+    flagged = int(rows.sum() + cols.sum())
+    if not flagged:
+        return sr, 0
     out = np.array(sr, np.float32, copy=True)
-    h, w = lr.shape
-    flagged = 0
-    for axis in (0, 1):
-        mask = line_mask(lr, axis)
-        if not mask.any():
-            continue
-        flagged += int(mask.sum())
-        if axis == 0:
-            across = out.reshape(h, scale, w * scale).mean(axis=1, keepdims=True)
-            mean = np.broadcast_to(across, (h, scale, w * scale)).reshape(out.shape)
-        else:
-            across = out.reshape(h * scale, w, scale).mean(axis=2, keepdims=True)
-            mean = np.broadcast_to(across, (h * scale, w, scale)).reshape(out.shape)
-        out = np.where(np.kron(mask, np.ones((scale, scale), bool)), mean, out)
+    offsets = np.arange(scale)
+    for k in np.flatnonzero(rows.any(axis=1)):  # a horizontal line in LR row k: HR rows k*s .. k*s + s - 1
+        band = out[k * scale : (k + 1) * scale]
+        hr = (np.flatnonzero(rows[k])[:, None] * scale + offsets).ravel()
+        band[:, hr] = band[:, hr].mean(axis=0, keepdims=True)
+    for k in np.flatnonzero(cols.any(axis=0)):  # a vertical line in LR column k
+        band = out[:, k * scale : (k + 1) * scale]
+        hr = (np.flatnonzero(cols[:, k])[:, None] * scale + offsets).ravel()
+        band[hr, :] = band[hr, :].mean(axis=1, keepdims=True)
     return out, flagged
