@@ -27,7 +27,7 @@ LOW_DATA_RATIO = 1.0  # the low-data curve compares real only with real + insert
 STUDY_PRESETS = {
     "quick": dict(
         folds=2, seeds=1, classifier_preset="tiny", classifier_steps=6, gan_preset="tiny", gan_steps=2,
-        insert_preset="tiny", sr_preset="tiny", bootstrap=200,
+        insert_preset="tiny", sr_preset="tiny", bootstrap=200, feature_steps=10,
         # The default phantom's folds hold too few clusters per class for an insertion model (1 benign in a
         # fold's training patients): its insertion arms need a larger dataset (--arms gan,insert).
         arms=("gan",),
@@ -72,6 +72,7 @@ class StudyConfig(Config):
     sr_pretrain_steps: int | None = None
     sr_gan_steps: int | None = None
     bootstrap: int = 1000
+    feature_steps: int = 400  # training steps of the feature network that scores each fold's GAN (evaluate-gan)
     val_fraction: float = 0.2
     fixed_specificity: float = 0.90  # sensitivity is also reported at this specificity (in (0, 1))
     preset: str = "standard"
@@ -88,6 +89,7 @@ class StudyConfig(Config):
         self.check_choice("gan_preset", SYNTHESIS_PRESETS)
         self.check_choice("insert_preset", INSERT_PRESETS)
         self.check_choice("sr_preset", SR_PRESETS)
+        self.check_at_least("feature_steps", 1)
         for key in ("sr_pretrain_steps", "sr_gan_steps"):
             if getattr(self, key) is not None:
                 self.check_at_least(key, 0)

@@ -429,7 +429,8 @@ class Units:
             metrics = json.loads((out / "metrics.json").read_text())
         else:
             shutil.rmtree(out, ignore_errors=True)  # an interrupted evaluation
-            metrics = evaluate_gan(run, catalog, out, seed=fold, heldout_splits=("val",))
+            steps = self.config.feature_steps
+            metrics = evaluate_gan(run, catalog, out, seed=fold, heldout_splits=("val",), feature_steps=steps)
         groups = {
             name: {"kid": g["synthetic"]["kid"], "kid_floor": g["floor"]["kid"]}
             for name, g in metrics["groups"].items()
