@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
-from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, model_option, preset_option, resumable_run, steps_option
+from mammo_tf_cli.options import (
+    PRECISION_OPTION,
+    SEED_OPTION,
+    STRATEGY_OPTION,
+    model_option,
+    preset_option,
+    resumable_run,
+    steps_option,
+)
 from mammo_tf_cli.paths import OutputFolder
 
 MODEL_OPTION = model_option("synth-64", "synthesis model")
@@ -20,9 +28,10 @@ MODEL_OPTION = model_option("synth-64", "synthesis model")
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
+@STRATEGY_OPTION
 @SEED_OPTION
 @click.option("--val-every", type=click.IntRange(min=1), default=None, help="Steps between validations.")
-def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, seed, val_every) -> None:
+def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, strategy, seed, val_every) -> None:
     """Train the class-conditional synthesis GAN on the training patients.
 
     Normal / benign / malignant patches, class-balanced; DiffAugment with an adaptive probability, lazy
@@ -39,6 +48,7 @@ def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, seed,
         steps=steps,
         resume=resume,
         precision=precision,
+        strategy=strategy,
         seed=seed,
         val_every=val_every,
     )

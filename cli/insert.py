@@ -8,7 +8,15 @@ import click
 
 from mammo_tf.config import preset_names
 from mammo_tf_cli.data import DATA_OPTION
-from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, model_option, preset_option, resumable_run, steps_option
+from mammo_tf_cli.options import (
+    PRECISION_OPTION,
+    SEED_OPTION,
+    STRATEGY_OPTION,
+    model_option,
+    preset_option,
+    resumable_run,
+    steps_option,
+)
 from mammo_tf_cli.paths import OutputFolder
 
 
@@ -19,8 +27,9 @@ from mammo_tf_cli.paths import OutputFolder
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
+@STRATEGY_OPTION
 @SEED_OPTION
-def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, seed) -> None:
+def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, strategy, seed) -> None:
     """Fit cluster layouts on the training patients' specks and train the GAN refiner.
 
     Positives are rendered into matched normal tissue of training patients; the refiner changes pixels
@@ -30,7 +39,15 @@ def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, se
     from mammo_tf.workflows.training import train_insert as run_training
 
     out = run_training(
-        data, run_dir, preset=preset, patch_size=patch_size, steps=steps, resume=resume, precision=precision, seed=seed
+        data,
+        run_dir,
+        preset=preset,
+        patch_size=patch_size,
+        steps=steps,
+        resume=resume,
+        precision=precision,
+        strategy=strategy,
+        seed=seed,
     )
     click.echo(f"run finished: {out} (refiner.keras, insertion.json, metrics.json, samples/)")
 

@@ -13,6 +13,15 @@ PRECISION_OPTION = click.option(
     default="auto",
     help="auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX, else float32 (recorded in config.json).",
 )
+STRATEGY_OPTION = click.option(
+    "--strategy",
+    type=click.Choice(["auto", "default", "mirrored"]),
+    default="auto",
+    help="tf.distribute strategy. auto: mirrored when several GPUs are visible, else default (one device); "
+    "mirrored: all local GPUs, or the logical CPU devices when several are configured (2 logical CPUs on the "
+    "same cores are a correctness path, slower than one device, not a speed-up). Recorded in config.json; "
+    "--resume may change it.",
+)
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
 )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
-from mammo_tf_cli.options import PRECISION_OPTION, SEED_OPTION, preset_option, resumable_run, steps_option
+from mammo_tf_cli.options import (
+    PRECISION_OPTION,
+    SEED_OPTION,
+    STRATEGY_OPTION,
+    preset_option,
+    resumable_run,
+    steps_option,
+)
 from mammo_tf_cli.paths import InputFolder
 
 
@@ -35,9 +42,10 @@ from mammo_tf_cli.paths import InputFolder
 @steps_option("Total steps, split between pretraining and GAN fine-tuning as in the preset.")
 @resumable_run
 @PRECISION_OPTION
+@STRATEGY_OPTION
 @SEED_OPTION
 def train_sr(
-    data, scale, preset, generator, lr_degradations, init_from, steps, run_dir, resume, precision, seed
+    data, scale, preset, generator, lr_degradations, init_from, steps, run_dir, resume, precision, strategy, seed
 ) -> None:
     """Train the SR GAN on the training patients.
 
@@ -57,6 +65,7 @@ def train_sr(
         init_from=init_from,
         steps=steps,
         precision=precision,
+        strategy=strategy,
         seed=seed,
     )
     click.echo(f"run finished: {out} (generator.keras, metrics.json)")
@@ -81,8 +90,11 @@ def train_sr(
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
+@STRATEGY_OPTION
 @SEED_OPTION
-def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, seed) -> None:
+def train_classifier(
+    data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, strategy, seed
+) -> None:
     """Train the calcification classifier on the training patients.
 
     Calcification vs normal tissue, with benign vs malignant as an exploratory second head; flips, rot90
@@ -100,6 +112,7 @@ def train_classifier(data, synthetic, synthetic_ratio, task, preset, steps, run_
         resume=resume,
         steps=steps,
         precision=precision,
+        strategy=strategy,
         seed=seed,
     )
     click.echo(f"run finished: {out} (classifier.keras, metrics.json)")

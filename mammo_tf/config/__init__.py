@@ -15,6 +15,7 @@ from __future__ import annotations
 from mammo_tf.config.base import (
     KINDS,
     PRECISIONS,
+    STRATEGIES,
     TEST_PRESETS,
     Config,
     TrainerConfig,
@@ -55,6 +56,7 @@ __all__ = [
     "SPECTRAL_NORMS",
     "SR_ACTIVATIONS",
     "SR_PRESETS",
+    "STRATEGIES",
     "STUDY_PRESETS",
     "STUDY_TASKS",
     "SYNTHESIS_PRESETS",

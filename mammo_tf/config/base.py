@@ -13,14 +13,15 @@ A config is a frozen dataclass subclassing ``Config``:
   keep the preset's value), then validation, then the kind's adjustments (e.g. val_every made to divide the
   phase lengths). An unknown kind, preset or override key is a MammoError listing the choices.
 - ``to_dict()`` -> JSON-able values; ``from_dict(data)`` reads a saved one: keys it lacks take
-  ``PREDATED_DEFAULTS``, then the dataclass defaults; keys this code does not know are a MammoError naming
-  them. Rejecting (not dropping) unknown keys because a saved config with a key this code has never heard
-  of was written by a newer version (or is corrupt): building from the known keys alone would silently give
-  a different model or run than the one saved. To read a run's config.json (which also records kind, data,
-  patients...), pick the fields first: ``cls.from_dict({k: v for k, v in record.items() if k in
-  cls.field_names()})``.
+  ``PREDATED_DEFAULTS`` (a class's own merged over its bases'), then the dataclass defaults; keys this code
+  does not know are a MammoError naming them. Rejecting (not dropping) unknown keys because a saved config
+  with a key this code has never heard of was written by a newer version (or is corrupt): building from the
+  known keys alone would silently give a different model or run than the one saved. To read a run's
+  config.json (which also records kind, data, patients...), pick the fields first: ``cls.from_dict({k: v for
+  k, v in record.items() if k in cls.field_names()})``.
 - The run spec: every trainer config (``TrainerConfig``) has ``seed`` (int >= 0), ``precision`` ('auto' |
-  'float32' | 'mixed_bfloat16'), a total step count ``steps`` (a field or a property) and ``val_every``.
+  'float32' | 'mixed_bfloat16'), ``strategy`` ('auto' | 'default' | 'mirrored'), a total step count ``steps``
+  (a field or a property) and ``val_every``.
 
 The resolved config is what a run directory records in config.json (training/runs.py) and what a resumed
 run must match. This package imports nothing heavier than the standard library: the CLI reads its preset
@@ -36,6 +37,8 @@ from typing import Any, ClassVar
 from mammo_tf.errors import MammoError
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+STRATEGIES = ("auto", "default", "mirrored")  # tf.distribute strategies (training/distribute.py)
+PLANNED_STRATEGIES = ("multiworker",)  # named, refused as not implemented yet
 TEST_PRESETS = ("tiny",)  # accepted everywhere, not offered by the CLI
 
 # kind -> its config class; filled as each kind's class is defined (Config.__init_subclass__).
@@ -100,18 +103,27 @@ class Config:
         unknown = sorted(set(data) - known)
         if unknown:
             raise MammoError(f"{cls.KIND} config: unknown keys {unknown} (a newer version's config?)")
-        values = {**{k: v for k, v in cls.PREDATED_DEFAULTS.items() if k in known}, **data}
+        values = {**{k: v for k, v in cls.predated_defaults().items() if k in known}, **data}
         # JSON turns tuples into lists; no config field is a list.
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    @classmethod
+    def predated_defaults(cls) -> dict[str, Any]:
+        """PREDATED_DEFAULTS of this class and its bases (a subclass's own value wins)."""
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("PREDATED_DEFAULTS", {}))
+        return merged
 
     @classmethod
     def predated_values(cls) -> dict[str, Any]:
         """What a saved config that lacks a field meant by it: PREDATED_DEFAULTS, else the dataclass default."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        predated = cls.predated_defaults()
         return {
-            name: cls.PREDATED_DEFAULTS.get(name, field.default)
+            name: predated.get(name, field.default)
             for name, field in fields.items()
-            if name in cls.PREDATED_DEFAULTS or field.default is not dataclasses.MISSING
+            if name in predated or field.default is not dataclasses.MISSING
         }
 
     def replace(self, **changes: Any):
@@ -144,11 +156,17 @@ class Config:
 
 @dataclass(frozen=True)
 class TrainerConfig(Config):
-    """A config that defines a training run: the run spec (seed, precision, steps, val_every) is checked here.
+    """A config that defines a training run: the run spec (seed, precision, strategy, steps, val_every) is
+    checked here.
 
-    Subclasses declare ``seed``, ``precision`` and ``val_every`` as fields and ``steps`` as a field or a property
-    (dataclass fields cannot be declared here without fixing their order in every subclass).
+    Subclasses declare ``seed``, ``precision``, ``strategy`` and ``val_every`` as fields and ``steps`` as a field
+    or a property (dataclass fields cannot be declared here without fixing their order in every subclass).
+    ``strategy`` says how the run is spread over devices ('auto': mirrored when several GPUs are visible, else
+    the default single-device strategy; training/distribute.py). It changes neither the model nor the numbers
+    (a batch split over replicas trains as on one device); configs saved before it existed meant 'default'.
     """
+
+    PREDATED_DEFAULTS: ClassVar[dict[str, Any]] = {"strategy": "default"}
 
     def validate(self) -> None:
         super().validate()
@@ -156,6 +174,9 @@ class TrainerConfig(Config):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             self.fail("seed", "an integer >= 0")
         self.check_choice("precision", PRECISIONS)
+        if self.strategy in PLANNED_STRATEGIES:
+            raise MammoError(f"{self.KIND} config: strategy {self.strategy!r} is not implemented yet")
+        self.check_choice("strategy", STRATEGIES)
         self.check_at_least("val_every", 1)
         if self.steps < 1:
             self.fail("steps", ">= 1")

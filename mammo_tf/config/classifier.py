@@ -41,6 +41,7 @@ class ClassifierConfig(TrainerConfig):
     task: str = "easy"
     synthetic_ratio: float = 0.0
     precision: str = "auto"
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
     seed: int = 0
     preset: str = "standard"
 

@@ -56,6 +56,7 @@ class InsertConfig(TrainerConfig):
     background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
     seed: int = 0
     preset: str = "standard"
 

@@ -82,6 +82,7 @@ class SRConfig(TrainerConfig):
     ema_decay: float = 0.999
     d_filters: int = 32
     precision: str = "auto"
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
     seed: int = 0
     preset: str = "standard"
 

@@ -69,9 +69,10 @@ class SynthesisConfig(TrainerConfig):
         memorisation check got worse (docs/results-synthesis.md), so the shipped recipe stays 'projected'.
     aug_*: the DiffAugment policy (see models/augment.py). stem_*: the discriminator's fixed input stem.
     batch_size, steps: the training run (read by the trainer).
-    seed, precision, val_every: the rest of the run spec every trainer config has (base.TrainerConfig): the
-        seed of sampling, initialisation and training noise; 'auto' | 'float32' | 'mixed_bfloat16'; steps
-        between validations and checkpoints (resolve makes it at most steps). They do not change the networks.
+    seed, precision, strategy, val_every: the rest of the run spec every trainer config has
+        (base.TrainerConfig): the seed of sampling, initialisation and training noise; 'auto' | 'float32' |
+        'mixed_bfloat16'; 'auto' | 'default' | 'mirrored'; steps between validations and checkpoints (resolve
+        makes it at most steps). They do not change the networks.
     """
 
     KIND: ClassVar[str] = "synthesis"
@@ -115,6 +116,7 @@ class SynthesisConfig(TrainerConfig):
     steps: int = 10_000
     seed: int = 0
     precision: str = "auto"
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
     val_every: int = 1_000
 
     def validate(self) -> None:

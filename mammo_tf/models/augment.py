@@ -15,8 +15,8 @@ usual DiffAugment colour jitter stopped the discriminator from learning at all (
 not clipped afterwards (clipping would kill gradients at the bounds); real and fake are treated alike.
 
 Randomness is stateless: ``seed`` is an int32/int64 [2] tensor; the same images, p and seed give the same
-output. Under a tf.distribute strategy the caller folds the replica id into the
-seed (one SeedGenerator gives every replica the same draws).
+output. Under a tf.distribute strategy the seed must be the same on every replica: each replica draws the
+values of the whole global batch and keeps its own rows, so every example is augmented as on one device.
 
 ``AdaptiveAugment`` holds p as a tracked, non-trainable variable (so it is saved with the model) and moves it
 with an integral controller on r_t = E[sign(D(real))]: p += sign(r_t - target) * images / speed_images.
@@ -31,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from mammo_tf.models.losses import _per_example
+from mammo_tf.models.replicas import global_batch, own_rows
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,14 @@ class AugmentPolicy:
         return cls(**values)
 
 
-def _uniform(seed: tf.Tensor, stream: int, shape: list, minval: float = 0.0, maxval: float = 1.0) -> tf.Tensor:
-    """Stateless U(minval, maxval) draws from their own stream of `seed`."""
+def _uniform(seed: tf.Tensor, stream: int, batch: tf.Tensor, minval: float = 0.0, maxval: float = 1.0) -> tf.Tensor:
+    """Stateless U(minval, maxval) draws [batch], one per example, from their own stream of `seed`.
+
+    Under a strategy the global batch's draws, this replica's rows of them (models/replicas.py).
+    """
     sub = tf.random.experimental.stateless_fold_in(seed, stream)
-    return tf.random.stateless_uniform(shape, seed=sub, minval=minval, maxval=maxval, dtype=tf.float32)
+    draws = tf.random.stateless_uniform([global_batch(batch)], seed=sub, minval=minval, maxval=maxval, dtype=tf.float32)
+    return own_rows(draws, batch)
 
 
 def _where(mask: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
@@ -96,12 +101,12 @@ def diff_augment(
         raise ValueError(f"diff_augment needs static image sizes, got {x.shape}")
 
     def applied(stream: int) -> tf.Tensor:
-        return _uniform(seed, stream, [batch]) < p
+        return _uniform(seed, stream, batch) < p
 
     if policy.flips:
         x = _where(applied(0), tf.reverse(x, axis=[2]), x)
         if height == width:
-            k = tf.cast(tf.floor(_uniform(seed, 2, [batch], 0.0, 4.0)), tf.int32)
+            k = tf.cast(tf.floor(_uniform(seed, 2, batch, 0.0, 4.0)), tf.int32)
             k = tf.where(applied(1), tf.minimum(k, 3), 0)
             swapped = tf.transpose(x, [0, 2, 1, 3])
             turned = {1: tf.reverse(swapped, axis=[1]), 2: tf.reverse(x, axis=[1, 2]), 3: tf.reverse(swapped, axis=[2])}
@@ -113,20 +118,20 @@ def diff_augment(
     if shift > 0:
         shift = min(shift, min(height, width) - 1)  # reflect padding needs shift < size
         on = tf.cast(applied(3), tf.int32)
-        dy = tf.cast(tf.floor(_uniform(seed, 4, [batch], 0.0, 2 * shift + 1.0)), tf.int32) - shift
-        dx = tf.cast(tf.floor(_uniform(seed, 5, [batch], 0.0, 2 * shift + 1.0)), tf.int32) - shift
+        dy = tf.cast(tf.floor(_uniform(seed, 4, batch, 0.0, 2 * shift + 1.0)), tf.int32) - shift
+        dx = tf.cast(tf.floor(_uniform(seed, 5, batch, 0.0, 2 * shift + 1.0)), tf.int32) - shift
         x = _translate(x, tf.clip_by_value(dy, -shift, shift) * on, tf.clip_by_value(dx, -shift, shift) * on, shift)
     if policy.brightness > 0:
-        delta = _uniform(seed, 7, [batch], -policy.brightness, policy.brightness)
+        delta = _uniform(seed, 7, batch, -policy.brightness, policy.brightness)
         x = x + tf.where(applied(6), delta, 0.0)[:, None, None, None]
     if policy.contrast > 0:
-        factor = _uniform(seed, 9, [batch], 1.0 - policy.contrast, 1.0 + policy.contrast)[:, None, None, None]
+        factor = _uniform(seed, 9, batch, 1.0 - policy.contrast, 1.0 + policy.contrast)[:, None, None, None]
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         x = _where(applied(8), mean + (x - mean) * factor, x)  # where, not factor 1: untouched stays exact
     side = int(round(policy.cutout * min(height, width)))
     if side > 0:
-        cy = tf.floor(_uniform(seed, 11, [batch], 0.0, float(height)))
-        cx = tf.floor(_uniform(seed, 12, [batch], 0.0, float(width)))
+        cy = tf.floor(_uniform(seed, 11, batch, 0.0, float(height)))
+        cx = tf.floor(_uniform(seed, 12, batch, 0.0, float(width)))
         rows = tf.range(height, dtype=tf.float32)[None, :] - cy[:, None]  # [B, H]
         cols = tf.range(width, dtype=tf.float32)[None, :] - cx[:, None]  # [B, W]
         half = side / 2.0

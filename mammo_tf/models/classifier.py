@@ -9,6 +9,7 @@ discriminator) feeds three conv stages and global pooling. The wrapper overrides
 calcification loss on every patch, the malignancy loss only on calcification patches (BENIGN vs
 MALIGNANT), both per-example and averaged over the global batch. Classic augmentation runs in
 every arm: random flips and rot90 come from the tf.data pipeline, small brightness/contrast changes here.
+Under a tf.distribute strategy the jitter and the dropout masks are the global batch's (models/replicas.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 from keras import layers
 
 from mammo_tf.data.schema import MALIGNANT, NORMAL
+from mammo_tf.models.replicas import global_batch, own_rows, replicas
 
 CLASSIFIER_NAME = "mammo_calc_classifier"
 
@@ -37,6 +39,24 @@ class PatchStem(layers.Layer):
         return (*shape[:-1], 2)
 
 
+@keras.saving.register_keras_serializable(package="mammo_tf")
+class ReplicaDropout(layers.Dropout):
+    """``keras.layers.Dropout`` whose mask, under a tf.distribute strategy, is this replica's rows of the mask
+    of the global batch: a batch split over replicas is dropped out as on one device (a Dropout layer's one
+    SeedGenerator would give every replica the same mask). With one replica it is ``Dropout`` itself.
+
+    inputs: [B, ...] (B rows of this replica); same arguments as Dropout.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate == 0 or replicas() == 1:
+            return super().call(inputs, training=training)
+        batch = tf.shape(inputs)[0]
+        ones = tf.ones(tf.concat([[global_batch(batch)], tf.shape(inputs)[1:]], axis=0), inputs.dtype)
+        keep = super().call(ones, training=True)  # 1 / (1 - rate) where kept, else 0: the global batch's mask
+        return inputs * own_rows(keep, batch)
+
+
 def build_classifier_network(patch_size: int = 64, width: int = 16, dropout: float = 0.3) -> keras.Model:
     """The functional network (see the module docstring); logits out, float32."""
     inputs = keras.Input((patch_size, patch_size, 1), name="patch")
@@ -46,7 +66,7 @@ def build_classifier_network(patch_size: int = 64, width: int = 16, dropout: flo
         x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}b")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    features = layers.Dropout(dropout, name="dropout")(x)
+    features = ReplicaDropout(dropout, name="dropout")(x)
     calc = layers.Dense(1, dtype="float32", name="calc_logit")(features)
     malignant = layers.Dense(1, dtype="float32", name="malignant_logit")(features)
     return keras.Model(inputs, {"calc": calc, "malignant": malignant}, name=f"{CLASSIFIER_NAME}_net")
@@ -74,10 +94,16 @@ class CalcificationClassifier(keras.Model):
         return {k: tf.sigmoid(tf.reshape(v, [-1])) for k, v in logits.items()}
 
     def _intensity_jitter(self, x):
-        """Small brightness (+-jitter) and contrast (x 1 +- 2*jitter) changes, per patch, clipped to [0, 1]."""
+        """Small brightness (+-jitter) and contrast (x 1 +- 2*jitter) changes, per patch, clipped to [0, 1].
+
+        Under a strategy each replica draws the global batch's changes and keeps its own rows (as on one device).
+        """
         b = tf.shape(x)[0]
-        shift = keras.random.uniform([b, 1, 1, 1], -self.jitter, self.jitter, seed=self.seed)
-        gain = keras.random.uniform([b, 1, 1, 1], 1 - 2 * self.jitter, 1 + 2 * self.jitter, seed=self.seed)
+        rows = global_batch(b)
+        shift = own_rows(keras.random.uniform([rows, 1, 1, 1], -self.jitter, self.jitter, seed=self.seed), b)
+        gain = own_rows(
+            keras.random.uniform([rows, 1, 1, 1], 1 - 2 * self.jitter, 1 + 2 * self.jitter, seed=self.seed), b
+        )
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         return tf.clip_by_value((x - mean) * gain + mean + shift, 0.0, 1.0)
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from mammo_tf.models.replicas import global_mean
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -55,12 +57,12 @@ def nonsaturating_g(fake_logits: tf.Tensor) -> tf.Tensor:
 def _relativistic(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(D(real) - E[D(fake)], D(fake) - E[D(real)]), float32, same shapes as the inputs.
 
-    The expectation is over the whole local batch (all axes), as in ESRGAN/BasicSR. Under a strategy it is the
-    replica's batch mean, not the global one.
+    The expectation is over the whole batch (all axes), as in ESRGAN/BasicSR; under a strategy over the GLOBAL
+    batch (all-reduced across replicas, models/replicas.py), so a split batch gives the single-device loss.
     """
     real = tf.cast(real_logits, tf.float32)
     fake = tf.cast(fake_logits, tf.float32)
-    return real - tf.reduce_mean(fake), fake - tf.reduce_mean(real)
+    return real - global_mean(fake), fake - global_mean(real)
 
 
 def relativistic_average_d(real_logits: tf.Tensor, fake_logits: tf.Tensor) -> tf.Tensor:

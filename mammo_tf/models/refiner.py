@@ -41,6 +41,7 @@ from keras import layers, ops
 
 from mammo_tf.config import N_CLASSES, InsertConfig
 from mammo_tf.models.paired import PairedOptimizers
+from mammo_tf.models.replicas import all_rows, global_batch, replica_id, replicas
 from mammo_tf.models.synthesis_layers import ReflectPad
 
 __all__ = [
@@ -223,7 +224,8 @@ class RefinerGAN(PairedOptimizers, keras.Model):
         config: an InsertConfig (or its dict): patch_size, lr_r, lr_d, reg_weight, history_size,
             background_weight.
         seed: seeds the training-time randomness (buffer reads and writes): stateless functions of (seed, D
-            optimizer step[, replica]), so a run is deterministic by seed and a resumed run continues exactly.
+            optimizer step), the same on every replica, so a run is deterministic by seed and a resumed run
+            continues exactly.
 
     ``train_step(((rendered, mask, labels), (real, real_mask, real_labels)))``: float32 [B, P, P, 1], float32
     [B, P, P, 1] in {0, 1}, int32 [B] (1 benign, 2 malignant), float32 [B, P, P, 1], float32 [B, P, P, 1] in
@@ -237,15 +239,16 @@ class RefinerGAN(PairedOptimizers, keras.Model):
       (reg_norm "l1") or (refined - rendered)^2 ("l2") over the mask's pixels (self-regularisation; over the
       whole patch, as SimGAN's refiner that changes every pixel, it was ~50x weaker per changed pixel, and a
       3,000-step run painted the masks as bright discs);
-    - then max(1, B//2) of this step's refined patches (all replicas', gathered) are written to the buffer,
+    - then the first max(1, B//2) of this step's refined patches (all replicas', gathered) go to the buffer,
       with their masks and labels: into its empty slots first, then over random ones.
 
     Losses are per example, averaged over the global batch. Trackers: d_loss, g_loss (adv + reg_weight x reg),
     adv_loss, reg_loss (the unweighted L1 in the mask). The buffer (``history_images`` and ``history_masks`` float32
     [history_size, P, P, 1], ``history_labels`` int32 [history_size], ``history_count`` int32: filled slots,
     always a prefix) is model
-    state: saved with the model. Under a strategy every replica holds the same buffer (identical updates,
-    ONLY_FIRST_REPLICA) and reads it with its own seed.
+    state: saved with the model. B is the global batch: under a strategy every replica holds the same buffer
+    (identical updates, ONLY_FIRST_REPLICA) and its own rows of the global batch's mix, so a batch split
+    over replicas trains as on one device.
 
     Example:
         gan = build_refiner_gan(resolve("insert", "quick"), seed=0)
@@ -340,17 +343,15 @@ class RefinerGAN(PairedOptimizers, keras.Model):
     # ---- the history buffer
 
     def _step_seeds(self) -> tuple[tf.Tensor, tf.Tensor]:
-        """(read, write) int64 [2] stateless seeds of this step: both from (seed, D optimizer step); the read
-        seed also from the replica (each replica draws different history), the write seed not (every replica
-        computes the same buffer update). The step counter is saved with the optimizer, so a resumed run draws
-        what an uninterrupted one would have."""
+        """(read, write) int64 [2] stateless seeds of this step, from (seed, D optimizer step) and the same on
+        every replica: every replica picks the same history entries for the global batch and computes the same
+        buffer update. The step counter is saved with the optimizer, so a resumed run draws what an
+        uninterrupted one would have."""
         base = tf.random.experimental.stateless_fold_in(
             tf.constant([self.seed, 0x5E6F], dtype=tf.int64), tf.cast(self.d_optimizer.iterations, tf.int64)
         )
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        read = tf.random.experimental.stateless_fold_in(
-            tf.random.experimental.stateless_fold_in(base, 0), tf.cast(replica, tf.int64)
+        read = tf.random.experimental.stateless_fold_in(  # (the fold-in of replica 0 kept: the same draws as before)
+            tf.random.experimental.stateless_fold_in(base, 0), tf.constant(0, tf.int64)
         )
         return read, tf.random.experimental.stateless_fold_in(base, 1)
 
@@ -361,30 +362,47 @@ class RefinerGAN(PairedOptimizers, keras.Model):
 
     def _mix_history(self, fakes: tuple[tf.Tensor, ...], seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """D's fakes from this step's (refined, masks, labels): the first B - n of each, then n = B//2 distinct
-        buffer entries if the buffer holds >= n, else this step's last n (n <= history_size)."""
+        buffer entries if the buffer holds >= n, else this step's last n (n <= history_size). B is the global
+        batch: under a strategy each replica holds its rows of that mix."""
         size = self.config.history_size
         batch = tf.shape(fakes[0])[0]
-        n = tf.minimum(batch // 2, size)
+        n = tf.minimum(global_batch(batch) // 2, size)
         count = tf.convert_to_tensor(self.history_count)
         noise = tf.random.stateless_uniform([size], seed=seed, dtype=tf.float32)
         scores = tf.where(tf.range(size) < count, noise, -1.0)  # filled slots first, in random order
         picks = tf.math.top_k(scores, k=n, sorted=True).indices
         use = tf.logical_and(count >= n, n > 0)
+        if replicas() > 1:
+            return self._own_rows_of_mix(fakes, picks, use)
         keep = batch - n
         return tuple(
             tf.concat([new[:keep], tf.where(use, tf.gather(tf.convert_to_tensor(old), picks), new[keep:])], axis=0)
             for new, old in zip(fakes, self._history, strict=True)
         )
 
+    def _own_rows_of_mix(self, fakes: tuple[tf.Tensor, ...], picks: tf.Tensor, use: tf.Tensor) -> tuple:
+        """``_mix_history`` on one replica of several: global row g of the mix is history entry picks[g - (B - n)]
+        for the last n rows of the global batch (when `use`), else this step's own row g."""
+        batch = tf.shape(fakes[0])[0]
+        n = tf.shape(picks)[0]
+        rows = tf.cast(replica_id(), tf.int32) * batch + tf.range(batch)  # this replica's global rows
+        slot = rows - (global_batch(batch) - n)
+        from_history = tf.logical_and(use, slot >= 0)
+        entries = tf.gather(picks, tf.clip_by_value(slot, 0, n - 1))
+        mixed = []
+        for new, old in zip(fakes, self._history, strict=True):
+            chosen = tf.reshape(from_history, [-1] + [1] * (new.shape.rank - 1))
+            mixed.append(tf.where(chosen, tf.gather(tf.convert_to_tensor(old), entries), new))
+        return tuple(mixed)
+
     def _update_history(self, fakes: tuple[tf.Tensor, ...], seed: tf.Tensor) -> None:
-        """Write max(1, B//2) of this step's (refined, masks, labels) (gathered over replicas) into the buffer:
-        the empty slots first (lowest index first, so the filled slots stay a prefix), then random filled ones."""
+        """Write the first max(1, B//2) of this step's (refined, masks, labels) of the global batch (gathered
+        over replicas, so every replica writes the same) into the buffer: the empty slots first (lowest index
+        first, so the filled slots stay a prefix), then random filled ones."""
         size = self.config.history_size
+        fakes = tuple(all_rows(t) for t in fakes)
         n = tf.maximum(tf.shape(fakes[0])[0] // 2, 1)
         fakes = tuple(t[:n] for t in fakes)
-        context = tf.distribute.get_replica_context()
-        if context is not None and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            fakes = tuple(context.all_gather(t, axis=0) for t in fakes)
         k = tf.minimum(tf.shape(fakes[0])[0], size)
         count = tf.convert_to_tensor(self.history_count)
         slot = tf.range(size)
@@ -407,7 +425,7 @@ class RefinerGAN(PairedOptimizers, keras.Model):
         floor = self.config.background_weight
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
         real_labels = tf.reshape(tf.cast(real_labels, tf.int32), [-1])
-        global_batch = tf.shape(rendered)[0] * tf.distribute.get_strategy().num_replicas_in_sync
+        total_batch = global_batch(tf.shape(rendered)[0])
         read_seed, write_seed = self._step_seeds()
         d_vars = self.discriminator.trainable_variables
         r_vars = self.refiner.trainable_variables
@@ -423,7 +441,7 @@ class RefinerGAN(PairedOptimizers, keras.Model):
                     d_per_example = _weighted_mean(  # [B]: BCE, real -> 1, fake -> 0
                         tf.nn.softplus(-real_logits), local_weights(real_mask, floor)
                     ) + _weighted_mean(tf.nn.softplus(fake_logits), local_weights(fake_masks, floor))
-                    d_total = tf.nn.compute_average_loss(d_per_example, global_batch_size=global_batch)
+                    d_total = tf.nn.compute_average_loss(d_per_example, global_batch_size=total_batch)
                 grads = d_tape.gradient(d_total, d_vars)
                 self.d_optimizer.apply_gradients(zip(grads, d_vars, strict=True))
             # Refiner step against the updated D: fool it, stay close to the rendering.
@@ -434,7 +452,7 @@ class RefinerGAN(PairedOptimizers, keras.Model):
             change = tf.abs(change) if self.config.reg_norm == "l1" else tf.square(change)
             reg = tf.reduce_sum(change, axis=[1, 2, 3]) / area  # mean change in the mask
             r_per_example = adv + self.config.reg_weight * reg
-            r_total = tf.nn.compute_average_loss(r_per_example, global_batch_size=global_batch)
+            r_total = tf.nn.compute_average_loss(r_per_example, global_batch_size=total_batch)
         grads = r_tape.gradient(r_total, r_vars)
         self.r_optimizer.apply_gradients(zip(grads, r_vars, strict=True))
 

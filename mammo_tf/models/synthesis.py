@@ -4,7 +4,9 @@ Classes are the patch classes of ``mammo_tf.data.schema``: NORMAL=0, BENIGN=1, M
 
 - ``SynthesisGAN``: a ``keras.Model`` overriding ``train_step``: hinge or non-saturating loss, lazy R1,
   DiffAugment on real and fake with an ADA controller, an EMA generator, balanced fake labels, per-example
-  losses averaged over the global batch (tf.distribute-ready), a seeded truncation-aware ``sample``.
+  losses averaged over the global batch, a seeded truncation-aware ``sample``. Under a tf.distribute
+  strategy a batch split over replicas trains as on one device (the noise, the fake labels, the ADA
+  statistic and D's minibatch std are those of the global batch: models/replicas.py).
 - ``build_synthesis_gan(config)``: the networks (models/synthesis_networks.py, their layers in
   models/synthesis_layers.py) that ``config`` describes, in a SynthesisGAN.
 
@@ -23,6 +25,7 @@ from mammo_tf.config.synthesis import SynthesisConfig
 from mammo_tf.models.augment import AdaptiveAugment, AugmentPolicy
 from mammo_tf.models.losses import D_LOSSES, G_LOSSES, r1_penalty
 from mammo_tf.models.paired import PairedOptimizers
+from mammo_tf.models.replicas import global_batch, own_rows, replicas
 from mammo_tf.models.synthesis_networks import build_synthesis_discriminator, build_synthesis_generator
 
 __all__ = [
@@ -164,8 +167,9 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
     # ---- training
 
     def _step_seed(self) -> tf.Tensor:
-        """A fresh int64 [2] stateless seed per step, different on every replica
-        (keras.random with one SeedGenerator gives every replica the same noise).
+        """A fresh int64 [2] stateless seed per step, the same on every replica: each replica draws the noise of
+        the whole global batch and keeps its own rows (models/replicas.py), so replicas get different noise and
+        a split batch the single-device noise (one SeedGenerator would give every replica the same noise).
 
         Derived from (seed, D optimizer step): the step counter is saved with the optimizer, so a resumed run
         draws exactly the noise an uninterrupted one would have (a SeedGenerator's state is not saved).
@@ -173,18 +177,19 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
         base = tf.random.experimental.stateless_fold_in(
             tf.constant([self.seed, 0x6D74], dtype=tf.int64), tf.cast(self.d_optimizer.iterations, tf.int64)
         )
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        return tf.random.experimental.stateless_fold_in(base, tf.cast(replica, tf.int64))
+        return tf.random.experimental.stateless_fold_in(base, tf.constant(0, tf.int64))  # (replica 0, as before)
 
     def _latents(self, batch: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        return tf.random.stateless_normal([batch, self.latent_dim], seed=seed, dtype=tf.float32)
+        """float32 [batch, latent_dim]: this replica's rows of the global batch's latents."""
+        z = tf.random.stateless_normal([global_batch(batch), self.latent_dim], seed=seed, dtype=tf.float32)
+        return own_rows(z, batch)
 
     def _fake_labels(self, batch: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Balanced class ids: consecutive ids from a random offset, so each class gets B/n (+-1) fakes."""
+        """Balanced class ids: consecutive ids from a random offset, so each class gets B/n (+-1) fakes of the
+        global batch (this replica's rows of them)."""
         n = self.config.n_classes
         offset = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=n, dtype=tf.int32)
-        return (tf.range(batch, dtype=tf.int32) + offset) % n
+        return own_rows((tf.range(global_batch(batch), dtype=tf.int32) + offset) % n, batch)
 
     def _update_ema(self) -> None:
         """ema = decay * ema + (1 - decay) * w for every generator weight, on every replica's copy."""
@@ -199,6 +204,26 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
 
         tf.__internal__.distribute.interim.maybe_merge_call(update, tf.distribute.get_strategy(), pairs)
 
+    def _r1(self, do_r1: tf.Tensor, real: tf.Tensor, labels: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+        """R1 per example [B] on the interval's steps, else zeros like `like` (one device: a tf.cond)."""
+        cfg = self.config
+        return tf.cond(
+            do_r1,
+            lambda: r1_penalty(self.discriminator, real, labels, cfg.r1_gamma, training=False),
+            lambda: tf.zeros_like(like),
+        )
+
+    def _r1_without_cond(self, do_r1: tf.Tensor, real: tf.Tensor, labels: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+        """``_r1`` under several replicas, where D all-reduces (its minibatch-std channel) and an all-reduce
+        cannot run inside a tf.cond: R1 of every row on the interval's steps, of one row (nearly free; D's
+        reflect padding refuses an empty batch) on the others, padded to [B] and multiplied by 0 there. The
+        same numbers as ``_r1`` (x 1 and + 0 are exact)."""
+        batch = tf.shape(real)[0]
+        rows = tf.where(do_r1, batch, 1)
+        r1 = r1_penalty(self.discriminator, real[:rows], labels[:rows], self.config.r1_gamma, training=False)
+        r1 = tf.concat([r1, tf.zeros([batch - rows], like.dtype)], axis=0)
+        return r1 * tf.cast(do_r1, like.dtype)
+
     # No AutoGraph: the step has no Python control flow on tensors (tf.cond is explicit), and converting it and
     # everything it calls cost seconds of tracing per fit.
     @tf.autograph.experimental.do_not_convert
@@ -210,7 +235,7 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
         real = tf.cast(real, tf.float32)
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
         batch = tf.shape(real)[0]
-        global_batch = batch * tf.distribute.get_strategy().num_replicas_in_sync
+        total_batch = global_batch(batch)
         seed = self._step_seed()
 
         def sub(stream: int) -> tf.Tensor:
@@ -224,6 +249,7 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
         fake_labels = self._fake_labels(batch, sub(1))
         fake = self.generator([self._latents(batch, sub(0)), fake_labels], training=True)
         do_r1 = tf.equal(self.d_optimizer.iterations % cfg.r1_every, 0) if cfg.r1_gamma > 0 else tf.constant(False)
+        r1_of = self._r1 if replicas() == 1 else self._r1_without_cond
         with tf.GradientTape() as tape:
             real_aug = self.ada.augment(real, sub(2))
             fake_aug = self.ada.augment(tf.stop_gradient(fake), sub(3))
@@ -232,13 +258,9 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
             real_logits = self.discriminator([real_aug, labels], training=True)
             fake_logits = self.discriminator([fake_aug, fake_labels], training=False)
             adversarial = d_loss_fn(real_logits, fake_logits)  # [B]
-            r1 = tf.cond(
-                do_r1,
-                lambda: r1_penalty(self.discriminator, real_aug, labels, cfg.r1_gamma, training=False),
-                lambda: tf.zeros_like(adversarial),
-            )
+            r1 = r1_of(do_r1, real_aug, labels, adversarial)
             per_example = adversarial + float(cfg.r1_every) * r1
-            d_total = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            d_total = tf.nn.compute_average_loss(per_example, global_batch_size=total_batch)
         grads = tape.gradient(d_total, d_vars)
         self.d_optimizer.apply_gradients(zip(grads, d_vars, strict=True))
         real_sign = self.ada.update(real_logits)
@@ -250,7 +272,7 @@ class SynthesisGAN(PairedOptimizers, keras.Model):
             generated = self.generator([g_latents, g_labels], training=True)
             logits = self.discriminator([self.ada.augment(generated, sub(6)), g_labels], training=False)
             g_per_example = g_loss_fn(logits)
-            g_total = tf.nn.compute_average_loss(g_per_example, global_batch_size=global_batch)
+            g_total = tf.nn.compute_average_loss(g_per_example, global_batch_size=total_batch)
         grads = tape.gradient(g_total, g_vars)
         self.g_optimizer.apply_gradients(zip(grads, g_vars, strict=True))
         self._update_ema()

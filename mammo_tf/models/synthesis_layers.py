@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from mammo_tf.models.replicas import global_sum, replicas
+
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
 class InputStem(layers.Layer):
@@ -124,15 +126,17 @@ class ClassConditionalNorm(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mammo_tf")
 class MinibatchStd(layers.Layer):
-    """Append one channel: the mean over features of the per-feature std across the (replica) batch (ProGAN).
+    """Append one channel: the mean over features of the per-feature std across the batch (ProGAN).
 
     Lets D see a lack of variety among fakes, the usual remedy for partial mode collapse. [B, H, W, C] ->
-    [B, H, W, C + 1].
+    [B, H, W, C + 1]. Under a strategy the std is over the GLOBAL batch (all-reduced across replicas), so a
+    batch split over devices gives D the input it gets on one device.
     """
 
     def call(self, x: Any) -> Any:
         xf = ops.cast(x, "float32")
-        std = ops.sqrt(ops.var(xf, axis=0) + 1e-8)  # [H, W, C]
+        var = ops.var(xf, axis=0) if replicas() == 1 else _global_variance(xf)
+        std = ops.sqrt(var + 1e-8)  # [H, W, C]
         stat = ops.mean(std)
         shape = ops.shape(x)
         channel = ops.ones((shape[0], shape[1], shape[2], 1), dtype="float32") * stat
@@ -140,3 +144,10 @@ class MinibatchStd(layers.Layer):
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (*input_shape[:-1], input_shape[-1] + 1)
+
+
+def _global_variance(x: Any) -> Any:
+    """Per-feature variance over the rows of every replica: float32 [B, ...] -> [...] (0 for an empty batch)."""
+    count = global_sum(ops.cast(ops.shape(x)[0], "float32"))
+    mean = global_sum(ops.sum(x, axis=0)) / ops.maximum(count, 1.0)
+    return global_sum(ops.sum(ops.square(x - mean), axis=0)) / ops.maximum(count, 1.0)

@@ -69,6 +69,13 @@ def pixel_statistics(model, patches, seed: int, n: int = 32) -> dict[str, float]
     return {"val_mean_gap": float(np.mean(gaps)), "val_std_ratio": float(np.mean(ratios))}
 
 
+def ada_probability(model) -> float:
+    """ADA's augmentation probability p of a SynthesisGAN (its variable is mirrored under a strategy)."""
+    import keras
+
+    return float(keras.ops.convert_to_numpy(model.ada.p))
+
+
 def train_gan(
     data: str | Path | None,
     run_dir: str | Path,
@@ -173,12 +180,12 @@ class GANTrainer(Trainer):
 
         run.image("samples", step, sample_grid(model, GRID_PER_CLASS, self.grid_seed, self.config.n_classes))
         save_keras_atomic(model.ema_generator, run.path / LATEST_MODEL)
-        return {"ada_p": float(model.ada.p), **pixel_statistics(model, self.patches, self.grid_seed)}
+        return {"ada_p": ada_probability(model), **pixel_statistics(model, self.patches, self.grid_seed)}
 
     def finish(self, run, model) -> dict:
         last = [r for r in run.records() if "d_loss" in r]
         return {
-            "ada_p": float(model.ada.p),
+            "ada_p": ada_probability(model),
             "final": {k: last[-1][k] for k in ("d_loss", "g_loss", "real_sign") if last and k in last[-1]},
             **pixel_statistics(model, self.patches, self.grid_seed),
             "train_patches": self._record["train_patches"],

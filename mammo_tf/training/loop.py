@@ -2,7 +2,7 @@
 
 A trainer (a `Trainer` subclass) says:
     kind, record()           what config.json holds (its resolved config, data, patients seen), before TF
-    total_steps, seed, precision
+    total_steps, seed, precision, strategy, batch_size
     model_class, build()     the wrapper model to build (inside the strategy scope) or to find on --resume
     dataset()                an infinite tf.data.Dataset of global batches (called once)
     phases(step)             [Phase(name, start, end, interval)], whole validation intervals, from `step`
@@ -11,8 +11,11 @@ A trainer (a `Trainer` subclass) says:
 `train(trainer, run_dir, resume=...)` owns the rest, the same for every trainer:
     the run directory (training/runs.py: refusal of a used folder, --resume against the same config, atomic
     checkpoints, the NaN guard), precision and seed scope (set before the layers are built, restored after),
-    the tf.distribute strategy scope, resuming mid-phase, removing a new run that failed before its first
-    checkpoint, and the final metrics.json (with steps, hours, precision, machine and TensorFlow version).
+    the tf.distribute strategy (resolved, recorded in config.json as strategy_resolved and replicas; the
+    model, its optimizers and metrics built or loaded inside its scope, the optimizers built there before
+    fit), resuming mid-phase (under any strategy: a checkpoint holds plain values), removing a new run that
+    failed before its first checkpoint, and the final metrics.json (with steps, hours, precision, strategy,
+    replicas, machine and TensorFlow version).
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ class Phase:
 class Trainer:
     """What one kind of training declares. Subclasses set `kind` and `model_class` and fill the methods.
 
-    config: the resolved, frozen config (its `steps`, `seed` and `precision` are the run's unless a
-    subclass says otherwise); record: what config.json holds (the config's fields, kind, data, source and
-    train_patients: the patients whose pixels the model saw), built before TensorFlow is imported.
+    config: the resolved, frozen config (its `steps`, `seed`, `precision`, `strategy` and `batch_size`, the
+    global batch, are the run's unless a subclass says otherwise); record: what config.json holds (the
+    config's fields, kind, data, source and train_patients: the patients whose pixels the model saw), built
+    before TensorFlow is imported.
     """
 
     kind: str = ""
@@ -65,6 +69,16 @@ class Trainer:
     def precision(self) -> str:
         """'auto' | 'float32' | 'mixed_bfloat16' as requested; the loop resolves it for this machine."""
         return self.config.precision
+
+    @property
+    def strategy(self) -> str:
+        """'auto' | 'default' | 'mirrored' as requested; the loop resolves it for this machine."""
+        return self.config.strategy
+
+    @property
+    def batch_size(self) -> int:
+        """The GLOBAL batch the dataset yields (split over the replicas by fit)."""
+        return int(self.config.batch_size)
 
     # -- with TensorFlow --------------------------------------------------------------------------------------
     def build(self):
@@ -121,18 +135,20 @@ def _train(trainer: Trainer, run, verbose: int | str) -> Path:
     import tensorflow as tf
 
     from mammo_tf.machine import machine_summary
-    from mammo_tf.training.distribute import precision_and_seed, resolve_precision, strategy
+    from mammo_tf.training.distribute import precision_and_seed, resolve_precision
     from mammo_tf.training.runs import fit_in_run
 
     policy = resolve_precision(trainer.precision)
     run.add_to_config("precision_resolved", policy)
     run.add_to_config("machine", machine_summary())
+    strategy, distributed = _strategy(trainer, run)
     # Before the global seed is set, as every trainer did: tf.data's seeded shuffles derive their seeds from
     # it, so moving this line would change the batch stream of a run resumed from an older version.
     dataset = trainer.dataset()
     with precision_and_seed(policy, trainer.seed):
-        with strategy().scope():
+        with strategy.scope():
             model = _resume(run, trainer) if run.resumed else trainer.build()
+            _build_optimizers(model)
         trainer.start(run, model)
 
         def validate(model, step: int) -> dict[str, float]:
@@ -163,11 +179,45 @@ def _train(trainer: Trainer, run, verbose: int | str) -> Path:
             "steps": trainer.total_steps,
             "hours": round(run.seconds / 3600, 3),
             "precision": policy,
+            "strategy": distributed["strategy_resolved"],
+            "replicas": distributed["replicas"],
             "machine": machine_summary(),
             "tensorflow": tf.__version__,
         }
     )
     return run.path
+
+
+def _strategy(trainer: Trainer, run) -> tuple[Any, dict[str, Any]]:
+    """The resolved tf.distribute strategy, and {strategy_resolved, replicas}, recorded in config.json.
+
+    MammoError when the global batch does not split evenly over the replicas (each replica's rows of the
+    global batch's noise, models/replicas.py, assume equal pieces).
+    """
+    from mammo_tf.training.distribute import resolve_strategy, strategy_name
+
+    strategy = resolve_strategy(trainer.strategy)
+    replicas = int(strategy.num_replicas_in_sync)
+    if trainer.batch_size % replicas:
+        raise MammoError(
+            f"batch size {trainer.batch_size} does not split over the {replicas} replicas of the "
+            f"{strategy_name(strategy)} strategy (--strategy default trains on one device)"
+        )
+    distributed = {"strategy_resolved": strategy_name(strategy), "replicas": replicas}
+    for key, value in distributed.items():
+        run.add_to_config(key, value)
+    return strategy, distributed
+
+
+def _build_optimizers(model) -> None:
+    """Build every optimizer still unbuilt, inside the strategy scope: left to ``fit`` (built lazily in
+    apply_gradients) it fails under tf.distribute. Trainers and checkpoint loading normally built them."""
+    networks = getattr(model, "OPTIMIZERS", None) or {"optimizer": None}
+    for name, network in networks.items():
+        optimizer = getattr(model, name, None)
+        if optimizer is not None and not optimizer.built:
+            owner = getattr(model, network) if network else model
+            optimizer.build(owner.trainable_variables)
 
 
 def _resume(run, trainer: Trainer):

@@ -36,7 +36,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,11 @@ LOG_NAME = "train.log"
 FINAL_NAME = "metrics.json"
 # Keys of the resolved config that may differ on --resume (the rest must match exactly).
 # A resumed run may be extended (GAN phase); what a trainer records after opening the run is not compared.
-RESUMABLE_KEYS = frozenset({"gan_steps", "steps", "precision_resolved", "machine"})
+# The strategy may change too: a checkpoint holds plain values, and a batch split over replicas trains as on
+# one device, so a run started under one strategy continues under another (config.json records the last).
+RESUMABLE_KEYS = frozenset(
+    {"gan_steps", "steps", "precision_resolved", "machine", "strategy", "strategy_resolved", "replicas"}
+)
 
 
 def _dumps(obj: Any) -> str:
@@ -306,21 +310,47 @@ def fit_in_run(
         raise ValueError(f"steps {start}..{end} are not a whole number of epochs of {interval}")
     model.train_function = None  # phase switches change what train_step traces
     guard = _RunCallback(run, phase, start, interval, on_validate, log_every, checkpoint_extra)
-    model.fit(
-        dataset.skip(start) if start else dataset,
-        steps_per_epoch=interval,
-        epochs=end // interval,
-        initial_epoch=start // interval,
-        callbacks=[guard],
-        verbose=verbose,
-        shuffle=False,
-    )
+    with _one_iterator_per_fit(model):
+        model.fit(
+            dataset.skip(start) if start else dataset,
+            steps_per_epoch=interval,
+            epochs=end // interval,
+            initial_epoch=start // interval,
+            callbacks=[guard],
+            verbose=verbose,
+            shuffle=False,
+        )
     if guard.bad_step is not None:
         raise NonFiniteLoss(
             f"{run.path}: loss became {guard.bad_value} at step {guard.bad_step} ({phase}); "
             f"training stopped, last good checkpoint at step {run.step}"
         )
     return end
+
+
+@contextlib.contextmanager
+def _one_iterator_per_fit(model) -> Iterator[None]:
+    """Under a tf.distribute strategy, make ``fit`` open one iterator over the dataset, as on one device.
+
+    Keras' fit under a strategy first takes a batch from an iterator of its own to build the model
+    symbolically (TensorFlowTrainer._maybe_symbolic_build, private: keras is pinned), then trains from a new
+    one. The trainers' datasets are reshuffled (seeded) by every new iterator, so that extra one would make a
+    run train on another batch stream than on one device. The lifecycle builds the model, its optimizers and
+    metrics before fit: the build needs no batch, it gets none. Without a strategy this changes nothing.
+    """
+    if getattr(model, "_distribute_strategy", None) is None:
+        yield
+        return
+
+    def build_without_a_batch(iterator=None, data_batch=None) -> None:
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build_without_a_batch
+    try:
+        yield
+    finally:
+        del model._maybe_symbolic_build
 
 
 class _RunCallback:
