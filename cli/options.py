@@ -22,6 +22,13 @@ STRATEGY_OPTION = click.option(
     "same cores are a correctness path, slower than one device, not a speed-up). Recorded in config.json; "
     "--resume may change it.",
 )
+INPUT_SPACING_OPTION = click.option(
+    "--input-spacing",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The inputs' pixel size in mm, for files that state none (PGM/PNG/TIFF), or to override a DICOM's "
+    "[default: the DICOM header's, else unknown].",
+)
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mammo_tf_cli.options import model_option
+from mammo_tf_cli.options import INPUT_SPACING_OPTION, model_option
 from mammo_tf_cli.paths import OutputFolder
 
 
@@ -73,13 +73,7 @@ def _resample_target(value: str | None) -> str | float | None:
     "average: the output's mean across the line, since the input cannot say which output row held it; "
     "keep: the model's output as it is.",
 )
-@click.option(
-    "--input-spacing",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="The inputs' pixel size in mm, for files that state none (PGM/PNG/TIFF), or to override a DICOM's "
-    "[default: the DICOM header's, else unknown].",
-)
+@INPUT_SPACING_OPTION
 @click.option(
     "--spacing-check",
     type=click.Choice(["warn", "refuse", "off"]),
@@ -150,12 +144,7 @@ def upscale(
 @model_option("calc-classifier", "classifier")
 @click.option("--stride", type=click.IntRange(min=1), default=16, help="Grid step between scored patches (px).")
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Regions listed per film.")
-@click.option(
-    "--input-spacing",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="The films' pixel size in mm, for files that state none (PGM/PNG/TIFF) or to override a DICOM's.",
-)
+@INPUT_SPACING_OPTION
 @click.option(
     "--resample/--no-resample",
     default=True,
