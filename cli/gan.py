@@ -10,6 +10,7 @@ from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import (
     PRECISION_OPTION,
     SEED_OPTION,
+    SPACING_MM_OPTION,
     STRATEGY_OPTION,
     model_option,
     preset_option,
@@ -29,9 +30,12 @@ MODEL_OPTION = model_option("synth-64", "synthesis model")
 @resumable_run
 @PRECISION_OPTION
 @STRATEGY_OPTION
+@SPACING_MM_OPTION
 @SEED_OPTION
 @click.option("--val-every", type=click.IntRange(min=1), default=None, help="Steps between validations.")
-def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, strategy, seed, val_every) -> None:
+def train_gan(
+    data, patch_size, preset, steps, run_dir, resume, precision, strategy, spacing_mm, seed, val_every
+) -> None:
     """Train the class-conditional synthesis GAN on the training patients.
 
     Normal / benign / malignant patches, class-balanced; DiffAugment with an adaptive probability, lazy
@@ -49,6 +53,7 @@ def train_gan(data, patch_size, preset, steps, run_dir, resume, precision, strat
         resume=resume,
         precision=precision,
         strategy=strategy,
+        spacing_mm=spacing_mm,
         seed=seed,
         val_every=val_every,
     )

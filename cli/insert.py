@@ -11,6 +11,7 @@ from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import (
     PRECISION_OPTION,
     SEED_OPTION,
+    SPACING_MM_OPTION,
     STRATEGY_OPTION,
     model_option,
     preset_option,
@@ -28,8 +29,9 @@ from mammo_tf_cli.paths import OutputFolder
 @resumable_run
 @PRECISION_OPTION
 @STRATEGY_OPTION
+@SPACING_MM_OPTION
 @SEED_OPTION
-def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, strategy, seed) -> None:
+def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, strategy, spacing_mm, seed) -> None:
     """Fit cluster layouts on the training patients' specks and train the GAN refiner.
 
     Positives are rendered into matched normal tissue of training patients; the refiner changes pixels
@@ -47,6 +49,7 @@ def train_insert(data, patch_size, preset, steps, run_dir, resume, precision, st
         resume=resume,
         precision=precision,
         strategy=strategy,
+        spacing_mm=spacing_mm,
         seed=seed,
     )
     click.echo(f"run finished: {out} (refiner.keras, insertion.json, metrics.json, samples/)")

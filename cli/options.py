@@ -29,6 +29,14 @@ INPUT_SPACING_OPTION = click.option(
     help="The inputs' pixel size in mm, for files that state none (PGM/PNG/TIFF), or to override a DICOM's "
     "[default: the DICOM header's, else unknown].",
 )
+SPACING_MM_OPTION = click.option(
+    "--spacing-mm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Train at this pixel size (mm): images at another spacing are resampled first, and the model records "
+    "it; needs every image's spacing (DICOM header, MIAS 0.2, or a manifest spacing_mm column) [default: the "
+    "images as they are].",
+)
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
 )

@@ -8,6 +8,7 @@ from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import (
     PRECISION_OPTION,
     SEED_OPTION,
+    SPACING_MM_OPTION,
     STRATEGY_OPTION,
     preset_option,
     resumable_run,
@@ -43,9 +44,22 @@ from mammo_tf_cli.paths import InputFolder
 @resumable_run
 @PRECISION_OPTION
 @STRATEGY_OPTION
+@SPACING_MM_OPTION
 @SEED_OPTION
 def train_sr(
-    data, scale, preset, generator, lr_degradations, init_from, steps, run_dir, resume, precision, strategy, seed
+    data,
+    scale,
+    preset,
+    generator,
+    lr_degradations,
+    init_from,
+    steps,
+    run_dir,
+    resume,
+    precision,
+    strategy,
+    spacing_mm,
+    seed,
 ) -> None:
     """Train the SR GAN on the training patients.
 
@@ -66,6 +80,7 @@ def train_sr(
         steps=steps,
         precision=precision,
         strategy=strategy,
+        spacing_mm=spacing_mm,
         seed=seed,
     )
     click.echo(f"run finished: {out} (generator.keras, metrics.json)")
@@ -91,9 +106,10 @@ def train_sr(
 @resumable_run
 @PRECISION_OPTION
 @STRATEGY_OPTION
+@SPACING_MM_OPTION
 @SEED_OPTION
 def train_classifier(
-    data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, strategy, seed
+    data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, strategy, spacing_mm, seed
 ) -> None:
     """Train the calcification classifier on the training patients.
 
@@ -113,6 +129,7 @@ def train_classifier(
         steps=steps,
         precision=precision,
         strategy=strategy,
+        spacing_mm=spacing_mm,
         seed=seed,
     )
     click.echo(f"run finished: {out} (classifier.keras, metrics.json)")

@@ -99,6 +99,25 @@ def test_train_classifier_run_directory(classifier_run: Path) -> None:
     assert not set(config["train_patients"]) & val_patients
 
 
+def test_the_training_spacing_is_recorded_and_a_target_spacing_resamples(tmp_path: Path, classifier_run: Path) -> None:
+    """Without --spacing-mm a run learns its images' own spacing; with it, the images are resampled to it
+    first; either way config.json, the model's card and detect (training_spacing) agree."""
+    from mammo_tf.data.phantom import phantom_spacing_mm
+    from mammo_tf.inference.spacing import training_spacing
+
+    native = phantom_spacing_mm(int(load_catalog(None).images["width"].iloc[0]))
+    config = json.loads((classifier_run / "config.json").read_text())
+    assert config["spacing_mm"] is None and config["training_spacing_mm"] == pytest.approx(native)
+    assert training_spacing(classifier_run / "classifier.keras") == pytest.approx(native)
+    coarse = train_classifier(None, tmp_path / "coarse", preset="tiny", spacing_mm=2 * native, steps=2, verbose=0)
+    config = json.loads((coarse / "config.json").read_text())
+    assert config["spacing_mm"] == config["training_spacing_mm"] == pytest.approx(2 * native)
+    assert training_spacing(coarse / "classifier.keras") == pytest.approx(2 * native)
+    with pytest.raises(MammoError, match="spacing_mm must be None or a positive number"):
+        train_classifier(None, tmp_path / "bad", preset="tiny", spacing_mm=-1.0, verbose=0)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_init_from_starts_from_the_saved_network_and_is_recorded(tmp_path: Path, classifier_run: Path) -> None:
     # With a vanishing learning rate a run ends where it starts: from the saved network with init_from, from
     # random weights without; init_from is recorded; a missing file or a network of another width is refused.
@@ -154,7 +173,7 @@ def test_detect_scores_films_at_the_classifiers_training_spacing(tmp_path: Path,
     model = tmp_path / "model"
     shutil.copytree(classifier_run, model)
     config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "source": "mias"}))  # trained on 0.2 mm pixels
+    (model / "config.json").write_text(json.dumps({**config, "training_spacing_mm": 0.2}))  # as if on MIAS
     film = cached_phantom_dir() / "mdb001.pgm"
     tables = {}
     for flag in ("--resample", "--no-resample"):

@@ -163,7 +163,8 @@ def test_a_run_resumes_under_another_strategy(first: str, then: str, children: d
 
 def test_a_run_saved_before_the_strategy_existed_resumes(tmp_path: Path) -> None:
     """A config.json without strategy, strategy_resolved and replicas (written by an older version) resumes under
-    the default request; the predated value of the field is 'default', what those runs used."""
+    the default request; the predated value of the field is 'default', what those runs used. The same for
+    spacing_mm (None: the images as they are) and the training_spacing_mm record."""
     from mammo_tf.config import ClassifierConfig
     from mammo_tf.training.classifier_trainer import train_classifier
 
@@ -171,7 +172,8 @@ def test_a_run_saved_before_the_strategy_existed_resumes(tmp_path: Path) -> None
     common = dict(preset="tiny", val_every=2, precision="float32", verbose=0)
     train_classifier(None, run, steps=2, **common)
     config = _record(run, "config.json")
-    old = {k: v for k, v in config.items() if k not in ("strategy", "strategy_resolved", "replicas")}
+    newer = ("strategy", "strategy_resolved", "replicas", "spacing_mm", "training_spacing_mm")
+    old = {k: v for k, v in config.items() if k not in newer}
     (run / "config.json").write_text(json.dumps(old))
     assert ClassifierConfig.from_dict({k: old[k] for k in ClassifierConfig.field_names() if k in old}).strategy == (
         "default"
@@ -180,6 +182,7 @@ def test_a_run_saved_before_the_strategy_existed_resumes(tmp_path: Path) -> None
     assert _record(run, "state.json")["step"] == 4
     config = _record(run, "config.json")
     assert (config["strategy"], config["strategy_resolved"], config["replicas"]) == ("auto", "default", 1)
+    assert config["spacing_mm"] is None and config["training_spacing_mm"] > 0
 
 
 def test_a_batch_that_does_not_split_over_the_replicas_is_refused(tmp_path: Path, monkeypatch) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import invoke, one_error_line
 
 from mammo_tf.data.catalog import load_catalog
-from mammo_tf.data.resample import catalog_at_spacing
+from mammo_tf.data.resample import at_training_spacing, catalog_at_spacing, uniform_spacing
 from mammo_tf.data.samplers import sample_patches
 from mammo_tf.errors import MammoError
 from mammo_tf.io.images import read_image, write_image
@@ -56,3 +57,25 @@ def test_images_at_the_target_stay_and_unknown_spacings_are_refused(tmp_path: Pa
         catalog_at_spacing(unknown, 0.2, tmp_path / "cache")
     with pytest.raises(MammoError, match="target spacing must be a positive number"):
         catalog_at_spacing(catalog, 0.0, tmp_path / "cache")
+
+
+def test_a_trainer_learns_the_shared_spacing_or_the_target(tmp_path: Path) -> None:
+    catalog = load_catalog(_dataset(tmp_path / "data"))
+    assert uniform_spacing(catalog) == pytest.approx(0.1)
+    same, spacing = at_training_spacing(catalog, None)
+    assert same is catalog and spacing == pytest.approx(0.1)
+    coarse, spacing = at_training_spacing(catalog, 0.2)
+    assert spacing == 0.2 and (coarse.images["height"] == 200).all()
+    mixed = catalog.images.copy()
+    mixed.loc[mixed.index[1], ["spacing_row_mm", "spacing_col_mm"]] = 0.05
+    assert uniform_spacing(type(catalog)(mixed, catalog.findings, catalog.source, catalog.root)) is None
+    assert uniform_spacing(load_catalog(_dataset(tmp_path / "unknown", spacing=""))) is None
+
+
+def test_training_at_a_spacing_refuses_images_of_unknown_spacing(tmp_path: Path) -> None:
+    data = _dataset(tmp_path / "unknown", spacing="")
+    run = tmp_path / "run"
+    result = invoke("train-classifier", "--data", data, "--spacing-mm", "0.2", "--run-dir", run)
+    one_error_line(result, "film0.png: pixel spacing unknown, so it cannot be brought to 0.2 mm")
+    assert not run.exists()
+    one_error_line(invoke("train-gan", "--spacing-mm", "0", "--run-dir", run), "Invalid value for '--spacing-mm'")

@@ -20,8 +20,8 @@ A config is a frozen dataclass subclassing ``Config``:
   config.json (which also records kind, data, patients...), pick the fields first: ``cls.from_dict({k: v for
   k, v in record.items() if k in cls.field_names()})``.
 - The run spec: every trainer config (``TrainerConfig``) has ``seed`` (int >= 0), ``precision`` ('auto' |
-  'float32' | 'mixed_bfloat16'), ``strategy`` ('auto' | 'default' | 'mirrored'), a total step count ``steps``
-  (a field or a property) and ``val_every``.
+  'float32' | 'mixed_bfloat16'), ``strategy`` ('auto' | 'default' | 'mirrored'), ``spacing_mm`` (None or
+  mm per pixel), a total step count ``steps`` (a field or a property) and ``val_every``.
 
 The resolved config is what a run directory records in config.json (training/runs.py) and what a resumed
 run must match. This package imports nothing heavier than the standard library: the CLI reads its preset
@@ -159,11 +159,14 @@ class TrainerConfig(Config):
     """A config that defines a training run: the run spec (seed, precision, strategy, steps, val_every) is
     checked here.
 
-    Subclasses declare ``seed``, ``precision``, ``strategy`` and ``val_every`` as fields and ``steps`` as a field
-    or a property (dataclass fields cannot be declared here without fixing their order in every subclass).
+    Subclasses declare ``seed``, ``precision``, ``strategy``, ``spacing_mm`` and ``val_every`` as fields and
+    ``steps`` as a field or a property (dataclass fields cannot be declared here without fixing their order in
+    every subclass).
     ``strategy`` says how the run is spread over devices ('auto': mirrored when several GPUs are visible, else
     the default single-device strategy; training/distribute.py). It changes neither the model nor the numbers
     (a batch split over replicas trains as on one device); configs saved before it existed meant 'default'.
+    ``spacing_mm`` (mm per pixel, or None): the pixel size the run trains at; images at another spacing are
+    resampled first (data/resample.py). None trains on the images as they are.
     """
 
     PREDATED_DEFAULTS: ClassVar[dict[str, Any]] = {"strategy": "default"}
@@ -177,6 +180,10 @@ class TrainerConfig(Config):
         if self.strategy in PLANNED_STRATEGIES:
             raise MammoError(f"{self.KIND} config: strategy {self.strategy!r} is not implemented yet")
         self.check_choice("strategy", STRATEGIES)
+        spacing = self.spacing_mm
+        number = isinstance(spacing, int | float) and not isinstance(spacing, bool)
+        if spacing is not None and not (number and spacing > 0):
+            self.fail("spacing_mm", "None or a positive number of mm per pixel")
         self.check_at_least("val_every", 1)
         if self.steps < 1:
             self.fail("steps", ">= 1")

@@ -42,6 +42,7 @@ class ClassifierConfig(TrainerConfig):
     synthetic_ratio: float = 0.0
     precision: str = "auto"
     strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"
 

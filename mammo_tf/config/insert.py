@@ -57,6 +57,7 @@ class InsertConfig(TrainerConfig):
     history_size: int = 256
     precision: str = "auto"
     strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"
 

@@ -83,6 +83,7 @@ class SRConfig(TrainerConfig):
     d_filters: int = 32
     precision: str = "auto"
     strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"
 

@@ -117,6 +117,7 @@ class SynthesisConfig(TrainerConfig):
     seed: int = 0
     precision: str = "auto"
     strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     val_every: int = 1_000
 
     def validate(self) -> None:

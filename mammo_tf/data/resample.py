@@ -5,7 +5,8 @@ INTER_AREA), as a detector with larger elements would; making them smaller on bo
 interpolates bicubically. The output
 size is the input's physical extent over the new spacing, rounded to whole pixels; `factors` says how
 array coordinates map (new = old x factor, per axis). `catalog_at_spacing` brings a whole catalog to one
-spacing (cached resampled copies, findings mapped), so samplers and trainers work at it unchanged.
+spacing (cached resampled copies, findings mapped), so samplers and trainers work at it unchanged;
+`at_training_spacing` is what a trainer calls: that, and the spacing its model will have learned.
 """
 
 from __future__ import annotations
@@ -136,3 +137,24 @@ def _scaled_findings(
         masks.append(str(copy))
     out["mask"] = masks
     return out
+
+
+def uniform_spacing(catalog: Catalog) -> float | None:
+    """The one pixel size (mm, square pixels) all of the catalog's images share within SPACING_MATCH, else None
+    (unknown for some image, mixed, or not square)."""
+    values = catalog.images[["spacing_row_mm", "spacing_col_mm"]].to_numpy(np.float64).ravel()
+    if not len(values) or not np.isfinite(values).all():
+        return None
+    reference = float(np.median(values))
+    return reference if bool(np.all(np.abs(values / reference - 1) <= SPACING_MATCH)) else None
+
+
+def at_training_spacing(catalog: Catalog, spacing_mm: float | None) -> tuple[Catalog, float | None]:
+    """(the catalog a trainer uses, the pixel size its model learns in mm or None when it has none).
+
+    spacing_mm None: the images as they are (their shared spacing, if any, is what the model learns); else
+    every image is brought to spacing_mm first (catalog_at_spacing; MammoError on an unknown spacing).
+    """
+    if spacing_mm is None:
+        return catalog, uniform_spacing(catalog)
+    return catalog_at_spacing(catalog, spacing_mm), float(spacing_mm)

@@ -6,7 +6,7 @@ it saw, where calcifications, noise and texture span 8x more pixels: another tas
 spacings and, when they differ by more than SPACING_TOLERANCE, warns or refuses (`--spacing-check`), and
 can bring the input to the model's input spacing first (`--resample-to model`, data/resample.py).
 
-A model's training spacing: its card's or run config's `hr_spacing_mm` where recorded, else from its
+A model's training spacing: its card's or run config's `training_spacing_mm` where recorded, else from its
 training data's source (MIAS: 0.2 mm); None (unknown, no check) otherwise.
 """
 
@@ -30,8 +30,8 @@ Pair = tuple[float, float]  # (row, col) mm per pixel
 
 def training_spacing(model_path: Path | None) -> float | None:
     """mm per pixel of the images the model at `model_path` trained on (an SR model: its HR images), from
-    card.json or config.json beside it (`hr_spacing_mm` or `spacing_mm`, else its source's spacing); None
-    when unknown."""
+    card.json or config.json beside it (`hr_spacing_mm`, `spacing_mm` or `training_spacing_mm`, else its
+    source's spacing); None when unknown."""
     if model_path is None:
         return None
     for meta in (model_path.parent / "card.json", model_path.parent / "config.json"):
@@ -39,7 +39,7 @@ def training_spacing(model_path: Path | None) -> float | None:
             continue
         data = json.loads(meta.read_text())
         training = data.get("training") if isinstance(data.get("training"), dict) else data
-        for key in ("hr_spacing_mm", "spacing_mm"):
+        for key in ("hr_spacing_mm", "spacing_mm", "training_spacing_mm"):
             if training.get(key):
                 return float(training[key])
         source = training.get("data") if training is not data else data.get("source")

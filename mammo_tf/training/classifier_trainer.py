@@ -194,6 +194,7 @@ def train_classifier(
     resume: continue the run in `run_dir` from its last checkpoint (same config; `steps` may grow).
     """
     from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.resample import at_training_spacing
     from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
@@ -204,6 +205,7 @@ def train_classifier(
     if config.synthetic_ratio > 0 and synthetic is None:
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
     catalog = catalog if catalog is not None else load_catalog(data)
+    catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     train_patches, val = real_patches if real_patches is not None else real_patches_for(catalog, config)
     if patch_transform is not None:
         train_patches, val = patch_transform(train_patches), patch_transform(val)
@@ -228,6 +230,7 @@ def train_classifier(
         "kind": "classifier",
         "data": str(catalog.root),
         "source": catalog.source,
+        "training_spacing_mm": spacing_mm,
         "synthetic": str(synthetic) if synthetic else None,
         "synthetic_only": synthetic_only,
         "synthetic_positives_only": synthetic_positives_only,

@@ -98,6 +98,7 @@ def train_gan(
     """
     from mammo_tf.config import resolve
     from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.resample import at_training_spacing
     from mammo_tf.data.samplers import sample_patches
     from mammo_tf.data.schema import CLASS_NAMES
     from mammo_tf.training.loop import train
@@ -115,6 +116,7 @@ def train_gan(
         **overrides,
     )
     catalog = catalog if catalog is not None else load_catalog(data)
+    catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     patches = sample_patches(catalog, patch_size=config.patch_size, split="train", seed=config.seed)
     if len(patches.images) == 0:
         raise MammoError(f"{catalog.root}: no {config.patch_size}x{config.patch_size} training patches")
@@ -125,6 +127,7 @@ def train_gan(
         "preset": preset,
         "data": str(catalog.root),
         "source": catalog.source,
+        "training_spacing_mm": spacing_mm,
         "train_patients": sorted(set(patches.patient_id.tolist())),
         "train_patches": counts,
     }

@@ -45,6 +45,7 @@ def train_insert(
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.insertion import fit_insertion, insert_clusters, real_positives
     from mammo_tf.data.render import mask_margin
+    from mammo_tf.data.resample import at_training_spacing
     from mammo_tf.data.speck_extraction import MAX_AREA
     from mammo_tf.data.specks import speck_mask
     from mammo_tf.training.loop import train
@@ -53,6 +54,7 @@ def train_insert(
     Run.precheck(run_dir, resume=resume)
     config = resolve("insert", preset, **overrides)
     catalog = catalog if catalog is not None else load_catalog(data)
+    catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     fit = dataclasses.replace(fit_insertion(catalog, "train"), patch_size=config.patch_size, jitter=config.jitter)
     real = real_positives(catalog, config.patch_size, config.per_cluster, config.jitter, config.seed)
     rendered = insert_clusters(
@@ -65,6 +67,7 @@ def train_insert(
         "kind": "insert",
         "data": str(catalog.root),
         "source": catalog.source,
+        "training_spacing_mm": spacing_mm,
         "train_patients": sorted(seen),
         "layout_patients": fit.patients,
         "psf_sigma": fit.psf_sigma,

@@ -55,8 +55,19 @@ FINAL_NAME = "metrics.json"
 # A resumed run may be extended (GAN phase); what a trainer records after opening the run is not compared.
 # The strategy may change too: a checkpoint holds plain values, and a batch split over replicas trains as on
 # one device, so a run started under one strategy continues under another (config.json records the last).
+# training_spacing_mm follows from the data and spacing_mm, which are compared; runs made before it was
+# recorded lack it.
 RESUMABLE_KEYS = frozenset(
-    {"gan_steps", "steps", "precision_resolved", "machine", "strategy", "strategy_resolved", "replicas"}
+    {
+        "gan_steps",
+        "steps",
+        "precision_resolved",
+        "machine",
+        "strategy",
+        "strategy_resolved",
+        "replicas",
+        "training_spacing_mm",
+    }
 )
 
 

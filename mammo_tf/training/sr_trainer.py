@@ -93,6 +93,7 @@ def train_sr(
     error is the only line on stderr.
     """
     from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.resample import at_training_spacing
     from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
@@ -106,11 +107,13 @@ def train_sr(
         gan = int(round(total * share))
         config = resolve_sr_config(preset, **{**overrides, "pretrain_steps": total - gan, "gan_steps": gan})
     catalog = catalog if catalog is not None else load_catalog(data)
+    catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     record = {
         **config.to_dict(),
         "kind": "sr",
         "data": str(catalog.root),
         "source": catalog.source,
+        "training_spacing_mm": spacing_mm,
         "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
     }
     if init is not None:

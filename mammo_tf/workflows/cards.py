@@ -138,6 +138,7 @@ def write_card(
             "selected_step": state.get("best_step") if model_file.name.startswith("generator_best") else None,
             "training": {
                 "data": config["source"],
+                "training_spacing_mm": config.get("training_spacing_mm"),
                 "split": "patient-level train/val/test (seed 0), trained on train patients",
                 "train_patients": sorted(config["train_patients"]),  # the study asserts against these ids
                 "steps": state["step"],
@@ -279,6 +280,7 @@ def ship_run(run_dir: str | Path, name: str, out_root: str | Path, *, report: st
             "source_file": model_file.name,
             "training": {
                 "data": config.get("source"),
+                "training_spacing_mm": config.get("training_spacing_mm"),
                 "train_patients": sorted(config.get("train_patients", [])),
                 "steps": state.get("step"),
                 "finished": bool(state.get("finished")),
