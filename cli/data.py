@@ -20,7 +20,7 @@ DATA_OPTION = click.option(
     "--data",
     type=InputDataset(),
     default=None,
-    help="Dataset: MIAS-layout folder, folder with manifest.csv, or a manifest .csv "
+    help="Dataset: MIAS-layout folder, folder with manifest.csv, a manifest .csv, or a shard folder (data shard) "
     "[default: $MAMMO_DATA, else the cached phantom].",
 )
 
@@ -185,3 +185,33 @@ def preview(data: Path | None, out: Path, films: int, seed: int) -> None:
 
     write_preview(load_catalog(data), out, films=films, seed=seed)
     click.echo(f"wrote {out}")
+
+
+@data.command()
+@DATA_OPTION
+@click.option("--out", type=OutputFolder(), required=True, help="Shard folder to create (TFRecords + shards.json).")
+@click.option(
+    "--shard-size",
+    "shard_mb",
+    type=click.FloatRange(min=0, min_open=True),
+    default=128.0,
+    help="MiB at which a new TFRecord file is started.",
+)
+@click.option(
+    "--what",
+    type=click.Choice(["images", "sr-pairs", "patches"]),
+    default="images",
+    help="images: every image decoded once, with its catalog row and findings; sr-pairs, patches: not implemented yet.",
+)
+def shard(data: Path | None, out: Path, shard_mb: float, what: str) -> None:
+    """Write a dataset into TFRecord shards with a manifest; every --data then accepts the folder."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.shards import write_shards
+    from mammo_tf.errors import MammoError
+
+    if what != "images":
+        raise MammoError(f"--what {what}: not implemented yet (only --what images)")
+    manifest = write_shards(load_catalog(data), out, shard_mb=shard_mb)
+    size = sum(f["bytes"] for f in manifest["files"]) / 2**20
+    counts = manifest["counts"]
+    click.echo(f"wrote {counts['images']} images in {counts['files']} shard files ({size:.1f} MiB) to {out}")

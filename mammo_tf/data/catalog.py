@@ -5,7 +5,7 @@ The data package is layered so that every import points one way
 
     schema.py                      Catalog and the two tables' schema (imports no mammo_tf.data module)
     mias.py, manifest.py,          the source readers: build Catalogs from schema.py
-    phantom.py
+    phantom.py, shards.py          (shards.py also writes any Catalog's images into a shard folder)
     fetch.py                       gets mini-MIAS onto the disk, checks copies with mias.py
     catalog.py                     this module: the one dispatcher over all of them
 
@@ -22,7 +22,9 @@ from pathlib import Path
 from mammo_tf.data.manifest import MANIFEST_NAME, load_manifest
 from mammo_tf.data.mias import ARCHIVE_NAME, INFO_NAME, load_mias
 from mammo_tf.data.schema import CALCIFICATION, FINDING_COLUMNS, IMAGE_COLUMNS, NORMAL_FINDING, Catalog
+from mammo_tf.data.shards import is_shard_folder, load_shards
 from mammo_tf.errors import located
+from mammo_tf.io.shard_images import MANIFEST_NAME as SHARDS_NAME
 
 __all__ = [
     "CALCIFICATION",
@@ -45,9 +47,11 @@ def load_catalog(data: str | Path | None = None, seed: int = 0) -> Catalog:
     """Load any supported dataset.
 
     data: a MIAS-layout folder (Info.txt + PGMs, or the distribution's archive),
-          a folder with manifest.csv, a manifest .csv file, or None for MAMMO_DATA,
+          a folder with manifest.csv, a manifest .csv file, a shard folder (shards.json
+          + TFRecords, `mammo-tf data shard`), or None for MAMMO_DATA,
           else the cached phantom dataset.
-    seed: seeds the patient-level train/val/test split where the source has none.
+    seed: seeds the patient-level train/val/test split where the source has none
+          (a shard folder keeps the split it was written with).
     """
     if data is None:
         data = default_data_dir()
@@ -70,13 +74,15 @@ def load_catalog(data: str | Path | None = None, seed: int = 0) -> Catalog:
         return _load_mias(path, seed)
     if (path / MANIFEST_NAME).is_file():
         return load_manifest(path / MANIFEST_NAME, seed=seed)
+    if is_shard_folder(path):
+        return load_shards(path)
     try:
         empty = not any(path.iterdir())
     except OSError as err:
         raise located(path, f"cannot list the folder: {err.strerror or err}") from None
     if empty:
-        raise located(path, f"folder is empty (expected {INFO_NAME} or {MANIFEST_NAME})")
-    raise located(path, f"no {INFO_NAME} or {MANIFEST_NAME} in this folder")
+        raise located(path, f"folder is empty (expected {INFO_NAME}, {MANIFEST_NAME} or {SHARDS_NAME})")
+    raise located(path, f"no {INFO_NAME} or {MANIFEST_NAME} in this folder (nor a {SHARDS_NAME} of shards)")
 
 
 def _load_mias(folder: Path, seed: int) -> Catalog:

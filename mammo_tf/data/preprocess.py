@@ -27,6 +27,7 @@ from mammo_tf.data.schema import Catalog
 from mammo_tf.errors import located
 from mammo_tf.io.atomic import atomic_file
 from mammo_tf.io.images import read_image
+from mammo_tf.io.shard_images import pixel_file
 from mammo_tf.paths import cache_root
 
 # Bump whenever breast_mask or chest_wall_side change: old cache entries are then ignored.
@@ -136,7 +137,7 @@ def to_oriented(row, col, width: int, flipped: bool):
 
 
 def _cache_path(path: Path) -> Path:
-    stat = path.stat()
+    stat = pixel_file(path).stat()  # a shard's record: the shard file's size and mtime
     text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{PREPROCESS_VERSION}"
     return cache_root() / "preprocess" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.npz"
 
@@ -194,7 +195,7 @@ def prepare(path: str | Path) -> Prepared:
     so an edited file or a new mask method is recomputed.
     """
     path = Path(path)
-    if not path.is_file():
+    if not pixel_file(path).is_file():
         raise located(path, "file not found")
     cache = _cache_path(path)
     if cache.is_file():

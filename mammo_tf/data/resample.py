@@ -20,6 +20,7 @@ import pandas as pd
 
 from mammo_tf.data.schema import SPACING_RESAMPLED, SPACING_UNKNOWN, Catalog
 from mammo_tf.errors import MammoError
+from mammo_tf.io.shard_images import pixel_file
 
 
 def resampled_shape(shape: tuple[int, int], spacing_mm: tuple[float, float], target_mm: tuple[float, float]):
@@ -103,7 +104,7 @@ def catalog_at_spacing(catalog: Catalog, target_mm: float, cache_dir: str | Path
 
 def _cache_key(path: Path, target_mm: float) -> str:
     """A name for the resampled copy of `path` at `target_mm`: its stem and a digest of what defines it."""
-    stat = path.stat()
+    stat = pixel_file(path).stat()  # a shard's record: the shard file's size and modification time
     text = f"{RESAMPLE_VERSION}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{target_mm:.9g}"
     return f"{path.stem}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 

@@ -6,6 +6,9 @@ DICOM BitsStored), never from the pixel values, so a dark 16-bit image is not
 mistaken for an 8-bit one. Writers take [0, 1] floats and a bit depth and
 write atomically. `probe_header` reads size, depth and (DICOM only) pixel
 spacing in mm per pixel from the header, without decoding pixels.
+
+A path `SHARDS/images-00000.tfrecord#OFFSET` names one image inside a shard folder
+(io/shard_images.py): both functions read that one record instead of a file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from mammo_tf.errors import MammoError, located
 from mammo_tf.io.atomic import write_bytes_atomic
 from mammo_tf.io.base import Image, ImageHeader, Spacing
 from mammo_tf.io.native import captured_stderr, opencv
+from mammo_tf.io.shard_images import parse_record_path, probe_shard_header, read_shard_image
 
 __all__ = [
     "Image",
@@ -207,7 +211,9 @@ def _read_raster(path: Path) -> Image:
 
 
 def read_image(path: str | Path) -> Image:
-    """Read a PGM, PNG, TIFF or DICOM file as float32 [H, W] in [0, 1] with its bit depth."""
+    """Read a PGM, PNG, TIFF or DICOM file (or a shard's record) as float32 [H, W] in [0, 1] with its bit depth."""
+    if parse_record_path(path) is not None:
+        return read_shard_image(path)
     path = Path(path)
     if not path.is_file():
         raise located(path, "not a regular file" if path.exists() else "file not found")
@@ -258,8 +264,11 @@ def probe_image(path: str | Path) -> tuple[int, int, int]:
 def probe_header(path: str | Path) -> ImageHeader:
     """Size, bit depth and stated pixel spacing (mm per pixel) of an image file, from the header where possible.
 
-    Only DICOM states a spacing (io.dicom.pixel_spacing); other formats give spacing None.
+    Only DICOM states a spacing (io.dicom.pixel_spacing); other formats give spacing None. A shard's
+    record gives the spacing recorded when it was written.
     """
+    if parse_record_path(path) is not None:
+        return probe_shard_header(path)
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES:
         from mammo_tf.io.dicom import probe_dicom_header
