@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mammo_tf_cli.data import DATA_OPTION
-from mammo_tf_cli.options import model_option, preset_option
+from mammo_tf_cli.options import NOISE_GATE_OPTION, model_option, preset_option
 from mammo_tf_cli.paths import InputFolder, OutputFolder
 
 
@@ -37,7 +37,8 @@ from mammo_tf_cli.paths import InputFolder, OutputFolder
     "kernel-bicubic, kernel-gaussian, bits-12, bits-16, jpeg-75 [default: all].",
 )
 @click.option("--grid-seed", type=int, default=0, help="Seed of the grid's noise cells.")
-def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed) -> None:
+@NOISE_GATE_OPTION
+def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed, noise_gate) -> None:
     """Score an SR model on held-out patients against bicubic.
 
     PSNR/SSIM inside the breast mask against nearest, bicubic and Lanczos, with a patient-level bootstrap
@@ -51,8 +52,8 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
         from mammo_tf.evaluation.sr_grid import scanner_grid
 
         names = [n.strip() for n in grid_cells.split(",") if n.strip()] if grid_cells else None
-        sections.append(scanner_grid(names, seed=grid_seed))
-    metrics = run(model, data, split=split, out=out, max_images=max_images, sections=sections)
+        sections.append(scanner_grid(names, seed=grid_seed, noise_gate=noise_gate))
+    metrics = run(model, data, split=split, out=out, max_images=max_images, sections=sections, noise_gate=noise_gate)
     click.echo(f"{metrics['model']} x{metrics['scale']} on {metrics['split']} ({metrics['patients']} patients)")
     for name, v in metrics["variants"].items():
         g, i = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"]
@@ -62,6 +63,11 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
             f"(interior {i['estimate']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}]), "
             f"consistency {v['consistency_error_max']:.1e}"
         )
+    gate = metrics["noise_gate"]
+    click.echo(
+        f"  noise gate {gate['ceiling_greys'] or 'off'}: {gate['films_gated']} films written as bicubic "
+        f"(noisiest input {gate['noise_greys_max']:.2f} grey levels)"
+    )
     s = metrics["specks"]
     click.echo(f"  spurious specks: SR {s.get('spurious_sr', 0)}, bicubic {s.get('spurious_bicubic', 0)}")
     if "grid" in metrics:
@@ -69,8 +75,8 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
         for c in metrics["grid"]["cells"]:
             click.echo(
                 f"    {c['cell']:<16} gain {c['gain_db']:+.3f} dB, kept {c['kept_sr']}/{c['kept_bicubic']} "
-                f"of {c['reference']}, spurious {c['spurious_sr']}/{c['spurious_bicubic']}  "
-                f"{'pass' if c['pass'] else 'FAIL'}"
+                f"of {c['reference']}, spurious {c['spurious_sr']}/{c['spurious_bicubic']}, "
+                f"gated {c['gated']}/{c['films']}  {'pass' if c['pass'] else 'FAIL'}"
             )
         click.echo(f"  grid: {'pass' if metrics['grid']['pass'] else 'FAIL'}")
     if out:

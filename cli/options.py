@@ -37,6 +37,36 @@ SPACING_MM_OPTION = click.option(
     "it; needs every image's spacing (DICOM header, MIAS 0.2, or a manifest spacing_mm column) [default: the "
     "images as they are].",
 )
+
+
+class NoiseGate(click.ParamType):
+    """--noise-gate: 'auto', 'off' (None) or a noise ceiling in 8-bit grey levels (> 0)."""
+
+    name = "auto|off|GREYS"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float) or value == "auto":
+            return value
+        if str(value).lower() == "off":
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not number > 0:
+            self.fail(f"{value!r} is neither auto, off nor a positive number of grey levels", param, ctx)
+        return number
+
+
+NOISE_GATE_OPTION = click.option(
+    "--noise-gate",
+    type=NoiseGate(),
+    default="auto",
+    help="A film noisier than the model's training films (noise estimated on the input, in 8-bit grey levels; "
+    "sr-x2: above 1.19, MIAS films are 0.7-1.2) is written as bicubic: the model would sharpen noise it never "
+    "saw into calcification-like specks. auto: the model's recorded ceiling (none recorded: off); off: "
+    "super-resolve every film; a number: that ceiling.",
+)
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mammo_tf_cli.options import INPUT_SPACING_OPTION, model_option
+from mammo_tf_cli.options import INPUT_SPACING_OPTION, NOISE_GATE_OPTION, model_option
 from mammo_tf_cli.paths import OutputFolder
 
 
@@ -88,9 +88,10 @@ def _resample_target(value: str | None) -> str | float | None:
     help="Resample each input first: 'model' (the model's training input spacing) or a size in mm "
     "(area averaging to larger pixels, bicubic to smaller); needs a known input spacing.",
 )
+@NOISE_GATE_OPTION
 def upscale(
     inputs, out, model, scale, tile, overlap, risk_map, fmt, bits, engine, scanner_lines, input_spacing,
-    spacing_check, resample_to,
+    spacing_check, resample_to, noise_gate,
 ) -> None:  # fmt: skip
     """Super-resolve whole mammograms, keeping their bit depth.
 
@@ -106,6 +107,8 @@ def upscale(
         plan = result.spacing
         if plan is not None and plan.warning:
             click.echo(f"mammo-tf: warning: {plan.warning}", err=True)
+        if result.gate is not None and result.gate.bicubic:
+            click.echo(f"mammo-tf: warning: {result.source}: {result.gate.describe()}", err=True)
         spacing = ""
         if plan is not None and plan.output_mm is not None:
             resampled = f", resampled to {plan.resample_mm[0]:.3g}" if plan.resample_mm else ""
@@ -127,6 +130,7 @@ def upscale(
         input_spacing=input_spacing,
         spacing_check=spacing_check,
         resample_to=resample_to,
+        noise_gate=noise_gate,
         on_result=report,
     )
     if any(r.error for r in results):

@@ -40,6 +40,7 @@ def test_run_directory_contract(tiny_run: Path) -> None:
     final = json.loads((tiny_run / "metrics.json").read_text())
     assert final["steps"] == 6 and np.isfinite(final["val_psnr"]) and final["validation_split"] == "val"
     assert final["best_pretrain_step"] in (2, 4)  # chosen among pretraining validations only
+    assert final["noise_ceiling_greys"] > 0  # the noisiest training film's LR: upscale's noise gate
     for name in (
         "checkpoints/last.keras",
         "generator.keras",
@@ -152,6 +153,8 @@ def test_cli_train_upscale_evaluate(tmp_path: Path, tiny_run: Path) -> None:
         "--model",
         str(run),
         "--risk-map",
+        "--noise-gate",
+        "off",  # the DICOM is random pixels, far noisier than the phantom: the gate would write bicubic
     )
     assert result.exit_code == 0, result.output
     assert read_image(out / "mdb001_x2.pgm").pixels.shape == (2048, 2048)
@@ -196,7 +199,8 @@ def test_upscale_keeps_going_after_a_bad_image(tmp_path: Path, tiny_run: Path) -
     good = cached_phantom_dir() / "mdb002.pgm"
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    result = invoke("upscale", str(broken), str(good), "--out", str(tmp_path / "out"), "--model", str(tiny_run))
+    out = tmp_path / "out"
+    result = invoke("upscale", broken, good, "--out", out, "--model", tiny_run, "--noise-gate", "off")
     one_error_line(result, str(broken))
     assert (tmp_path / "out" / "mdb002_x2.pgm").is_file()
     assert not (tmp_path / "out" / "broken_x2.png").exists()
@@ -364,7 +368,9 @@ def test_upscale_states_checks_and_resamples_pixel_spacing(tmp_path: Path, tiny_
     model = tmp_path / "model"
     model.mkdir()
     shutil.copy(tiny_run / "generator.keras", model / "generator.keras")
-    (model / "config.json").write_text(json.dumps({"source": "mias"}))  # trained on MIAS: 0.2 mm pixels
+    # Trained on MIAS: 0.2 mm pixels; no noise ceiling, as the film below is random pixels (the gate would
+    # write it as bicubic: tests/test_noise_gate.py).
+    (model / "config.json").write_text(json.dumps({"source": "mias", "noise_ceiling_greys": None}))
     rng = np.random.default_rng(0)
     stored = (rng.uniform(0.3, 0.7, (96, 80)) * 4095).astype(np.uint16)
     film = save(make_dataset(stored, 12, PixelSpacing=[0.05, 0.05]), tmp_path / "in" / "film.dcm")

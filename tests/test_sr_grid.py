@@ -200,13 +200,14 @@ def test_the_rule_per_cell_and_overall() -> None:
             ("blur-0.7", "b", 0.1, 4, 4, 0, 0),
         ],
         columns=["cell", "image_id", "gain_db", "kept_sr", "kept_bicubic", "spurious_sr", "spurious_bicubic"],
-    ).assign(psnr_sr=40.0, psnr_bicubic=40.0, reference=6, kept_hr=5)
+    ).assign(psnr_sr=40.0, psnr_bicubic=40.0, reference=6, kept_hr=5, gated=[False, True, False, False, False, False])
     table = summarise_grid(per_film, cells).set_index("cell")
     assert list(table.index) == ["default", "noise-1", "blur-0.7"] and (table["films"] == 2).all()
     assert table.loc["default", "pass"] and table.loc["default", "gain_db"] == pytest.approx(0.1)
     assert table.loc["noise-1", ["psnr_ok", "kept_ok", "spurious_ok"]].tolist() == [True, True, False]
     assert table.loc["blur-0.7", ["psnr_ok", "kept_ok", "spurious_ok"]].tolist() == [False, False, True]
     assert table.loc["blur-0.7", "kept_sr"] == 7 and not table["pass"].all()
+    assert table["gated"].tolist() == [1, 0, 0]
 
 
 def test_cli_grid_writes_every_cell(phantom: Path, tiny_model: Path, tmp_path: Path) -> None:

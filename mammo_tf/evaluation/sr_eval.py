@@ -146,8 +146,12 @@ def evaluate_sr(
     max_images: int | None = None,
     secondary_images: int = SECONDARY_IMAGES,
     sections: Sequence[Callable[..., ReportSection]] = (),
+    noise_gate: str | float | None = "auto",
 ) -> dict:
     """Score an SR model (see the module docstring); writes report.md, metrics.json, crops.png into `out`.
+
+    noise_gate: scored as `upscale` writes it (inference.upscale.gated_upscale: 'auto', 'off' or grey levels);
+    per_image.csv records each film's noise and whether it was written as bicubic.
 
     sections: callables (sr_model, catalog, images of the split, max_images) -> ReportSection, run after the
     main scoring; their metrics go under their key, their tables and report lines into the same folder.
@@ -156,7 +160,8 @@ def evaluate_sr(
     from mammo_tf.data.degrade import degrade, interpolate
     from mammo_tf.evaluation.sr import consistency_error, crop_border, psnr, ssim
     from mammo_tf.evaluation.stats import bootstrap_ci
-    from mammo_tf.inference.upscale import load_sr_model, upscale_array
+    from mammo_tf.inference.noise_gate import resolve_gate
+    from mammo_tf.inference.upscale import gated_upscale, load_sr_model
     from mammo_tf.io.images import quantize
 
     started = time.monotonic()
@@ -182,9 +187,10 @@ def evaluate_sr(
             if variant != PRIMARY and number >= secondary_images:
                 continue
             lr = degrade(hr, s, bits)
-            sr = upscale_array(sr_model, lr, bits)
+            sr, decision = gated_upscale(sr_model, lr, bits, noise_gate)
             outputs = {"sr": sr, **{name: interpolate(lr, s, name) for name in BASELINES}}
             row = {"image_id": image.image_id, "patient_id": image.patient_id, "variant": variant}
+            row.update(noise_greys=decision.noise_greys, gated=decision.bicubic)
             for name, estimate in outputs.items():
                 row[f"psnr_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), eval_mask)
                 row[f"psnr_interior_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), interior)
@@ -228,6 +234,12 @@ def evaluate_sr(
     table = pd.DataFrame(rows)
     metrics = _summarise(table, sr_model, catalog, split, bootstrap_ci)
     metrics["worst_region"] = {"where": worst[1], "excess_squared_error": worst[0]}
+    primary = table[table["variant"] == PRIMARY]
+    metrics["noise_gate"] = {
+        "ceiling_greys": resolve_gate(noise_gate, sr_model.noise_ceiling_greys),
+        "films_gated": int(primary["gated"].sum()),
+        "noise_greys_max": float(primary["noise_greys"].max()),
+    }
     extra = [make(sr_model, catalog, split_images, max_images) for make in sections]
     for section in extra:
         metrics[section.key] = section.metrics
@@ -335,11 +347,25 @@ def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst, extra: l
         (tmp / "report.md").write_text(markdown + "".join(line + "\n" for s in extra for line in s.markdown))
 
 
+def _gate_line(gate: dict | None) -> str:
+    """What the noise gate did to the scored outputs (reports written before it existed have none)."""
+    if gate is None:
+        return "Noise gate: none (written before it existed)."
+    if gate["ceiling_greys"] is None:
+        return f"Noise gate: off (the model on every film; noisiest input {gate['noise_greys_max']:.2f} grey levels)."
+    return (
+        f"Noise gate: films noisier than {gate['ceiling_greys']:g} grey levels are scored as `upscale` writes them, "
+        f"bicubic: {gate['films_gated']} of them (noisiest input {gate['noise_greys_max']:.2f})."
+    )
+
+
 def render_markdown(m: dict, has_crops: bool) -> str:
     lines = [
         f"# evaluate-sr: {m['model']} (x{m['scale']})",
         "",
         f"Data: {m['data']} ({m['source']}), split `{m['split']}`, {m['patients']} patients.",
+        "",
+        _gate_line(m.get("noise_gate")),
         "",
         "Conventions: " + "; ".join(f"{k}: {v}" for k, v in m["protocol"].items()) + ".",
         "",

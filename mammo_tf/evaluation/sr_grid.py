@@ -5,9 +5,9 @@ films). On other scanners' films it created more calcification-like specks than 
 it creates fewer; no other scanner's data is here, so the grid builds the differences
 (data/scanner_degradations.py: noise, PSF blur, downscaling kernel, bit depth, JPEG) and measures along them.
 
-Per cell, on the same films: HR is the reference, LR is made from it by the cell, and SR (the model with
-its consistency projection, told the cell's bit depth, as evaluate-sr runs it) and bicubic both upscale
-that LR. Per cell, summed or averaged over the films:
+Per cell, on the same films: HR is the reference, LR is made from it by the cell, and SR (what `upscale`
+writes: the model with its consistency projection, told the cell's bit depth, or bicubic where the noise
+gate stops it, inference/noise_gate.py) and bicubic both upscale that LR. Per cell, summed or averaged over the films:
 - PSNR gain: SR minus bicubic in the film foreground (sr_eval.anchor_mask), dB, mean over films;
 - kept: the reference specks found within MATCH_PX px in the output. Reference = the phantom's true specks
   (phantom_truth.csv) on the phantom, else the HR detections inside the annotated calcification circles;
@@ -24,6 +24,7 @@ catalog order, at most `max_images`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,7 @@ def grid_films(images: pd.DataFrame, has_reference: set[str], max_images: int | 
 
 
 def run_grid(
-    upscale: Callable[[np.ndarray, int], np.ndarray],
+    upscale: Callable[[np.ndarray, int], tuple[np.ndarray, Any]],
     scale: int,
     films: pd.DataFrame,
     cells: Sequence[ScannerCell],
@@ -97,7 +98,9 @@ def run_grid(
 ) -> pd.DataFrame:
     """One row per (cell, film): score_outputs of SR and bicubic on the cell's LR of the film.
 
-    upscale(lr, bits): the SR model on float32 [h, w] LR of `bits` bits -> float32 [h*s, w*s].
+    upscale(lr, bits): float32 [h, w] LR of `bits` bits -> (float32 [h*s, w*s], the noise gate's
+    GateDecision): what `upscale` writes (inference.upscale.gated_upscale); each row records the film's
+    noise and whether the gate gave bicubic.
     films: catalog rows (image_id, patient_id, path); truth: phantom_truth.csv or None (then the reference
     is reference_specks inside `calcs`' circles: image_id, row, col, radius). The noise of film k in every
     cell is seeded by (seed, k).
@@ -114,8 +117,10 @@ def run_grid(
             reference = reference_specks(hr, mask, calcs[calcs["image_id"] == film.image_id])
         for cell in cells:
             lr = degrade_cell(hr, scale, cell, seed=(seed, number))
-            scores = score_outputs(hr, mask, upscale(lr, cell.bits), interpolate(lr, scale, "bicubic"), reference)
-            rows.append({"cell": cell.name, "axis": cell.axis, "image_id": film.image_id, **scores})
+            sr, decision = upscale(lr, cell.bits)
+            scores = score_outputs(hr, mask, sr, interpolate(lr, scale, "bicubic"), reference)
+            gate = {"noise_greys": decision.noise_greys, "gated": decision.bicubic}
+            rows.append({"cell": cell.name, "axis": cell.axis, "image_id": film.image_id, **scores, **gate})
     return pd.DataFrame(rows)
 
 
@@ -125,6 +130,7 @@ def summarise_grid(per_film: pd.DataFrame, cells: Sequence[ScannerCell]) -> pd.D
     means = ["psnr_sr", "psnr_bicubic", "gain_db"]
     grouped = per_film.groupby("cell", sort=False)
     table = grouped[means].mean().join(grouped[sums].sum()).join(grouped["image_id"].count().rename("films"))
+    table = table.join(grouped["gated"].sum().astype(int))
     table = table.reindex([c.name for c in cells]).reset_index()
     table.insert(1, "axis", [c.axis for c in cells])
     table.insert(2, "lr", [c.describe() for c in cells])
@@ -162,8 +168,8 @@ def grid_markdown(grid: dict) -> list[str]:
         f"speck within {grid['match_px']} px (threshold from HR). Noise seed {grid['seed']}. Rule: {grid['rule']}.",
         "",
         "| cell | LR made by | PSNR SR / bicubic | gain | kept HR / SR / bicubic (of reference) "
-        "| spurious SR / bicubic | rule |",
-        "|---|---|---|---|---|---|---|",
+        "| spurious SR / bicubic | films gated to bicubic | rule |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in grid["cells"]:
         failed = [name for name in ("psnr", "kept", "spurious") if not c[f"{name}_ok"]]
@@ -171,30 +177,33 @@ def grid_markdown(grid: dict) -> list[str]:
         lines.append(
             f"| {c['cell']} | {c['lr']} | {c['psnr_sr']:.2f} / {c['psnr_bicubic']:.2f} | {c['gain_db']:+.3f} dB | "
             f"{c['kept_hr']} / {c['kept_sr']} / {c['kept_bicubic']} ({c['reference']}) | "
-            f"{c['spurious_sr']} / {c['spurious_bicubic']} | {verdict} |"
+            f"{c['spurious_sr']} / {c['spurious_bicubic']} | {c['gated']} of {c['films']} | {verdict} |"
         )
     lines += ["", f"Grid: **{'pass' if grid['pass'] else 'FAIL'}** (every cell must pass)."]
     return lines
 
 
-def scanner_grid(cell_names: Sequence[str] | None = None, seed: int = 0) -> Callable[..., ReportSection]:
+def scanner_grid(
+    cell_names: Sequence[str] | None = None, seed: int = 0, noise_gate: str | float | None = "auto"
+) -> Callable[..., ReportSection]:
     """The grid as an evaluate-sr section: `evaluate_sr(..., sections=[scanner_grid()])`.
 
     cell_names: a subset of scanner_degradations.CELL_NAMES ('default' is always run), None = all; an
-    unknown name raises MammoError here, before any film is scored. seed: the noise cells' seed.
+    unknown name raises MammoError here, before any film is scored. seed: the noise cells' seed. noise_gate:
+    upscale's (inference.upscale.gated_upscale).
     Writes grid.csv (one row per cell, with pass), grid_per_film.csv, metrics.json "grid", a report section.
     """
     cells = resolve_cells(cell_names)
 
     def section(sr_model, catalog, images: pd.DataFrame, max_images: int | None) -> ReportSection:
-        from mammo_tf.inference.upscale import upscale_array
+        from mammo_tf.inference.upscale import gated_upscale
 
         truth = phantom_truth(catalog)
         calcs = catalog.findings[(catalog.findings["abnormality"] == "CALC") & catalog.findings["has_coords"]]
         with_reference = set(truth["image_id"] if truth is not None else calcs["image_id"])
         films = grid_films(images, with_reference, max_images)
         per_film = run_grid(
-            lambda lr, bits: upscale_array(sr_model, lr, bits),
+            lambda lr, bits: gated_upscale(sr_model, lr, bits, noise_gate),
             sr_model.scale,
             films,
             cells,

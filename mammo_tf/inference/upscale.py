@@ -1,6 +1,8 @@
 """Whole-image SR: any size, tiled on the host, the input's bit depth (and DICOM-ness) kept.
 
     upscale_array(model, pixels, bit_depth)  float32 [h, w] -> float32 [h*s, w*s], both in [0, 1]
+    gated_upscale(model, pixels, bit_depth, noise_gate)  that, or bicubic for a film noisier than the model
+                                              was trained on (noise_gate.py): what upscale writes
     upscale_files(inputs, out_dir, ...)       one output per input; a failed image does not stop the others
 
 The quantisation step of the input (1 / (2^bits - 1)) goes to the generator's consistency projection, so the
@@ -16,6 +18,7 @@ import numpy as np
 
 from mammo_tf.data.degrade import quant_step_for
 from mammo_tf.errors import MammoError, located
+from mammo_tf.inference.noise_gate import GateDecision, gate, model_noise_ceiling, resolve_gate
 from mammo_tf.inference.spacing import SpacingPlan, plan_spacing, training_spacing
 from mammo_tf.inference.tiling import tiled_apply
 
@@ -30,6 +33,7 @@ class SRModel:
 
     engine: 'keras' (the generator as trained, graph mode) or 'xla' (float32, XLA, folded tail); see sr_engine.
     hr_spacing_mm: mm per pixel of the HR images it trained on (spacing.training_spacing); None: unknown.
+    noise_ceiling_greys: the noisiest input it was trained on (noise_gate.model_noise_ceiling); None: unknown.
     """
 
     generator: object
@@ -39,6 +43,7 @@ class SRModel:
     path: Path | None
     engine: str = "keras"
     hr_spacing_mm: float | None = None
+    noise_ceiling_greys: float | None = None
 
     def __call__(self, tiles: np.ndarray, quant_step: float) -> np.ndarray:
         """float32 [B, t, t, 1] -> float32 [B, t*s, t*s, 1] through the compiled engine."""
@@ -92,8 +97,8 @@ def load_sr_model(
     if scale is None:
         raise located(path, f"not a mammo-tf SR generator (model {generator.name!r})")
     engine = resolve_engine(engine, generator)
-    spacing = training_spacing(path)
-    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path, engine, spacing)
+    spacing, ceiling = training_spacing(path), model_noise_ceiling(path)
+    return SRModel(generator, scale, receptive_margin(generator), model_id(path), path, engine, spacing, ceiling)
 
 
 def default_overlap(model: SRModel) -> int:
@@ -135,6 +140,20 @@ def upscale_array(
     return average_lines(sr, pixels, model.scale)[0] if scanner_lines == "average" else sr
 
 
+def gated_upscale(
+    model: SRModel, pixels: np.ndarray, bit_depth: int | None, noise_gate: str | float | None = "auto", **kwargs
+) -> tuple[np.ndarray, GateDecision]:
+    """What `upscale` writes: upscale_array's output, or bicubic for an input noisier than the model's noise
+    ceiling (noise_gate.py). noise_gate: 'auto' (the model's ceiling; none known: never bicubic), 'off' or
+    None (never), or a ceiling in 8-bit grey levels. kwargs: upscale_array's."""
+    from mammo_tf.data.degrade import interpolate
+
+    decision = gate(pixels, resolve_gate(noise_gate, model.noise_ceiling_greys))
+    if decision.bicubic:
+        return interpolate(np.asarray(pixels, np.float32), model.scale, "bicubic"), decision
+    return upscale_array(model, pixels, bit_depth, **kwargs), decision
+
+
 def risk_map(sr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
     """|SR - bicubic(LR)| / RISK_FULL_SCALE clipped to [0, 1]: where, and how much, the model added detail."""
     from mammo_tf.data.degrade import interpolate
@@ -156,14 +175,15 @@ def output_suffix(path: Path, fmt: str) -> str:
 
 @dataclass(frozen=True)
 class UpscaleResult:
-    """One input's outcome: its output (None on error) and risk map, its one-line error, and the spacing
-    plan (mm per pixel in and out, the resampling, a spacing warning)."""
+    """One input's outcome: its output (None on error) and risk map, its one-line error, the spacing plan
+    (mm per pixel in and out, the resampling, a spacing warning) and the noise gate's decision."""
 
     source: Path
     output: Path | None
     error: str | None = None
     risk: Path | None = None
     spacing: SpacingPlan | None = None
+    gate: GateDecision | None = None
 
 
 def upscale_file(
@@ -180,12 +200,14 @@ def upscale_file(
     input_spacing: float | None = None,
     spacing_check: str = "warn",
     resample_to: str | float | None = None,
+    noise_gate: str | float | None = "auto",
 ) -> UpscaleResult:
     """Read one image, super-resolve it, write it (DICOM derived from DICOM, its pixel spacing updated).
 
     bits: the output's bit depth; None keeps the input's. Rounding to an 8-bit input's 255 levels discards
     part of what the model adds (docs/results-sr.md); 16 keeps it. input_spacing, spacing_check and
     resample_to: see spacing.plan_spacing (the input is resampled before SR when resample_to is set).
+    noise_gate: see gated_upscale (a DICOM out then says it is bicubic).
     """
     from mammo_tf.data.resample import resample_to_spacing
     from mammo_tf.io.images import probe_header, read_image, write_image
@@ -205,7 +227,9 @@ def upscale_file(
     pixels = image.pixels
     if plan.resample_mm is not None:
         pixels = resample_to_spacing(pixels, plan.input_mm, plan.resample_mm)
-    sr = upscale_array(model, pixels, image.bit_depth, tile=tile, overlap=overlap, scanner_lines=scanner_lines)
+    sr, decision = gated_upscale(
+        model, pixels, image.bit_depth, noise_gate, tile=tile, overlap=overlap, scanner_lines=scanner_lines
+    )
     out_bits = image.bit_depth if bits is None else bits
     out = out_dir / f"{source.stem}_x{model.scale}{suffix}"
     if suffix == ".dcm":
@@ -216,7 +240,8 @@ def upscale_file(
             out,
             sr,
             zoom=(sr.shape[0] / image.pixels.shape[0], sr.shape[1] / image.pixels.shape[1]),
-            description=f"mammo-tf x{model.scale} SR ({model.model_id})",
+            description=f"mammo-tf x{model.scale} {'bicubic (noise gate)' if decision.bicubic else 'SR'} "
+            f"({model.model_id})",
             bits=out_bits,
         )
     else:
@@ -225,7 +250,7 @@ def upscale_file(
     if with_risk:
         risk = out_dir / f"{source.stem}_x{model.scale}_risk.png"
         write_image(risk, risk_map(sr, pixels, model.scale), 8)
-    return UpscaleResult(source, out, risk=risk, spacing=plan)
+    return UpscaleResult(source, out, risk=risk, spacing=plan, gate=decision)
 
 
 def upscale_files(
@@ -244,13 +269,15 @@ def upscale_files(
     input_spacing: float | None = None,
     spacing_check: str = "warn",
     resample_to: str | float | None = None,
+    noise_gate: str | float | None = "auto",
     on_result=None,
 ) -> list[UpscaleResult]:
     """Upscale every input into out_dir; a failing image yields a result with its one-line error.
 
     scale: the factor asked for; MammoError if the model was trained for another one.
     bits: output bit depth (None = each input's own, 8 or 16 otherwise); engine: see sr_engine.ENGINES;
-    scanner_lines: see upscale_array; input_spacing, spacing_check, resample_to: see spacing.plan_spacing.
+    scanner_lines: see upscale_array; input_spacing, spacing_check, resample_to: see spacing.plan_spacing;
+    noise_gate: see gated_upscale.
     on_result: called with each UpscaleResult as soon as it is known (for progress output).
     """
     if fmt not in FORMATS:
@@ -283,6 +310,7 @@ def upscale_files(
                 input_spacing=input_spacing,
                 spacing_check=spacing_check,
                 resample_to=resample_to,
+                noise_gate=noise_gate,
             )
         except MammoError as err:
             result = UpscaleResult(Path(source), None, str(err))

@@ -59,6 +59,24 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     return replace(pairs, lr=lr), steps
 
 
+def _noise_ceiling(catalog, config: SRConfig) -> float | None:
+    """The noise ceiling `upscale` gates with (inference/noise_gate.py): the noisiest training film's LR as
+    the model saw it (the box average, rounded to the film's bits), plus a margin, in 8-bit grey levels.
+    None for degradation-diverse training: the model saw noisy LR on purpose."""
+    if config.lr_degradations != "box":
+        return None
+    from mammo_tf.data.degrade import crop_to_scale, degrade
+    from mammo_tf.data.noise import noise_ceiling
+    from mammo_tf.io.images import read_image
+
+    films = catalog.images[catalog.images["split"] == "train"]
+    s = config.scale
+    return noise_ceiling(
+        degrade(crop_to_scale(read_image(path).pixels, s), s, int(bits) if config.quantise_lr else None)
+        for path, bits in zip(films["path"], films["bit_depth"], strict=True)
+    )
+
+
 def _dataset(pairs, steps: np.ndarray, config: SRConfig):
     import tensorflow as tf
 
@@ -205,6 +223,7 @@ class SRTrainer(Trainer):
         final = self.validator(model.ema_generator)[0] if self.validator else {}
         return {
             **final,
+            "noise_ceiling_greys": _noise_ceiling(self.catalog, self.config),
             "validation_split": self.validator.split if self.validator else None,
             "best_pretrain_step": self.best["step"],
             "best_pretrain_val_gain_db": self.best["gain"],

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mammo_tf.errors import located
 from mammo_tf.evaluation.report import metrics_json
+from mammo_tf.inference.noise_gate import model_noise_ceiling
 from mammo_tf.io.atomic import atomic_dir
 
 GAN_PSNR_TOLERANCE_DB = 0.1
@@ -101,6 +102,15 @@ def _selection_text(step: int | None, records: list[dict]) -> str:
     )
 
 
+def _gate_text(ceiling: float | None) -> str:
+    if ceiling is None:
+        return "Noise gate: no ceiling recorded, so `upscale` super-resolves every film (`--noise-gate` sets one)."
+    return (
+        f"Noise gate: `upscale` writes a film noisier than {ceiling:g} grey levels (8-bit; its noisiest training "
+        "film plus 3 %) as bicubic, since the model would sharpen noise it never saw into specks."
+    )
+
+
 def write_card(
     run_dir: Path,
     model_file: Path,
@@ -136,6 +146,7 @@ def write_card(
             "scale": config["scale"],
             "source_file": model_file.name,
             "selected_step": state.get("best_step") if model_file.name.startswith("generator_best") else None,
+            "noise_ceiling_greys": model_noise_ceiling(model_file),  # upscale's noise gate (inference/noise_gate.py)
             "training": {
                 "data": config["source"],
                 "training_spacing_mm": config.get("training_spacing_mm"),
@@ -172,6 +183,8 @@ def write_card(
             "",
             f"Specks (8-bit LR): spurious SR {test['specks'].get('spurious_sr')}, bicubic "
             f"{test['specks'].get('spurious_bicubic')} (HR detections {test['specks'].get('specks_hr')}).",
+            "",
+            _gate_text(card["noise_ceiling_greys"]),
         ]
         if phantom:
             s = phantom["specks"]
