@@ -187,6 +187,14 @@ def preview(data: Path | None, out: Path, films: int, seed: int) -> None:
     click.echo(f"wrote {out}")
 
 
+# Which sampling options each --what takes: any other given on the command line is refused.
+SHARD_OPTIONS = {
+    "images": (),
+    "sr-pairs": ("split", "seed", "spacing_mm", "n", "scale", "hr_size", "foreground_share", "chunk"),
+    "patches": ("split", "seed", "spacing_mm", "patch_size", "per_cluster", "jitter", "normal_per_image"),
+}
+
+
 @data.command()
 @DATA_OPTION
 @click.option("--out", type=OutputFolder(), required=True, help="Shard folder to create (TFRecords + shards.json).")
@@ -201,17 +209,81 @@ def preview(data: Path | None, out: Path, films: int, seed: int) -> None:
     "--what",
     type=click.Choice(["images", "sr-pairs", "patches"]),
     default="images",
-    help="images: every image decoded once, with its catalog row and findings; sr-pairs, patches: not implemented yet.",
+    help="images: every image decoded once, with its catalog row and findings (any --data reads it); sr-pairs, "
+    "patches: pre-sampled training pairs or labelled patches for a trainer's tf.data input.",
 )
-def shard(data: Path | None, out: Path, shard_mb: float, what: str) -> None:
-    """Write a dataset into TFRecord shards with a manifest; every --data then accepts the folder."""
-    from mammo_tf.data.catalog import load_catalog
-    from mammo_tf.data.shards import write_shards
-    from mammo_tf.errors import MammoError
+@click.option(
+    "--split",
+    type=click.Choice(["train", "val", "test", "all"]),
+    default="train",
+    help="sr-pairs, patches: the images to sample from.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="sr-pairs, patches: the sampler's seed.")
+@click.option(
+    "--spacing-mm",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="sr-pairs, patches: sample at this pixel size (mm), images resampled first, as train-* --spacing-mm "
+    "does [default: as they are].",
+)
+@click.option("--n", "n", type=click.IntRange(min=1), default=32768, help="sr-pairs: pairs to sample.")
+@click.option("--scale", type=click.IntRange(min=2), default=2, help="sr-pairs: HR side / LR side.")
+@click.option("--hr-size", type=click.IntRange(min=2), default=96, help="sr-pairs: HR crop side in pixels.")
+@click.option(
+    "--foreground-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.25,
+    help="sr-pairs: share of crops on the film's labels, markers and breast edge (train-sr's default).",
+)
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=1),
+    default=4096,
+    help="sr-pairs: pairs a sampler call; memory about 4 x chunk pairs; recorded, as it decides the pairs drawn.",
+)
+@click.option("--patch-size", type=click.IntRange(min=8), default=64, help="patches: patch side in pixels.")
+@click.option("--per-cluster", type=click.IntRange(min=0), default=8, help="patches: patches per calcification.")
+@click.option("--jitter", type=click.IntRange(min=0), default=16, help="patches: max centre shift (pixels).")
+@click.option("--normal-per-image", type=click.IntRange(min=0), default=4, help="patches: normal patches per image.")
+def shard(data: Path | None, out: Path, shard_mb: float, what: str, **sampling) -> None:
+    """Write a dataset, or SR pairs or patches sampled from it, into TFRecord shards with a manifest.
 
-    if what != "images":
-        raise MammoError(f"--what {what}: not implemented yet (only --what images)")
-    manifest = write_shards(load_catalog(data), out, shard_mb=shard_mb)
+    --what images: every --data then accepts the folder. --what sr-pairs | patches: pre-sampled
+    training input, read by a trainer's tf.data pipeline (docs/data.md, "Shards").
+    """
+    from mammo_tf.data.catalog import load_catalog
+
+    ctx = click.get_current_context()
+    for name in sampling:
+        given = ctx.get_parameter_source(name) == click.ParameterSource.COMMANDLINE
+        if given and name not in SHARD_OPTIONS[what]:
+            flag = "--" + name.replace("_", "-")
+            kinds = " or ".join(k for k, names in SHARD_OPTIONS.items() if name in names)
+            raise click.UsageError(f"{flag} is for --what {kinds}, not --what {what}", ctx)
+    catalog = load_catalog(data)
+    options = {name: sampling[name] for name in SHARD_OPTIONS[what]}
+    if "split" in options:
+        options["split"] = None if options["split"] == "all" else options["split"]
+    if what == "images":
+        from mammo_tf.data.shards import write_shards
+
+        manifest = write_shards(catalog, out, shard_mb=shard_mb)
+    elif what == "sr-pairs":
+        from mammo_tf.data.sample_shards import write_sr_pair_shards
+
+        manifest = write_sr_pair_shards(catalog, out, shard_mb=shard_mb, **options)
+    else:
+        from mammo_tf.data.sample_shards import write_patch_shards
+
+        manifest = write_patch_shards(catalog, out, shard_mb=shard_mb, **options)
     size = sum(f["bytes"] for f in manifest["files"]) / 2**20
     counts = manifest["counts"]
-    click.echo(f"wrote {counts['images']} images in {counts['files']} shard files ({size:.1f} MiB) to {out}")
+    if what == "images":
+        held = f"{counts['images']} images"
+    elif what == "sr-pairs":
+        held = f"{counts['pairs']} SR pairs ({len(manifest['chunks'])} sampler calls)"
+    else:
+        held = f"{counts['patches']} patches (normal {counts['normal']}, benign {counts['benign']}, "
+        held += f"malignant {counts['malignant']})"
+    files = f"{counts['files']} shard file{'' if counts['files'] == 1 else 's'}"
+    click.echo(f"wrote {held} in {files} ({size:.1f} MiB) to {out}")

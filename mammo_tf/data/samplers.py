@@ -223,7 +223,8 @@ def sample_sr_pairs(
                     corners[use] = foreground[rng.integers(foreground.size, size=int(use.sum()))]
             for corner in corners:
                 top, left = divmod(int(corner), span)
-                crops.append(prepared.pixels[top : top + hr_size, left : left + hr_size])
+                # a copy: a view would keep the whole prepared image alive until the pairs are stacked
+                crops.append(prepared.pixels[top : top + hr_size, left : left + hr_size].copy())
                 sources.append(int(index))
     order = rng.permutation(n)
     hr = np.stack(crops)[order][..., None].astype(np.float32)
@@ -366,7 +367,7 @@ def sample_patches(
             taken += [(r, c, NORMAL) for r, c in centres]
         width = prepared.mask.shape[1]
         for row, col, label in taken:
-            out["images"].append(_cut(prepared, row, col, patch_size))
+            out["images"].append(_cut(prepared, row, col, patch_size).copy())  # not a view: frees the image
             out["labels"].append(label)
             out["image_id"].append(image.image_id)
             out["patient_id"].append(image.patient_id)

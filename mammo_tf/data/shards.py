@@ -38,6 +38,10 @@ shards.json (JSON, keys in a fixed order, no timestamps: the same input gives th
 
 Splits are the ones the source catalog had when it was sharded (seed 0, as every command
 loads it): `load_shards` keeps them.
+
+Pre-sampled SR pairs and patches (`--what sr-pairs|patches`) use the same manifest format and
+`ShardFiles`; their writer is data/sample_shards.py, their tf.data reader data/shard_pipelines.py.
+`load_shards` refuses their folders in one line (they hold samples, not images).
 """
 
 from __future__ import annotations
@@ -71,7 +75,6 @@ from mammo_tf.io.tfrecord import encode_example, frame_record
 SHARD_PREFIX = "images"
 DEFAULT_SHARD_MB = 128.0
 EXTRA_FILES = ("phantom_truth.csv",)  # source files copied beside the shards (evaluate-sr reads the phantom's)
-WHAT = ("images", "sr-pairs", "patches")
 RECORD_COLUMNS = ("file", "offset", "record_bytes")
 _IMAGE_FIELDS = [c for c in IMAGE_COLUMNS if c != "path"]
 _UNKNOWN = -1  # an unknown finding coordinate in a record's int64 lists
@@ -110,11 +113,14 @@ def _record_features(row, pixels, bit_depth: int, findings: pd.DataFrame) -> dic
     return features
 
 
-class _ShardFiles:
-    """Appends framed records to images-NNNNN.tfrecord files, starting a new one at the size limit."""
+class ShardFiles:
+    """Appends framed records to PREFIX-NNNNN.tfrecord files, starting a new one at the size limit.
 
-    def __init__(self, folder: Path, limit_bytes: int) -> None:
-        self.folder, self.limit = folder, limit_bytes
+    Each file's entry (name, bytes, records, sha256, and `extra` keys) is what the manifest lists.
+    """
+
+    def __init__(self, folder: Path, limit_bytes: int, prefix: str = SHARD_PREFIX, **extra: object) -> None:
+        self.folder, self.limit, self.prefix, self.extra = folder, limit_bytes, prefix, extra
         self.files: list[dict] = []
         self._handle: BinaryIO | None = None
         self._hash = hashlib.sha256()
@@ -124,7 +130,8 @@ class _ShardFiles:
         current = self.files[-1] if self.files else None
         if current is None or (current["bytes"] and current["bytes"] + len(record) > self.limit):
             self._finish()
-            current = {"name": f"{SHARD_PREFIX}-{len(self.files):05d}{SHARD_SUFFIX}", "bytes": 0, "records": 0}
+            name = f"{self.prefix}-{len(self.files):05d}{SHARD_SUFFIX}"
+            current = {"name": name, "bytes": 0, "records": 0}
             self.files.append(current)
             self._handle = open(self.folder / current["name"], "wb")  # noqa: SIM115 - closed in _finish
             self._hash = hashlib.sha256()
@@ -140,10 +147,26 @@ class _ShardFiles:
             self._handle.close()
             self._handle = None
             self.files[-1]["sha256"] = self._hash.hexdigest()
+            self.files[-1].update(self.extra)
 
     def close(self) -> list[dict]:
         self._finish()
         return self.files
+
+
+def check_new_folder(out: str | Path) -> Path:
+    """`out` as a Path, if it is absent or an empty folder (MammoError else): shards never mix with other files."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise located(out, "already exists and is not empty (choose a new --out folder)")
+    return out
+
+
+def shard_bytes(shard_mb: float) -> int:
+    """The file size limit in bytes for `shard_mb` MiB (MammoError unless positive)."""
+    if not shard_mb > 0:
+        raise MammoError(f"shard size must be a positive number of MiB, got {shard_mb}")
+    return int(shard_mb * 2**20)
 
 
 def write_shards(catalog: Catalog, out: str | Path, shard_mb: float = DEFAULT_SHARD_MB, progress: bool = True) -> dict:
@@ -155,16 +178,13 @@ def write_shards(catalog: Catalog, out: str | Path, shard_mb: float = DEFAULT_SH
     """
     from mammo_tf.data.importers.common import progress_bar
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise located(out, "already exists and is not empty (choose a new --out folder)")
-    if not shard_mb > 0:
-        raise MammoError(f"shard size must be a positive number of MiB, got {shard_mb}")
+    out = check_new_folder(out)
+    limit = shard_bytes(shard_mb)
     findings = {key: group for key, group in catalog.findings.groupby("image_id", sort=False)}
     empty = catalog.findings.iloc[:0]
     entries = []
     with atomic_dir(out) as tmp:
-        files = _ShardFiles(tmp, int(shard_mb * 2**20))
+        files = ShardFiles(tmp, limit)
         rows = catalog.images.itertuples(index=False)
         with progress_bar(rows, progress, total=catalog.n_images, desc="shard", unit=" images") as bar:
             for row in bar:
@@ -230,12 +250,9 @@ def load_shards(folder: str | Path) -> Catalog:
     and the record's CRCs, every time.
     """
     folder = Path(folder).resolve()
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder, "images")
     where = folder / MANIFEST_NAME
-    if manifest.get("what") != "images":
-        raise located(where, f"holds {manifest.get('what')!r} shards: --data needs an images shard folder")
-    for entry in manifest["files"]:
-        _check_size(folder / entry["name"], entry["bytes"])
+    check_sizes(folder, manifest["files"])
     try:
         images = pd.DataFrame.from_records(manifest["images"])
         findings = pd.DataFrame.from_records(manifest["findings"], columns=list(FINDING_COLUMNS))
@@ -247,14 +264,17 @@ def load_shards(folder: str | Path) -> Catalog:
         raise located(where, f"malformed manifest: {type(err).__name__}: {err}") from None
 
 
-def _check_size(file: Path, expected: int) -> None:
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        raise located(file, f"shard file missing (listed in {MANIFEST_NAME})") from None
-    if size != expected:
-        state = "truncated" if size < expected else "longer than written"
-        raise located(file, f"{state}: {size} bytes, {MANIFEST_NAME} says {expected}")
+def check_sizes(folder: Path, files: list[dict]) -> None:
+    """Every listed shard file is there with its recorded size (MammoError naming the first that is not)."""
+    for entry in files:
+        file = folder / entry["name"]
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            raise located(file, f"shard file missing (listed in {MANIFEST_NAME})") from None
+        if size != entry["bytes"]:
+            state = "truncated" if size < entry["bytes"] else "longer than written"
+            raise located(file, f"{state}: {size} bytes, {MANIFEST_NAME} says {entry['bytes']}")
 
 
 def _paths(folder: Path, images: pd.DataFrame, names: set[str]) -> Iterator[str]:

@@ -2,8 +2,10 @@
 
 A shard folder (written by `mammo-tf data shard`, mammo_tf/data/shards.py) holds TFRecord files
 of tf.train.Example records, one image each, and `shards.json`, the manifest: per file its size,
-record count and SHA-256; per image the file and byte offset of its record. An image inside a
-shard has a path of its own,
+record count and SHA-256; per image the file and byte offset of its record. (Folders of
+pre-sampled SR pairs or patches, data/sample_shards.py, share the manifest's format, the file checks
+and the pixel encoding, `encode_pixels`; `read_manifest(folder, what)` tells the kinds apart.) An
+image inside a shard has a path of its own,
 
     /abs/SHARDS/images-00000.tfrecord#1048576      (the shard file, '#', the record's byte offset)
 
@@ -51,6 +53,11 @@ SHARD_SUFFIX = ".tfrecord"
 SPACING_UNKNOWN = "unknown"  # the schema's name for an unstated spacing (data/schema.py)
 _RECORD_PATH = re.compile(r"^(?P<file>.+\.tfrecord)#(?P<offset>\d+)$")
 _DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "float32": np.dtype("<f4")}
+_WANTS = {  # where each kind of shard folder comes from, for the wrong-kind error
+    "images": "--data takes a dataset or an images shard folder (`mammo-tf data shard --what images`)",
+    "sr-pairs": "write SR pairs with `mammo-tf data shard --what sr-pairs`",
+    "patches": "write patches with `mammo-tf data shard --what patches`",
+}
 
 _lock = threading.Lock()
 _verified: set[tuple[str, int, int]] = set()  # (resolved path, size, mtime_ns) of shard files checked
@@ -77,8 +84,12 @@ def pixel_file(path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------- manifest
 
 
-def read_manifest(folder: str | Path) -> dict:
-    """The manifest of a shard folder as a dict; format, version and the file list checked (MammoError else)."""
+def read_manifest(folder: str | Path, what: str | None = None) -> dict:
+    """The manifest of a shard folder as a dict; format, version and the file list checked (MammoError else).
+
+    what: the kind of shards the caller reads ("images", "sr-pairs", "patches"); a folder holding
+    another kind is one line naming the folder, what it holds and where that kind goes.
+    """
     path = Path(folder) / MANIFEST_NAME
     try:
         text = path.read_text("utf-8")
@@ -97,6 +108,9 @@ def read_manifest(folder: str | Path) -> dict:
     files = manifest.get("files")
     if not isinstance(files, list) or not all(_file_entry_ok(f) for f in files):
         raise located(path, "malformed manifest: 'files' must list {name, bytes, records, sha256} entries")
+    if what is not None and manifest.get("what") != what:
+        have = manifest.get("what")
+        raise located(Path(folder), f"holds {have} shards, not {what}: {_WANTS.get(what, '')}")
     return manifest
 
 
@@ -156,22 +170,30 @@ def check_shard_file(file: str | Path) -> None:
 # --------------------------------------------------------------------------------------------- records
 
 
-def pixel_features(pixels: np.ndarray, bit_depth: int, spacing_mm: Sequence[float], spacing_source: str) -> dict:
-    """The pixel fields of an image record (see the module docstring) for float32 [H, W] pixels in [0, 1].
+def encode_pixels(pixels: np.ndarray, bit_depths: Sequence[int]) -> tuple[bytes, str, int]:
+    """(little-endian bytes, dtype name, maxval) of float32 pixels in [0, 1], any shape (row-major).
 
-    Integers when float32(i) / float32(2**bit_depth - 1) gives `pixels` back exactly, else the
-    float32 values themselves: either way the reader returns the same array, bit for bit.
+    Integers i ("uint8" up to 8 bits, else "uint16") for the first bit depth of `bit_depths` (1..16)
+    where float32(i) / float32(2**bit_depth - 1) gives `pixels` back exactly, else the float32 values
+    themselves (maxval 0): either way the reader returns the same array, bit for bit.
     """
     pixels = np.asarray(pixels, np.float32)
-    height, width = pixels.shape
-    dtype, maxval = "float32", 0
-    if 1 <= bit_depth <= 16:
-        scale = (1 << bit_depth) - 1
-        ints = np.round(pixels * np.float32(scale)).astype(np.uint8 if bit_depth <= 8 else np.uint16)
-        if np.array_equal(ints.astype(np.float32) / np.float32(scale), pixels):
-            dtype, maxval, pixels = ("uint8" if bit_depth <= 8 else "uint16"), scale, ints
+    for bit_depth in bit_depths:
+        if 1 <= bit_depth <= 16:
+            scale = (1 << bit_depth) - 1
+            dtype = "uint8" if bit_depth <= 8 else "uint16"
+            ints = np.round(pixels * np.float32(scale)).astype(dtype)
+            if np.array_equal(ints.astype(np.float32) / np.float32(scale), pixels):
+                return ints.astype(_DTYPES[dtype], copy=False).tobytes(), dtype, scale
+    return pixels.astype(_DTYPES["float32"], copy=False).tobytes(), "float32", 0
+
+
+def pixel_features(pixels: np.ndarray, bit_depth: int, spacing_mm: Sequence[float], spacing_source: str) -> dict:
+    """The pixel fields of an image record (see the module docstring) for float32 [H, W] pixels in [0, 1]."""
+    height, width = np.shape(pixels)
+    raw, dtype, maxval = encode_pixels(pixels, (bit_depth,))
     return {
-        "pixels": ("bytes", [pixels.astype(_DTYPES[dtype], copy=False).tobytes()]),
+        "pixels": ("bytes", [raw]),
         "dtype": ("bytes", [dtype]),
         "maxval": ("int64", [maxval]),
         "height": ("int64", [height]),
