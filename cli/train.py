@@ -14,7 +14,7 @@ from mammo_tf_cli.options import (
     resumable_run,
     steps_option,
 )
-from mammo_tf_cli.paths import InputFolder
+from mammo_tf_cli.paths import InputDataset, InputFolder
 
 
 @click.command(name="train-sr", context_settings={"show_default": True})
@@ -40,6 +40,13 @@ from mammo_tf_cli.paths import InputFolder
 @click.option(
     "--init-from", default=None, help="Start from this SR model's weights (shipped name, .keras or run directory)."
 )
+@click.option(
+    "--val-data",
+    type=InputDataset(),
+    default=None,
+    help="With --data a sr-pairs shard folder (data shard --what sr-pairs): the image dataset whose validation "
+    "patients' whole films validate the run [default: no validation].",
+)
 @steps_option("Total steps, split between pretraining and GAN fine-tuning as in the preset.")
 @resumable_run
 @PRECISION_OPTION
@@ -53,6 +60,7 @@ def train_sr(
     generator,
     lr_degradations,
     init_from,
+    val_data,
     steps,
     run_dir,
     resume,
@@ -77,6 +85,7 @@ def train_sr(
         generator=generator,
         lr_degradations=lr_degradations,
         init_from=init_from,
+        val_data=val_data,
         steps=steps,
         precision=precision,
         strategy=strategy,

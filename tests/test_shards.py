@@ -522,3 +522,22 @@ def test_an_interrupted_pair_write_leaves_nothing(phantom: Path, tmp_path: Path,
     with pytest.raises(KeyboardInterrupt):
         sample_shards.write_sr_pair_shards(load_catalog(phantom), tmp_path / "out", n=4, hr_size=32, chunk=2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_sr_streams_its_pairs_from_shards(pair_shards: Path, phantom: Path, tmp_path: Path) -> None:
+    """train-sr --data PAIRS: the pairs stream from the shards, validation on --val-data's films; a folder
+    sampled for another run is refused before anything is written."""
+    from mammo_tf.workflows.training import train_sr
+
+    run = train_sr(pair_shards, tmp_path / "run", preset="tiny", val_data=phantom, verbose=0)
+    config = json.loads((run / "config.json").read_text())
+    manifest = json.loads((pair_shards / MANIFEST_NAME).read_text())
+    assert config["data"] == str(pair_shards.resolve()) and config["train_patients"] == manifest["patients"]
+    assert config["pair_shards"]["sampling"]["hr_size"] == 32 and config["val_data"]
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["steps"] == 6 and np.isfinite(final["val_psnr"]) and final["noise_ceiling_greys"] is None
+    with pytest.raises(MammoError, match="sr-pairs shards sampled with hr_size 32; this run needs hr_size 64"):
+        train_sr(pair_shards, tmp_path / "bigger", preset="tiny", hr_size=64, verbose=0)
+    with pytest.raises(MammoError, match="--lr-degradations diverse needs the films"):
+        train_sr(pair_shards, tmp_path / "diverse", preset="tiny", lr_degradations="diverse", verbose=0)
+    assert not (tmp_path / "bigger").exists() and not (tmp_path / "diverse").exists()

@@ -10,6 +10,7 @@ validation with the best gain also as ``generator_best.keras``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,6 +60,47 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
     return replace(pairs, lr=lr), steps
 
 
+def _pair_shards(data: str | Path | None, config: SRConfig) -> dict | None:
+    """The manifest of `data` when it is a sr-pairs shard folder sampled for this config, else None.
+
+    MammoError (one line, before TensorFlow) for pairs sampled at another scale, size or spacing, or for
+    --lr-degradations diverse (shards hold the box-averaged LR; diverse LR is drawn per pair from the films).
+    """
+    from mammo_tf.data.sample_shards import sample_manifest
+    from mammo_tf.io.shard_images import MANIFEST_NAME
+
+    if data is None or not (Path(data) / MANIFEST_NAME).is_file():
+        return None
+    manifest = json.loads((Path(data) / MANIFEST_NAME).read_text("utf-8"))
+    if not isinstance(manifest, dict) or manifest.get("what") != "sr-pairs":
+        return None  # an images shard folder (or a broken manifest): load_catalog reads or refuses it
+    if config.lr_degradations != "box":
+        raise MammoError(f"{data}: sr-pairs shards hold box-averaged LR; --lr-degradations diverse needs the films")
+    expected = {"scale": config.scale, "hr_size": config.hr_size}
+    if config.spacing_mm is not None:
+        expected["spacing_mm"] = config.spacing_mm
+    return sample_manifest(data, "sr-pairs", expected)
+
+
+def _shard_dataset(folder: str, manifest: dict, config: SRConfig):
+    """The pairs of a sr-pairs shard folder as _dataset gives them: ((lr, q), hr), q the coarsest source step."""
+    import tensorflow as tf
+
+    from mammo_tf.data.degrade import quant_step_for
+    from mammo_tf.data.shard_pipelines import sr_shard_dataset
+
+    ds, _ = sr_shard_dataset(
+        folder,
+        config.batch_size,
+        seed=config.seed,
+        scale=config.scale,
+        hr_size=config.hr_size,
+        quantise_lr=config.quantise_lr,
+    )
+    q = max(quant_step_for(int(b)) for b in manifest["bit_depths"]) if config.quantise_lr else 0.0
+    return ds.map(lambda lr, hr: ((lr, tf.fill([tf.shape(lr)[0]], q)), hr))
+
+
 def _noise_ceiling(catalog, config: SRConfig) -> float | None:
     """The noise ceiling `upscale` gates with (inference/noise_gate.py): the noisiest training film's LR as
     the model saw it (the box average, rounded to the film's bits), plus a margin, in 8-bit grey levels.
@@ -97,6 +139,7 @@ def train_sr(
     validation: Callable[[Any, SRConfig], Validator] | None = None,
     catalog: Any = None,
     init: tuple[str, Callable[[], Any]] | None = None,
+    val_data: str | Path | None = None,
     **overrides,
 ) -> Path:
     """Train (or resume) an SR GAN; returns the run directory. overrides: SRConfig fields (None = preset's).
@@ -107,6 +150,9 @@ def train_sr(
     catalog: an already loaded catalog instead of ``data`` (a study passes one fold's, its splits set).
     init: (model id, a loader of an SR generator) to start from its weights instead of the bicubic-equal
     initialisation (fine-tuning a shipped model); the id is recorded as ``init_from`` in config.json.
+    data may also be a sr-pairs shard folder (`mammo-tf data shard --what sr-pairs`, sampled at this config's
+    scale and hr_size): the pairs stream from it (data/shard_pipelines.py) instead of being sampled here, and
+    the whole-film validation runs on val_data's validation patients (an image dataset; None: no validation).
     Every check a user can fail (config, dataset, run directory) runs before TensorFlow is imported, so its
     error is the only line on stderr.
     """
@@ -124,19 +170,34 @@ def train_sr(
         share = config.gan_steps / max(config.steps, 1)
         gan = int(round(total * share))
         config = resolve_sr_config(preset, **{**overrides, "pretrain_steps": total - gan, "gan_steps": gan})
-    catalog = catalog if catalog is not None else load_catalog(data)
-    catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
-    record = {
-        **config.to_dict(),
-        "kind": "sr",
-        "data": str(catalog.root),
-        "source": catalog.source,
-        "training_spacing_mm": spacing_mm,
-        "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
-    }
+    shards = _pair_shards(data, config) if catalog is None else None
+    if shards is not None:
+        catalog = None if val_data is None else at_training_spacing(load_catalog(val_data), config.spacing_mm)[0]
+        record = {
+            **config.to_dict(),
+            "kind": "sr",
+            "data": str(Path(data).resolve()),
+            "source": shards["source"],
+            "training_spacing_mm": shards["training_spacing_mm"],
+            "train_patients": shards["patients"],
+            "pair_shards": {"sampling": shards["sampling"], "catalog_sha256": shards["catalog_sha256"]},
+            "val_data": None if catalog is None else str(catalog.root),
+        }
+    else:
+        catalog = catalog if catalog is not None else load_catalog(data)
+        catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
+        record = {
+            **config.to_dict(),
+            "kind": "sr",
+            "data": str(catalog.root),
+            "source": catalog.source,
+            "training_spacing_mm": spacing_mm,
+            "train_patients": sorted(catalog.images.loc[catalog.images["split"] == "train", "patient_id"].unique()),
+        }
     if init is not None:
         record["init_from"] = init[0]
-    trainer = SRTrainer(config, record, catalog, validation, init[1] if init else None)
+    trainer = SRTrainer(config, record, catalog, validation if catalog is not None else None, init[1] if init else None)
+    trainer.pair_shards = shards
     return train(trainer, run_dir, resume=resume, verbose=verbose)
 
 
@@ -160,6 +221,7 @@ class SRTrainer(Trainer):
         self.model_class = SRGAN
         self.catalog, self.validation, self.init = catalog, validation, init
         self.validator: Validator | None = None
+        self.pair_shards: dict | None = None  # the manifest when the pairs stream from a shard folder
         self.best: dict = {}
 
     def build(self):
@@ -180,9 +242,12 @@ class SRTrainer(Trainer):
 
     def dataset(self):
         config = self.config
-        pairs, steps = _pairs(self.catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
+        if self.pair_shards is None:
+            pairs, steps = _pairs(self.catalog, config, config.n_pairs, config.hr_size, "train", config.seed)
         if self.validation is not None:  # built here, where it always was: before the model
             self.validator = self.validation(self.catalog, config)
+        if self.pair_shards is not None:
+            return _shard_dataset(self.record()["data"], self.pair_shards, config)
         return _dataset(pairs, steps, config)
 
     def phases(self, step: int) -> list[Phase]:
@@ -223,7 +288,7 @@ class SRTrainer(Trainer):
         final = self.validator(model.ema_generator)[0] if self.validator else {}
         return {
             **final,
-            "noise_ceiling_greys": _noise_ceiling(self.catalog, self.config),
+            "noise_ceiling_greys": None if self.pair_shards else _noise_ceiling(self.catalog, self.config),
             "validation_split": self.validator.split if self.validator else None,
             "best_pretrain_step": self.best["step"],
             "best_pretrain_val_gain_db": self.best["gain"],
