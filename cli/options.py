@@ -15,12 +15,13 @@ PRECISION_OPTION = click.option(
 )
 STRATEGY_OPTION = click.option(
     "--strategy",
-    type=click.Choice(["auto", "default", "mirrored"]),
+    type=click.Choice(["auto", "default", "mirrored", "multiworker"]),
     default="auto",
     help="tf.distribute strategy. auto: mirrored when several GPUs are visible, else default (one device); "
     "mirrored: all local GPUs, or the logical CPU devices when several are configured (2 logical CPUs on the "
-    "same cores are a correctness path, slower than one device, not a speed-up). Recorded in config.json; "
-    "--resume may change it.",
+    "same cores are a correctness path, slower than one device, not a speed-up); multiworker: the processes "
+    "TF_CONFIG lists, each started with the same command (docs/training.md), the chief writing the run "
+    "directory. Recorded in config.json; --resume may change it.",
 )
 INPUT_SPACING_OPTION = click.option(
     "--input-spacing",

@@ -1,13 +1,14 @@
-"""Child process of tests/test_distribute.py: tiny training runs of one trainer under tf.distribute strategies.
+"""Child process of tests/test_distribute.py: tiny training runs under tf.distribute strategies.
 
-Logical CPU devices must be configured before TensorFlow initialises, hence a process of its own:
-
-    python tests/distribute_child.py KIND RUN_DIR,STRATEGY,STEPS[,resume] [RUN_DIR,STRATEGY,STEPS[,resume] ...]
+    python tests/distribute_child.py KIND,RUN_DIR,STRATEGY,STEPS[,resume] [KIND,RUN_DIR,STRATEGY,STEPS[,resume] ...]
 
 KIND: sr | gan | classifier | insert, at the tiny preset in float32 on the default phantom, checkpointed every
-VAL_EVERY steps (sr: a third of STEPS pretraining, the rest the GAN phase). The runs go one after the other
-with 2 logical CPU devices configured; before each, the global seeds are reset, so that every run builds its
-dataset from the same state (tf.data's seeded shuffles depend on the global seed a previous run left).
+VAL_EVERY steps (sr: a third of STEPS pretraining, the rest the GAN phase). The runs go one after the other;
+before each, the global seeds are reset, so that every run builds its dataset from the same state (tf.data's
+seeded shuffles depend on the global seed a previous run left). A process of its own, because:
+- with 'mirrored' among the runs, 2 logical CPU devices are configured first, before TensorFlow initialises;
+- with 'multiworker', the process is one worker of the cluster TF_CONFIG describes; every worker is started
+  with the same runs, and all of them use the process's one MultiWorkerMirroredStrategy.
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ def _train(kind: str, run: str, strategy: str, steps: int, resume: bool) -> None
         raise SystemExit(f"unknown kind {kind!r}")
 
 
-def main(kind: str, specs: list[str]) -> None:
-    _configure_devices(DEVICES)
-    for spec in specs:
-        run, strategy, steps, *flags = spec.split(",")
+def main(specs: list[str]) -> None:
+    runs = [spec.split(",") for spec in specs]
+    if any(strategy == "mirrored" for _, _, strategy, *_ in runs):
+        _configure_devices(DEVICES)
+    for kind, run, strategy, steps, *flags in runs:
         _train(kind, run, strategy, int(steps), resume="resume" in flags)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1:])

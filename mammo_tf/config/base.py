@@ -20,7 +20,7 @@ A config is a frozen dataclass subclassing ``Config``:
   config.json (which also records kind, data, patients...), pick the fields first: ``cls.from_dict({k: v for
   k, v in record.items() if k in cls.field_names()})``.
 - The run spec: every trainer config (``TrainerConfig``) has ``seed`` (int >= 0), ``precision`` ('auto' |
-  'float32' | 'mixed_bfloat16'), ``strategy`` ('auto' | 'default' | 'mirrored'), ``spacing_mm`` (None or
+  'float32' | 'mixed_bfloat16'), ``strategy`` ('auto' | 'default' | 'mirrored' | 'multiworker'), ``spacing_mm`` (None or
   mm per pixel), a total step count ``steps`` (a field or a property) and ``val_every``.
 
 The resolved config is what a run directory records in config.json (training/runs.py) and what a resumed
@@ -37,8 +37,7 @@ from typing import Any, ClassVar
 from mammo_tf.errors import MammoError
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
-STRATEGIES = ("auto", "default", "mirrored")  # tf.distribute strategies (training/distribute.py)
-PLANNED_STRATEGIES = ("multiworker",)  # named, refused as not implemented yet
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")  # tf.distribute strategies (training/distribute.py)
 TEST_PRESETS = ("tiny",)  # accepted everywhere, not offered by the CLI
 
 # kind -> its config class; filled as each kind's class is defined (Config.__init_subclass__).
@@ -177,8 +176,6 @@ class TrainerConfig(Config):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             self.fail("seed", "an integer >= 0")
         self.check_choice("precision", PRECISIONS)
-        if self.strategy in PLANNED_STRATEGIES:
-            raise MammoError(f"{self.KIND} config: strategy {self.strategy!r} is not implemented yet")
         self.check_choice("strategy", STRATEGIES)
         spacing = self.spacing_mm
         number = isinstance(spacing, int | float) and not isinstance(spacing, bool)

@@ -41,7 +41,7 @@ class ClassifierConfig(TrainerConfig):
     task: str = "easy"
     synthetic_ratio: float = 0.0
     precision: str = "auto"
-    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' | 'multiworker' (base.TrainerConfig)
     spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"

@@ -56,7 +56,7 @@ class InsertConfig(TrainerConfig):
     background_weight: float = 0.1
     history_size: int = 256
     precision: str = "auto"
-    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' | 'multiworker' (base.TrainerConfig)
     spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"

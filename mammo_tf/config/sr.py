@@ -82,7 +82,7 @@ class SRConfig(TrainerConfig):
     ema_decay: float = 0.999
     d_filters: int = 32
     precision: str = "auto"
-    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' | 'multiworker' (base.TrainerConfig)
     spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     seed: int = 0
     preset: str = "standard"

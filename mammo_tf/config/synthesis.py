@@ -71,8 +71,8 @@ class SynthesisConfig(TrainerConfig):
     batch_size, steps: the training run (read by the trainer).
     seed, precision, strategy, val_every: the rest of the run spec every trainer config has
         (base.TrainerConfig): the seed of sampling, initialisation and training noise; 'auto' | 'float32' |
-        'mixed_bfloat16'; 'auto' | 'default' | 'mirrored'; steps between validations and checkpoints (resolve
-        makes it at most steps). They do not change the networks.
+        'mixed_bfloat16'; 'auto' | 'default' | 'mirrored' | 'multiworker'; steps between validations and
+        checkpoints (resolve makes it at most steps). They do not change the networks.
     """
 
     KIND: ClassVar[str] = "synthesis"
@@ -116,7 +116,7 @@ class SynthesisConfig(TrainerConfig):
     steps: int = 10_000
     seed: int = 0
     precision: str = "auto"
-    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' (base.TrainerConfig, training/distribute.py)
+    strategy: str = "auto"  # 'auto' | 'default' | 'mirrored' | 'multiworker' (base.TrainerConfig)
     spacing_mm: float | None = None  # train at this pixel size, images resampled (base.TrainerConfig)
     val_every: int = 1_000
 

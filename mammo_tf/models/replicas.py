@@ -70,4 +70,7 @@ def all_rows(x: Any) -> Any:
     """Every replica's rows of `x`, in global batch order (all-gather on axis 0); `x` with one replica."""
     if replicas() == 1:
         return x
-    return tf.distribute.get_replica_context().all_gather(x, axis=0)
+    # all_gather sends to the device its input is on. Under MultiWorkerMirroredStrategy a step's inputs (the
+    # batch fit passes in) carry none ("destinations can not be empty"); an identity made here takes the
+    # replica's device.
+    return tf.distribute.get_replica_context().all_gather(tf.identity(x), axis=0)

@@ -11,11 +11,13 @@ A trainer (a `Trainer` subclass) says:
 `train(trainer, run_dir, resume=...)` owns the rest, the same for every trainer:
     the run directory (training/runs.py: refusal of a used folder, --resume against the same config, atomic
     checkpoints, the NaN guard), precision and seed scope (set before the layers are built, restored after),
-    the tf.distribute strategy (resolved, recorded in config.json as strategy_resolved and replicas; the
-    model, its optimizers and metrics built or loaded inside its scope, the optimizers built there before
-    fit), resuming mid-phase (under any strategy: a checkpoint holds plain values), removing a new run that
-    failed before its first checkpoint, and the final metrics.json (with steps, hours, precision, strategy,
-    replicas, machine and TensorFlow version).
+    the tf.distribute strategy (resolved before TensorFlow runs anything else: a multi-worker strategy needs
+    that; recorded in config.json as strategy_resolved, replicas and workers; the model, its optimizers and
+    metrics built or loaded inside its scope, the optimizers built there before fit; under several workers
+    the dataset sharded by rows and only the chief writing the run directory), resuming mid-phase (under any
+    strategy: a checkpoint holds plain values), removing a new run that failed before its first checkpoint,
+    and the final metrics.json (with steps, hours, precision, strategy, replicas, machine and TensorFlow
+    version).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class Trainer:
 
     @property
     def strategy(self) -> str:
-        """'auto' | 'default' | 'mirrored' as requested; the loop resolves it for this machine."""
+        """'auto' | 'default' | 'mirrored' | 'multiworker' as requested; the loop resolves it for this machine."""
         return self.config.strategy
 
     @property
@@ -115,36 +117,62 @@ class Trainer:
 def train(trainer: Trainer, run_dir: str | Path, *, resume: bool = False, verbose: int | str = "auto") -> Path:
     """Open (or resume) the run, train every phase, write metrics.json; returns the run directory.
 
-    Every check a user can fail runs before TensorFlow is imported (the trainer's config and data, the
-    folder and the config match of ``Run.create``). A new run that fails before its first checkpoint is
-    removed; a resumed one keeps its last good checkpoint.
+    Every check a user can fail runs before TensorFlow is imported (the trainer's config and data, TF_CONFIG
+    under --strategy multiworker, the folder and the config match of ``Run.create``). A new run that fails
+    before its first checkpoint is removed; a resumed one keeps its last good checkpoint. A worker of a
+    multi-worker strategy other than the chief trains in a temporary folder (training/runs.py).
     """
-    from mammo_tf.training.runs import Run
+    from mammo_tf.training.distribute import cluster_from_env
+    from mammo_tf.training.runs import Run, worker_run_dir
 
-    run = Run.create(run_dir, trainer.record(), resume=resume, predated=type(trainer.config).predated_values())
-    if run.state.get("finished") and run.step >= trainer.total_steps:
-        raise MammoError(f"{run.path}: --resume: this run already finished at step {run.step}")
-    try:
-        return _train(trainer, run, verbose)
-    except BaseException:
-        run.discard()
-        raise
+    cluster = cluster_from_env() if trainer.strategy == "multiworker" else None
+    elsewhere = cluster.task if cluster and not cluster.chief else None
+    with worker_run_dir(run_dir, resume=resume, task=elsewhere) as folder:
+        predated = type(trainer.config).predated_values()
+        run = Run.create(folder, trainer.record(), resume=resume, predated=predated)
+        if run.state.get("finished") and run.step >= trainer.total_steps:
+            raise MammoError(f"{run_dir}: --resume: this run already finished at step {run.step}")
+        try:
+            _train(trainer, run, verbose)
+        except BaseException as err:
+            run.discard()
+            lost = _lost_worker(err, run_dir, run.step) if cluster else None
+            if lost is not None:
+                raise lost from None
+            raise
+    return Path(run_dir)
 
 
-def _train(trainer: Trainer, run, verbose: int | str) -> Path:
+def _lost_worker(err: BaseException, run_dir: str | Path, step: int) -> MammoError | None:
+    """One line for a multi-worker run stopped by another worker's failure (its collective ops then fail on
+    every worker: unreachable, aborted or timed out), else None."""
+    import tensorflow as tf
+
+    if not isinstance(err, tf.errors.UnavailableError | tf.errors.AbortedError | tf.errors.DeadlineExceededError):
+        return None
+    then = f"with --resume (last checkpoint: step {step})" if step else "(no checkpoint yet: the new run was removed)"
+    return MammoError(
+        f"{run_dir}: a worker of the cluster stopped or cannot be reached ({type(err).__name__}); "
+        f"stop every worker, then start them all again {then}"
+    )
+
+
+def _train(trainer: Trainer, run, verbose: int | str) -> None:
+    # The strategy first: MultiWorkerMirroredStrategy can set up its collective ops only before TensorFlow
+    # runs any op in the process.
+    strategy, distributed = _strategy(trainer, run)
     import tensorflow as tf
 
     from mammo_tf.machine import machine_summary
-    from mammo_tf.training.distribute import precision_and_seed, resolve_precision
+    from mammo_tf.training.distribute import distribute_rows, precision_and_seed, resolve_precision
     from mammo_tf.training.runs import fit_in_run
 
     policy = resolve_precision(trainer.precision)
     run.add_to_config("precision_resolved", policy)
     run.add_to_config("machine", machine_summary())
-    strategy, distributed = _strategy(trainer, run)
     # Before the global seed is set, as every trainer did: tf.data's seeded shuffles derive their seeds from
     # it, so moving this line would change the batch stream of a run resumed from an older version.
-    dataset = trainer.dataset()
+    dataset = distribute_rows(trainer.dataset(), strategy)
     with precision_and_seed(policy, trainer.seed):
         with strategy.scope():
             model = _resume(run, trainer) if run.resumed else trainer.build()
@@ -181,29 +209,30 @@ def _train(trainer: Trainer, run, verbose: int | str) -> Path:
             "precision": policy,
             "strategy": distributed["strategy_resolved"],
             "replicas": distributed["replicas"],
+            "workers": distributed["workers"],
             "machine": machine_summary(),
             "tensorflow": tf.__version__,
         }
     )
-    return run.path
 
 
 def _strategy(trainer: Trainer, run) -> tuple[Any, dict[str, Any]]:
-    """The resolved tf.distribute strategy, and {strategy_resolved, replicas}, recorded in config.json.
+    """The resolved tf.distribute strategy, and {strategy_resolved, replicas, workers}, recorded in config.json.
 
     MammoError when the global batch does not split evenly over the replicas (each replica's rows of the
     global batch's noise, models/replicas.py, assume equal pieces).
     """
-    from mammo_tf.training.distribute import resolve_strategy, strategy_name
+    from mammo_tf.training.distribute import cluster_from_env, resolve_strategy, strategy_name
 
     strategy = resolve_strategy(trainer.strategy)
-    replicas = int(strategy.num_replicas_in_sync)
+    name, replicas = strategy_name(strategy), int(strategy.num_replicas_in_sync)
     if trainer.batch_size % replicas:
         raise MammoError(
             f"batch size {trainer.batch_size} does not split over the {replicas} replicas of the "
-            f"{strategy_name(strategy)} strategy (--strategy default trains on one device)"
+            f"{name} strategy (--strategy default trains on one device)"
         )
-    distributed = {"strategy_resolved": strategy_name(strategy), "replicas": replicas}
+    workers = cluster_from_env().workers if name == "multiworker" else 1
+    distributed = {"strategy_resolved": name, "replicas": replicas, "workers": workers}
     for key, value in distributed.items():
         run.add_to_config(key, value)
     return strategy, distributed

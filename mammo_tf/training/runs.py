@@ -12,6 +12,11 @@ A run directory holds everything one training run wrote, and nothing else writes
     samples/           images written at each validation (e.g. LR/bicubic/SR/HR crops, sample grids)
     <artifact files>   models the trainer exports (e.g. generator.keras)
 
+Under a multi-worker strategy (several processes, TF_CONFIG) the chief alone writes the run directory; every
+other worker runs the same code (the same collective ops) on a temporary folder of its own, which starts
+with a copy of the chief's config, state and checkpoint when resuming and is removed at the end
+(``worker_run_dir``).
+
 Rules:
 - A new run refuses a folder that exists and is not empty unless ``resume=True``.
 - ``resume=True`` refuses a folder without a checkpoint, and a folder whose config.json differs from the
@@ -56,7 +61,7 @@ FINAL_NAME = "metrics.json"
 # The strategy may change too: a checkpoint holds plain values, and a batch split over replicas trains as on
 # one device, so a run started under one strategy continues under another (config.json records the last).
 # training_spacing_mm follows from the data and spacing_mm, which are compared; runs made before it was
-# recorded lack it.
+# recorded lack it (as they lack workers: the processes of a multi-worker strategy, 1 otherwise).
 RESUMABLE_KEYS = frozenset(
     {
         "gan_steps",
@@ -66,9 +71,11 @@ RESUMABLE_KEYS = frozenset(
         "strategy",
         "strategy_resolved",
         "replicas",
+        "workers",
         "training_spacing_mm",
     }
 )
+RESUME_FILES = (CONFIG_NAME, STATE_NAME, CHECKPOINT)  # what a run resumes from
 
 
 def _dumps(obj: Any) -> str:
@@ -113,14 +120,20 @@ class Run:
     # -- opening ------------------------------------------------------------------------------------
     @staticmethod
     def precheck(path: str | Path, *, resume: bool = False) -> None:
-        """The folder checks of ``create`` alone (no config needed): trainers call it before importing TF."""
+        """The folder checks of ``create`` alone (no config needed): trainers call it before importing TF.
+
+        A worker that TF_CONFIG names other than the chief does not refuse the folder of a new run: the chief,
+        started first, may have made it already (``create`` checks the folder the process really writes).
+        """
+        from mammo_tf.training.distribute import writes_the_run
+
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise located(path, "run directory is a file, not a folder")
         if resume:
             if not (path / CHECKPOINT).is_file() or not (path / STATE_NAME).is_file():
                 raise located(path, "--resume: no checkpoint in this run directory")
-        elif path.is_dir() and any(p.name != LOG_NAME for p in path.iterdir()):
+        elif path.is_dir() and any(p.name != LOG_NAME for p in path.iterdir()) and writes_the_run():
             raise located(path, "run directory exists and is not empty (use --resume, or another --run-dir)")
 
     @classmethod
@@ -267,6 +280,33 @@ class Run:
         return self._writer
 
 
+@contextlib.contextmanager
+def worker_run_dir(run_dir: str | Path, *, resume: bool, task: str | None = None) -> Iterator[Path]:
+    """The folder this process writes its run to: `run_dir` itself for the process that writes the run (the
+    chief, or a run of one process: task None); for another worker of a multi-worker strategy (task: its name
+    in the cluster, e.g. 'worker 1') a new temporary folder, removed when the block ends (also on failure).
+
+    Resuming, the temporary folder starts with a copy of the chief's config, state and checkpoint. The chief
+    rewrites them only at its next checkpoint, after training steps every worker joins, so the copy is whole.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if task is None:
+        yield run_dir
+        return
+    if resume:
+        Run.precheck(run_dir, resume=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"mammo-tf-{task.replace(' ', '')}-{run_dir.name}-"))
+    try:
+        for name in RESUME_FILES if resume else ():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / name, folder / name)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def save_keras_atomic(model, target: str | Path) -> None:
     """``model.save`` to a temporary ``.keras`` beside target, then rename (Keras insists on the suffix)."""
     target = Path(target)
@@ -315,13 +355,15 @@ def fit_in_run(
     A NaN/Inf loss stops training and raises NonFiniteLoss naming the step; the checkpoint stays the last
     good one. Returns the step reached (== end).
     """
+    from mammo_tf.training.distribute import distributed_fit
+
     if end <= start:
         return start
     if (end - start) % interval:
         raise ValueError(f"steps {start}..{end} are not a whole number of epochs of {interval}")
     model.train_function = None  # phase switches change what train_step traces
     guard = _RunCallback(run, phase, start, interval, on_validate, log_every, checkpoint_extra)
-    with _one_iterator_per_fit(model):
+    with distributed_fit(model):
         model.fit(
             dataset.skip(start) if start else dataset,
             steps_per_epoch=interval,
@@ -337,31 +379,6 @@ def fit_in_run(
             f"training stopped, last good checkpoint at step {run.step}"
         )
     return end
-
-
-@contextlib.contextmanager
-def _one_iterator_per_fit(model) -> Iterator[None]:
-    """Under a tf.distribute strategy, make ``fit`` open one iterator over the dataset, as on one device.
-
-    Keras' fit under a strategy first takes a batch from an iterator of its own to build the model
-    symbolically (TensorFlowTrainer._maybe_symbolic_build, private: keras is pinned), then trains from a new
-    one. The trainers' datasets are reshuffled (seeded) by every new iterator, so that extra one would make a
-    run train on another batch stream than on one device. The lifecycle builds the model, its optimizers and
-    metrics before fit: the build needs no batch, it gets none. Without a strategy this changes nothing.
-    """
-    if getattr(model, "_distribute_strategy", None) is None:
-        yield
-        return
-
-    def build_without_a_batch(iterator=None, data_batch=None) -> None:
-        with model.distribute_strategy.scope():
-            model._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = build_without_a_batch
-    try:
-        yield
-    finally:
-        del model._maybe_symbolic_build
 
 
 class _RunCallback:
