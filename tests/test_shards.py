@@ -540,4 +540,6 @@ def test_train_sr_streams_its_pairs_from_shards(pair_shards: Path, phantom: Path
         train_sr(pair_shards, tmp_path / "bigger", preset="tiny", hr_size=64, verbose=0)
     with pytest.raises(MammoError, match="--lr-degradations diverse needs the films"):
         train_sr(pair_shards, tmp_path / "diverse", preset="tiny", lr_degradations="diverse", verbose=0)
-    assert not (tmp_path / "bigger").exists() and not (tmp_path / "diverse").exists()
+    with pytest.raises(MammoError, match="--val-data is for --data a sr-pairs shard folder"):
+        train_sr(phantom, tmp_path / "films", preset="tiny", val_data=phantom, verbose=0)
+    assert not any((tmp_path / name).exists() for name in ("bigger", "diverse", "films"))

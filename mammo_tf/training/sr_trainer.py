@@ -184,6 +184,8 @@ def train_sr(
             "val_data": None if catalog is None else str(catalog.root),
         }
     else:
+        if val_data is not None:
+            raise MammoError("--val-data is for --data a sr-pairs shard folder (a dataset validates on its own films)")
         catalog = catalog if catalog is not None else load_catalog(data)
         catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
         record = {
@@ -196,8 +198,8 @@ def train_sr(
         }
     if init is not None:
         record["init_from"] = init[0]
-    trainer = SRTrainer(config, record, catalog, validation if catalog is not None else None, init[1] if init else None)
-    trainer.pair_shards = shards
+    validation = validation if catalog is not None else None
+    trainer = SRTrainer(config, record, catalog, validation, init[1] if init else None, pair_shards=shards)
     return train(trainer, run_dir, resume=resume, verbose=verbose)
 
 
@@ -214,14 +216,14 @@ class SRTrainer(Trainer):
 
     kind = "sr"
 
-    def __init__(self, config: SRConfig, record: dict, catalog, validation, init=None) -> None:
+    def __init__(self, config: SRConfig, record: dict, catalog, validation, init=None, pair_shards=None) -> None:
         from mammo_tf.models.sr import SRGAN
 
         super().__init__(config, record)
         self.model_class = SRGAN
         self.catalog, self.validation, self.init = catalog, validation, init
         self.validator: Validator | None = None
-        self.pair_shards: dict | None = None  # the manifest when the pairs stream from a shard folder
+        self.pair_shards: dict | None = pair_shards  # the manifest when the pairs stream from a shard folder
         self.best: dict = {}
 
     def build(self):
