@@ -40,11 +40,12 @@ demo: $(STAMP) ## the main job on the phantom: dataset, summary, preview, a quic
 lint: $(STAMP) ## ruff lint
 	$(BIN)/ruff check .
 
-bench: $(STAMP) ## pipelines vs model steps; SR training steps/s; whole-film upscaling per engine on this CPU kind; images from shards vs source files; writes BENCHMARKS.md
+bench: $(STAMP) ## pipelines vs model steps; SR training steps/s; whole-film upscaling per engine on this CPU kind; images from shards vs source files; one device vs mirrored; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md --bf16 on
 	$(BIN)/python benchmarks/bench_sr.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_upscale.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_shards.py --out BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_distribute.py --out BENCHMARKS.md
 
 data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored), once
 	@if [ -f data/mias/Info.txt ]; then echo "data/mias is already there"; \
