@@ -40,7 +40,8 @@ def train_gan(
 
     Normal / benign / malignant patches, class-balanced; DiffAugment with an adaptive probability, lazy
     R1, an EMA generator. The run directory gets config.json, checkpoints, TensorBoard logs, sample grids
-    per class, metrics and generator.keras.
+    per class, metrics and generator.keras. --data may be a patches shard folder (data shard --what
+    patches): the patches stream from it.
     """
     from mammo_tf.workflows.training import train_gan as run_training
 

@@ -17,6 +17,17 @@ from mammo_tf_cli.options import (
 from mammo_tf_cli.paths import InputDataset, InputFolder
 
 
+def val_data_option(what: str, validation: str):
+    """--val-data D: the image dataset validating a run whose --data is a `what` shard folder."""
+    return click.option(
+        "--val-data",
+        type=InputDataset(),
+        default=None,
+        help=f"With --data a {what} shard folder (data shard --what {what}): the image dataset whose validation "
+        f"patients' {validation} validate the run [default: no validation].",
+    )
+
+
 @click.command(name="train-sr", context_settings={"show_default": True})
 @DATA_OPTION
 @click.option("--scale", type=click.Choice(["2", "4"]), default="2", help="Upscaling factor.")
@@ -40,13 +51,7 @@ from mammo_tf_cli.paths import InputDataset, InputFolder
 @click.option(
     "--init-from", default=None, help="Start from this SR model's weights (shipped name, .keras or run directory)."
 )
-@click.option(
-    "--val-data",
-    type=InputDataset(),
-    default=None,
-    help="With --data a sr-pairs shard folder (data shard --what sr-pairs): the image dataset whose validation "
-    "patients' whole films validate the run [default: no validation].",
-)
+@val_data_option("sr-pairs", "whole films")
 @steps_option("Total steps, split between pretraining and GAN fine-tuning as in the preset.")
 @resumable_run
 @PRECISION_OPTION
@@ -111,6 +116,7 @@ def train_sr(
     help="easy: clusters vs random tissue; matched: negatives matched in intensity and position.",
 )
 @preset_option("classifier", "standard", "quick: 300 steps; standard: 3000 steps.")
+@val_data_option("patches", "patches")
 @steps_option()
 @resumable_run
 @PRECISION_OPTION
@@ -118,12 +124,25 @@ def train_sr(
 @SPACING_MM_OPTION
 @SEED_OPTION
 def train_classifier(
-    data, synthetic, synthetic_ratio, task, preset, steps, run_dir, resume, precision, strategy, spacing_mm, seed
+    data,
+    synthetic,
+    synthetic_ratio,
+    task,
+    preset,
+    val_data,
+    steps,
+    run_dir,
+    resume,
+    precision,
+    strategy,
+    spacing_mm,
+    seed,
 ) -> None:
     """Train the calcification classifier on the training patients.
 
     Calcification vs normal tissue, with benign vs malignant as an exploratory second head; flips, rot90
     and small intensity changes in every arm. Validation AUC and threshold on the validation patients.
+    --data may be a patches shard folder (data shard --what patches): the patches stream from it.
     """
     from mammo_tf.workflows.training import train_classifier as run_training
 
@@ -134,6 +153,7 @@ def train_classifier(
         synthetic=synthetic,
         synthetic_ratio=synthetic_ratio,
         task=task,
+        val_data=val_data,
         resume=resume,
         steps=steps,
         precision=precision,

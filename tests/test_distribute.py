@@ -326,18 +326,18 @@ def _tf_config(task: dict | None = None, **cluster) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("environ", "workers", "task", "chief"),
+    ("environ", "workers", "task", "chief", "index"),
     [
-        (_tf_config({"type": "worker", "index": 0}), 2, "worker 0", True),
-        (_tf_config({"type": "worker", "index": 1}), 2, "worker 1", False),
-        (_tf_config({"type": "chief", "index": 0}, chief=["c:0"], worker=["a:1"]), 2, "chief 0", True),
-        (_tf_config({"type": "worker", "index": 0}, chief=["c:0"], worker=["a:1"]), 2, "worker 0", False),
+        (_tf_config({"type": "worker", "index": 0}), 2, "worker 0", True, 0),
+        (_tf_config({"type": "worker", "index": 1}), 2, "worker 1", False, 1),
+        (_tf_config({"type": "chief", "index": 0}, chief=["c:0"], worker=["a:1"]), 2, "chief 0", True, 0),
+        (_tf_config({"type": "worker", "index": 0}, chief=["c:0"], worker=["a:1"]), 2, "worker 0", False, 1),
     ],
 )
-def test_the_cluster_comes_from_tf_config(environ: dict, workers: int, task: str, chief: bool) -> None:
+def test_the_cluster_comes_from_tf_config(environ: dict, workers: int, task: str, chief: bool, index: int) -> None:
     from mammo_tf.training.distribute import Cluster, cluster_from_env, writes_the_run
 
-    assert cluster_from_env(environ) == Cluster(workers=workers, task=task, chief=chief)
+    assert cluster_from_env(environ) == Cluster(workers=workers, task=task, chief=chief, index=index)
     assert writes_the_run(environ) is chief
 
 

@@ -64,7 +64,7 @@ import numpy as np
 
 from mammo_tf.data.importers.common import progress_bar
 from mammo_tf.data.resample import at_training_spacing
-from mammo_tf.data.samplers import PatchReport, sample_patches, sample_sr_pairs
+from mammo_tf.data.samplers import Patches, PatchReport, sample_patches, sample_sr_pairs
 from mammo_tf.data.schema import CLASS_NAMES, Catalog
 from mammo_tf.data.shards import (
     DEFAULT_SHARD_MB,
@@ -76,7 +76,16 @@ from mammo_tf.data.shards import (
 )
 from mammo_tf.errors import MammoError, located
 from mammo_tf.io.atomic import atomic_dir
-from mammo_tf.io.shard_images import FORMAT, FORMAT_VERSION, MANIFEST_NAME, encode_pixels, read_manifest
+from mammo_tf.io.shard_images import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    decode_pixels,
+    encode_pixels,
+    read_manifest,
+    read_records,
+    record_scalar,
+)
 from mammo_tf.io.tfrecord import encode_example, frame_record
 
 SR_CHUNK = 4096  # pairs a sampler call (see the module docstring)
@@ -340,3 +349,71 @@ def sample_manifest(folder: str | Path, what: str, expected: Mapping[str, object
         raise located(folder, f"{what} shards sampled with {have}; this run needs {want} (write shards to match)")
     check_sizes(folder, manifest["files"])
     return manifest
+
+
+def trainer_shards(data: str | Path | None, what: str, expected: Mapping[str, object]) -> dict | None:
+    """The manifest of `data` when it is a `what` shard folder sampled as `expected`, else None.
+
+    None for a dataset, an images shard folder or no data (load_catalog reads or refuses those); a `what`
+    folder sampled otherwise (e.g. another patch_size or spacing_mm) is one line naming both (MammoError),
+    before TensorFlow. The trainers' one test of "is --data pre-sampled input for me".
+    """
+    if data is None or not (Path(data) / MANIFEST_NAME).is_file():
+        return None
+    try:
+        manifest = json.loads((Path(data) / MANIFEST_NAME).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # a broken manifest: load_catalog names what is wrong
+    if not isinstance(manifest, dict) or manifest.get("what") != what:
+        return None
+    return sample_manifest(data, what, expected)
+
+
+def patch_sampling(config) -> dict[str, object]:
+    """The sampling values a patches shard folder must have for a trainer's `config` (a ClassifierConfig or
+    SynthesisConfig): its patch_size, and its spacing_mm (None: sampled from the images as they were)."""
+    return {"patch_size": config.patch_size, "spacing_mm": config.spacing_mm}
+
+
+def shard_record(data: str | Path, manifest: Mapping, key: str) -> dict:
+    """What a run trained on a shard folder records in config.json: the folder, the source catalog's kind,
+    the samples' pixel size, the patients they come from, and under `key` the sampling and catalog hash."""
+    return {
+        "data": str(Path(data).resolve()),
+        "source": manifest["source"],
+        "training_spacing_mm": manifest["training_spacing_mm"],
+        "train_patients": manifest["patients"],
+        key: {"sampling": manifest["sampling"], "catalog_sha256": manifest["catalog_sha256"]},
+    }
+
+
+def first_patches(folder: str | Path, manifest: Mapping, per_class: int) -> Patches:
+    """The first up to `per_class` patches of each class of a patches shard folder, read in manifest order.
+
+    A bounded, deterministic sample in memory, never the whole set: for what needs real patches beside the
+    stream (train-gan's real grid and pixel statistics). Patches as sample_patches gives them: images float32
+    [N, P, P, 1] in [0, 1], labels int32 [N], by class then file order. Files and records are checked as
+    read_shard_image checks them.
+    """
+    folder, size = Path(folder), int(manifest["sampling"]["patch_size"])
+    rows: list[tuple] = []
+    for label in range(len(CLASS_NAMES)):
+        left = per_class
+        for entry in (f for f in manifest["files"] if f.get("label") == label and f["records"]):
+            if left <= 0:
+                break
+            for where, fields in read_records(folder / entry["name"], left):
+                ids = [record_scalar(fields, k, where) for k in ("image_id", "patient_id", "centre_row", "centre_col")]
+                rows.append((decode_pixels(fields, "", size, size, where), label, *ids))
+                left -= 1
+    if not rows:  # write_patch_shards writes no folder without a patch
+        raise located(folder, "no patches to read (per_class must be >= 1)")
+    pixels, labels, image_ids, patient_ids, centre_rows, centre_cols = zip(*rows, strict=True)
+    return Patches(
+        images=np.stack(pixels)[..., None],
+        labels=np.array(labels, np.int32),
+        image_id=np.array([i.decode() for i in image_ids]),
+        patient_id=np.array([p.decode() for p in patient_ids]),
+        centre_row=np.array(centre_rows, np.int64),
+        centre_col=np.array(centre_cols, np.int64),
+    )

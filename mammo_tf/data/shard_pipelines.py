@@ -18,7 +18,8 @@ Workers: `input_context`, a `tf.distribute.InputContext` or a (num_workers, work
 gives worker w the files w, w + W, w + 2W, ... of each series (balanced patches: of each class),
 its files only verified and read; the dataset's auto-shard policy is then OFF (it is sharded
 already). A folder with fewer files (of a class) than workers is refused: rewrite it with a smaller
---shard-size. Without input_context the policy stays AUTO, as for the in-memory pipelines.
+--shard-size. Without input_context the policy stays AUTO, as for the in-memory pipelines. The
+trainers pass training/distribute.input_shard's pair under --strategy multiworker.
 
 Before a pipeline is built, each of its files' size and SHA-256 is checked against shards.json
 (io/shard_images.check_shard_file, once per process and unchanged file): a corrupt, truncated or
@@ -192,8 +193,9 @@ def sr_shard_dataset(
     "foreground_share": 0.25}). quantise_lr: round each LR to its source's bit depth (the trainer's
     quantise_lr, bit for bit). shuffle, augment, repeat, seed: as sr_dataset (repeat also drops the
     last partial batch). input_context: this worker's share of the files (module docstring); then
-    batch_size is this worker's batch (``input_context.get_per_replica_batch_size(global_batch)``
-    under ``distribute_datasets_from_function``).
+    batch_size is this worker's batch under ``distribute_datasets_from_function``
+    (``input_context.get_per_replica_batch_size(global_batch)``), but the global batch under Keras'
+    fit, which rebatches (``experimental_distribute_dataset``; training/distribute.input_shard).
 
     Yields ``(lr, hr)``: float32 [B, hr_size/scale, hr_size/scale, 1] and float32 [B, hr_size, hr_size, 1],
     values in [0, 1]. The manifest's "patients" are the ids the pairs come from.
@@ -282,3 +284,25 @@ def patch_shard_dataset(
         ds = _shuffled(ds, shuffle=shuffle, repeat=repeat, seed=seed, buffer=shuffle_buffer)
     ds = _finish(ds, batch_size, augment=augment, seed=seed, n_images=1, square=True, drop=repeat)
     return _sharded(ds, input_context), manifest
+
+
+def trainer_patch_batches(folder: str | Path, config: Any, input_context: Any = None) -> tf.data.Dataset:
+    """A trainer's class-balanced training batches from a patches shard folder sampled for `config`.
+
+    config: a ClassifierConfig or SynthesisConfig (batch_size, the GLOBAL batch; seed; patch_size and
+    spacing_mm, which the folder must have been sampled with: sample_shards.patch_sampling).
+    input_context: this worker's share of the files (training/distribute.input_shard; None: all of them),
+    the batch still global (input_shard's docstring says why). Yields (float32 [B, P, P, 1], int32 [B]).
+    """
+    from mammo_tf.data.sample_shards import patch_sampling
+
+    dataset, _ = patch_shard_dataset(
+        folder,
+        config.batch_size,
+        seed=config.seed,
+        patch_size=config.patch_size,
+        balanced=True,
+        require=patch_sampling(config),
+        input_context=input_context,
+    )
+    return dataset

@@ -37,14 +37,14 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mammo_tf.errors import located
 from mammo_tf.io.base import Image, ImageHeader, Spacing
-from mammo_tf.io.tfrecord import RecordError, decode_example, read_record_at
+from mammo_tf.io.tfrecord import FRAME_BYTES, RecordError, decode_example, read_record_at
 
 MANIFEST_NAME = "shards.json"
 FORMAT = "mammo-tf shards"
@@ -221,38 +221,68 @@ def _read_fields(path: str | Path) -> dict[str, list]:
         raise located(file, f"cannot read: {err.strerror or err}") from None
 
 
-def _scalar(fields: dict[str, list], name: str, path: str | Path):
+def read_records(file: str | Path, limit: int) -> Iterator[tuple[str, dict[str, list]]]:
+    """(record path, decoded Example) of the first `limit` records of a shard file, in file order.
+
+    The file is checked against its manifest first (check_shard_file), each record's CRCs as it is read;
+    MammoError naming the record for a damaged one.
+    """
+    file = Path(file)
+    check_shard_file(file)
+    try:
+        with open(file, "rb") as handle:
+            size, offset = os.fstat(handle.fileno()).st_size, 0
+            for _ in range(limit):
+                if offset >= size:
+                    return
+                try:
+                    data = read_record_at(handle, offset, size)
+                    fields = decode_example(data)
+                except (RecordError, ValueError) as err:
+                    raise located(record_path(file, offset), f"corrupt shard: {err}") from None
+                yield record_path(file, offset), fields
+                offset += len(data) + FRAME_BYTES
+    except OSError as err:
+        raise located(file, f"cannot read: {err.strerror or err}") from None
+
+
+def record_scalar(fields: dict[str, list], name: str, path: str | Path):
+    """The one value of feature `name` of a decoded record; MammoError naming `path` when it has none or many."""
     values = fields.get(name)
     if not values or len(values) != 1:
-        raise located(path, f"corrupt shard: the record has no single '{name}' (not an image record?)")
+        raise located(path, f"corrupt shard: the record has no single '{name}' (another kind of record?)")
     return values[0]
 
 
-def read_shard_image(path: str | Path) -> Image:
-    """The image of a record path: float32 [H, W] in [0, 1] with its bit depth, as the source reader gave it."""
-    fields = _read_fields(path)
-    height, width = int(_scalar(fields, "height", path)), int(_scalar(fields, "width", path))
-    dtype_name = _scalar(fields, "dtype", path).decode("ascii", "replace")
-    raw = _scalar(fields, "pixels", path)
+def decode_pixels(fields: dict[str, list], prefix: str, height: int, width: int, path: str | Path) -> np.ndarray:
+    """float32 [height, width] of a decoded record's `prefix`pixels/dtype/maxval (encode_pixels' inverse):
+    what the writer was given, bit for bit. MammoError naming `path` for pixel bytes that do not fit."""
+    dtype_name = record_scalar(fields, f"{prefix}dtype", path).decode("ascii", "replace")
+    raw = record_scalar(fields, f"{prefix}pixels", path)
     dtype = _DTYPES.get(dtype_name)
     if dtype is None or len(raw) != height * width * dtype.itemsize:
         raise located(path, f"corrupt shard: {len(raw)} pixel bytes of type {dtype_name!r} for {height}x{width}")
     values = np.frombuffer(raw, dtype).reshape(height, width)
     if dtype_name == "float32":
-        pixels = values.astype(np.float32)  # native order, and a writable copy of the read-only buffer
-    else:
-        pixels = values.astype(np.float32) / np.float32(_scalar(fields, "maxval", path))
-    return Image(pixels, int(_scalar(fields, "bit_depth", path)))
+        return values.astype(np.float32)  # native order, and a writable copy of the read-only buffer
+    return values.astype(np.float32) / np.float32(record_scalar(fields, f"{prefix}maxval", path))
+
+
+def read_shard_image(path: str | Path) -> Image:
+    """The image of a record path: float32 [H, W] in [0, 1] with its bit depth, as the source reader gave it."""
+    fields = _read_fields(path)
+    height, width = int(record_scalar(fields, "height", path)), int(record_scalar(fields, "width", path))
+    return Image(decode_pixels(fields, "", height, width, path), int(record_scalar(fields, "bit_depth", path)))
 
 
 def probe_shard_header(path: str | Path) -> ImageHeader:
     """Size, bit depth and recorded spacing (float32 precision; None when unknown) of a record path."""
     fields = _read_fields(path)
-    source = _scalar(fields, "spacing_source", path).decode("utf-8", "replace")
+    source = record_scalar(fields, "spacing_source", path).decode("utf-8", "replace")
     spacing = fields.get("spacing_mm", [])
     stated = None
     if source != SPACING_UNKNOWN and len(spacing) == 2:
         # float32 on the wire: its shortest decimal gives back the value as written (0.8, not 0.800000011920929)
         stated = Spacing(float(str(np.float32(spacing[0]))), float(str(np.float32(spacing[1]))), source)
-    height, width = int(_scalar(fields, "height", path)), int(_scalar(fields, "width", path))
-    return ImageHeader(height, width, int(_scalar(fields, "bit_depth", path)), stated)
+    height, width = int(record_scalar(fields, "height", path)), int(record_scalar(fields, "width", path))
+    return ImageHeader(height, width, int(record_scalar(fields, "bit_depth", path)), stated)

@@ -3,6 +3,9 @@
 Validation on the validation patients' patches: AUC of calcification vs normal (scikit-learn), and the
 threshold that maximises sensitivity + specificity there (recorded for detect and the study). The run
 directory follows training/runs.py; the trained model is exported as ``classifier.keras``.
+
+`--data` may also be a patches shard folder (`mammo-tf data shard --what patches`): the training patches
+then stream from it (data/shard_pipelines.py) and validation is on `--val-data`'s validation patients.
 """
 
 from __future__ import annotations
@@ -162,6 +165,53 @@ def scores(model, patches: Patches) -> dict[str, float]:
     return out
 
 
+def _no_patches(size: int) -> Patches:
+    """No patches (float32 [0, size, size, 1]): the validation set of a run that is not validated."""
+    ids = np.zeros(0, str)
+    return Patches(np.zeros((0, size, size, 1), np.float32), np.zeros(0, np.int32), ids, ids, *[np.zeros(0, int)] * 2)
+
+
+def _refuse_for_shards(data, manifest: dict, config: ClassifierConfig, real_only: dict[str, object]) -> None:
+    """MammoError (one line naming the folder) for what a patches shard folder cannot train: the matched task,
+    any synthetic or transformed patches (`real_only`: those options by name, set or not), a single class."""
+    if config.task != "easy":
+        raise MammoError(f"{data}: --task {config.task} needs --data a dataset (patches shards hold the easy task)")
+    given = [name for name, value in real_only.items() if value]
+    if given:
+        raise MammoError(f"{data}: {', '.join(given)} needs --data a dataset, not a patches shard folder")
+    counts = manifest["counts"]
+    calcifications = counts["benign"] + counts["malignant"]
+    if not (counts["normal"] and calcifications):
+        held = "normal" if counts["normal"] else "calcification"
+        raise MammoError(f"{data}: the patches shards hold only {held} patches; the classifier needs both")
+
+
+def _shard_trainer(data, manifest: dict, config: ClassifierConfig, val_data, init_from) -> ClassifierTrainer:
+    """The trainer of a run on a patches shard folder, validated on `val_data`'s validation patients (None:
+    not validated, as a train-sr run on pair shards). Builds its record before TensorFlow."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.resample import at_training_spacing
+    from mammo_tf.data.sample_shards import shard_record
+    from mammo_tf.data.schema import CLASS_NAMES
+
+    catalog = None if val_data is None else at_training_spacing(load_catalog(val_data), config.spacing_mm)[0]
+    val = _no_patches(config.patch_size) if catalog is None else task_patches(catalog, config, "val", config.seed + 1)
+    n = int(manifest["counts"]["patches"])
+    record = {
+        **config.to_dict(),
+        "kind": "classifier",
+        **shard_record(data, manifest, "patch_shards"),
+        "synthetic": None,
+        "synthetic_only": False,
+        "synthetic_positives_only": False,
+        "transform": None,
+        "init_from": str(init_from) if init_from is not None else None,
+        "train_patches": {"real": n, "total": n, **{c: int(manifest["counts"][c]) for c in CLASS_NAMES}},
+        "val_data": None if catalog is None else str(catalog.root),
+    }
+    return ClassifierTrainer(config, record, None, val, init_from, patch_shards=manifest)
+
+
 def train_classifier(
     data: str | Path | None,
     run_dir: str | Path,
@@ -176,6 +226,7 @@ def train_classifier(
     patch_transform=None,
     real_patches: tuple[Patches, Patches] | None = None,
     init_from: str | Path | None = None,
+    val_data: str | Path | None = None,
     **overrides,
 ) -> Path:
     """Train a CalcificationClassifier; returns the run directory (classifier.keras, metrics.json inside).
@@ -192,9 +243,15 @@ def train_classifier(
     from instead of random ones (pretraining, then fine-tuning here; a new optimizer); recorded in config.json.
     A resumed run starts from its checkpoint.
     resume: continue the run in `run_dir` from its last checkpoint (same config; `steps` may grow).
+    data may also be a patches shard folder sampled at this config's patch_size and spacing_mm (easy task,
+    real patches only, both classes): the training patches stream from it, class-balanced, and validation
+    is on val_data's validation patients (an image dataset; None: no validation). config.json then records
+    the shards' patients, sampling, catalog hash, pixel size and counts (data/sample_shards.shard_record).
+    Every refusal is one line before TensorFlow is imported and before the run directory is made.
     """
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.resample import at_training_spacing
+    from mammo_tf.data.sample_shards import patch_sampling, trainer_shards
     from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
@@ -204,6 +261,20 @@ def train_classifier(
         raise located(Path(init_from), "no classifier to start from (init_from needs a classifier.keras file)")
     if config.synthetic_ratio > 0 and synthetic is None:
         raise MammoError("--synthetic-ratio needs --synthetic DIR (patches written by `mammo-tf synth`)")
+    shards = trainer_shards(data, "patches", patch_sampling(config)) if catalog is None else None
+    if shards is not None:
+        real_only = {
+            "--synthetic": synthetic,
+            "synthetic_only": synthetic_only,
+            "synthetic_positives_only": synthetic_positives_only,
+            "patch_transform": patch_transform,
+            "real_patches": real_patches,
+        }
+        _refuse_for_shards(data, shards, config, real_only)
+        trainer = _shard_trainer(data, shards, config, val_data, init_from)
+        return train(trainer, run_dir, resume=resume, verbose=verbose)
+    if val_data is not None:
+        raise MammoError("--val-data is for --data a patches shard folder (a dataset validates on its own patients)")
     catalog = catalog if catalog is not None else load_catalog(data)
     catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     train_patches, val = real_patches if real_patches is not None else real_patches_for(catalog, config)
@@ -267,13 +338,20 @@ class ClassifierTrainer(Trainer):
     kind = "classifier"
 
     def __init__(
-        self, config: ClassifierConfig, record: dict, train: Patches, val: Patches, init_from: str | Path | None = None
+        self,
+        config: ClassifierConfig,
+        record: dict,
+        train: Patches | None,
+        val: Patches,
+        init_from: str | Path | None = None,
+        patch_shards: dict | None = None,
     ) -> None:
         from mammo_tf.models.classifier import CalcificationClassifier
 
         super().__init__(config, record)
         self.model_class = CalcificationClassifier
         self.train_patches, self.val, self.init_from = train, val, init_from
+        self.patch_shards = patch_shards  # the manifest when the training patches stream from a shard folder
 
     def build(self):
         from mammo_tf.models.classifier import compiled_classifier
@@ -284,9 +362,16 @@ class ClassifierTrainer(Trainer):
         return model
 
     def dataset(self):
+        """Class-balanced training batches: (float32 [B, P, P, 1], int32 [B]), B the global batch."""
         from mammo_tf.data.pipelines import patch_dataset
 
-        return patch_dataset(self.train_patches, self.config.batch_size, balanced=True, seed=self.config.seed)
+        config = self.config
+        if self.patch_shards is not None:
+            from mammo_tf.data.shard_pipelines import trainer_patch_batches
+            from mammo_tf.training.distribute import input_shard
+
+            return trainer_patch_batches(self.record()["data"], config, input_shard(config.strategy))
+        return patch_dataset(self.train_patches, config.batch_size, balanced=True, seed=config.seed)
 
     def phases(self, step: int) -> list[Phase]:
         return [Phase("train", 0, self.config.steps, self.config.val_every)]

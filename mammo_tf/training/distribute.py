@@ -16,6 +16,7 @@ Strategy: ``resolve_strategy(config.strategy)`` gives the tf.distribute strategy
   many workers); the chief alone writes the run directory (training/runs.py).
 The lifecycle trains through two helpers: ``distribute_rows`` gives each worker its rows of every global batch,
 and ``distributed_fit`` patches Keras' ``fit`` for a strategy (one dataset iterator; the multi-worker fixes).
+A trainer reading shard files asks ``input_shard`` which files are this worker's (each worker reads its own).
 The dataset yields GLOBAL batches; ``fit`` splits each over the replicas, and every train_step averages its
 per-example losses over the global batch (``tf.nn.compute_average_loss``: gradients are summed over
 replicas) and draws its noise for the global batch (models/replicas.py), so a run gives the single-device
@@ -133,7 +134,8 @@ def distribute_rows(dataset, strategy):
 
     fit splits each global batch into one piece per replica; auto-sharding by DATA then hands worker w the
     pieces of its replicas, so the replicas together see the global batch a single device would. A dataset
-    whose pipeline chose a sharding policy itself keeps it; other strategies get `dataset` unchanged.
+    whose pipeline chose a sharding policy itself keeps it (a shard reader given ``input_shard``: OFF, its
+    files its own); other strategies get `dataset` unchanged.
     """
     if strategy_name(strategy) != "multiworker":
         return dataset
@@ -194,11 +196,13 @@ def distributed_fit(model) -> Iterator[None]:
 @dataclass(frozen=True)
 class Cluster:
     """This process's place in a multi-worker cluster (TF_CONFIG): `workers` processes in all, `task` this one
-    (e.g. 'worker 1'), `chief` True for the one that writes the run directory."""
+    (e.g. 'worker 1'), `chief` True for the one that writes the run directory, `index` its number among the
+    workers (0 the chief, then the workers in order: tf.distribute's input pipeline id)."""
 
     workers: int
     task: str
     chief: bool
+    index: int
 
 
 def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster:
@@ -233,7 +237,31 @@ def cluster_from_env(environ: Mapping[str, str] | None = None) -> Cluster:
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
         raise MammoError(f'TF_CONFIG: "task" index must be 0..{len(jobs[kind]) - 1} for {kind}, got {index!r}')
     chief = kind == "chief" or (not jobs["chief"] and index == 0)
-    return Cluster(workers=len(jobs["chief"]) + len(jobs["worker"]), task=f"{kind} {index}", chief=chief)
+    number = 0 if kind == "chief" else index + len(jobs["chief"])  # multi_worker_util.id_in_cluster's rule
+    workers = len(jobs["chief"]) + len(jobs["worker"])
+    return Cluster(workers=workers, task=f"{kind} {index}", chief=chief, index=number)
+
+
+def input_shard(requested: str, environ: Mapping[str, str] | None = None) -> tuple[int, int] | None:
+    """(num_workers, worker_index) of this process when a run's strategy is multiworker, else None.
+
+    requested: the run's --strategy; only 'multiworker' resolves to MultiWorkerMirroredStrategy ('auto' never
+    does), so this needs no TensorFlow and no strategy in scope (a trainer builds its dataset outside it).
+    A shard reader (data/shard_pipelines.py) given the pair reads the files w, w + W, ... and sets its
+    auto-shard policy OFF, which ``distribute_rows`` keeps. Its batch_size stays the GLOBAL batch B:
+    Keras' fit distributes with ``experimental_distribute_dataset``, which rebatches each worker's batches
+    into W x R pieces (``batch_sizes_for_worker``: summed over the workers, each step takes B rows) and
+    gives each of its R replicas one piece a step: a worker takes B / W rows of its own stream a step, and
+    a step's global batch is B rows (checked with 2 processes on 127.0.0.1, B = 8: 4 rows a worker from its
+    own stream). A per-worker batch B / W would make it B / W rows. The stream then differs from one device's
+    (each worker shuffles its own files), and a resumed run skips B-row batches of it per step trained
+    (training/runs.fit_in_run), W times what a worker consumed: the rest of the stream is still its own
+    files', not what an uninterrupted run would have read.
+    """
+    if requested != "multiworker":
+        return None
+    cluster = cluster_from_env(environ)
+    return cluster.workers, cluster.index
 
 
 def writes_the_run(environ: Mapping[str, str] | None = None) -> bool:

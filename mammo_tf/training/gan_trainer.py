@@ -5,6 +5,10 @@ and are fed class-balanced (``patch_dataset(balanced=True)``). At every validati
 (fixed latents, so grids are comparable across steps) goes to ``samples/`` and TensorBoard, ADA's
 augmentation probability and cheap pixel statistics are logged, the checkpoint is saved, and the EMA
 generator is exported as ``generator.keras`` (what ``synth`` and ``evaluate-gan`` load from a run folder).
+
+`--data` may also be a patches shard folder (`mammo-tf data shard --what patches`, sampled at the run's
+patch size and spacing): the batches then stream from it (data/shard_pipelines.py), and the real patches
+the sample grid and pixel statistics compare with are the first SHARD_SAMPLE of each class in the folder.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ LATEST_MODEL = "generator.keras"
 PHASE = "gan"
 GRID_PER_CLASS = 8
 GRID_SEED_OFFSET = 0x6A1D  # grid latents: fixed per run seed, never the training noise
+SHARD_SAMPLE = 256  # real patches per class held in memory from a shard folder (grid, pixel statistics)
 
 
 def segments(start: int, end: int, every: int) -> list[tuple[int, int, int]]:
@@ -95,10 +100,14 @@ def train_gan(
 
     overrides: SynthesisConfig fields (None = the preset's). ``steps`` may grow on ``resume``.
     catalog: an already loaded catalog instead of ``data`` (the study passes one fold's).
+    data may also be a patches shard folder sampled at this config's patch_size and spacing_mm (another is
+    refused in one line, before TensorFlow): the batches stream from it, and config.json records the
+    shards' patients, sampling, catalog hash, pixel size and per-class counts.
     """
     from mammo_tf.config import resolve
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.resample import at_training_spacing
+    from mammo_tf.data.sample_shards import first_patches, patch_sampling, shard_record, trainer_shards
     from mammo_tf.data.samplers import sample_patches
     from mammo_tf.data.schema import CLASS_NAMES
     from mammo_tf.training.loop import train
@@ -115,6 +124,18 @@ def train_gan(
         val_every=val_every,
         **overrides,
     )
+    shards = trainer_shards(data, "patches", patch_sampling(config)) if catalog is None else None
+    if shards is not None:
+        record = {
+            **config.to_dict(),
+            "kind": "synthesis",
+            "preset": preset,
+            **shard_record(data, shards, "patch_shards"),
+            "train_patches": {name: int(shards["counts"][name]) for name in CLASS_NAMES},
+        }
+        patches = first_patches(data, shards, SHARD_SAMPLE)
+        trainer = GANTrainer(config, record, patches, patch_shards=shards)
+        return train(trainer, run_dir, resume=resume, verbose=verbose)
     catalog = catalog if catalog is not None else load_catalog(data)
     catalog, spacing_mm = at_training_spacing(catalog, config.spacing_mm)
     patches = sample_patches(catalog, patch_size=config.patch_size, split="train", seed=config.seed)
@@ -140,12 +161,13 @@ class GANTrainer(Trainer):
 
     kind = "synthesis"
 
-    def __init__(self, config, record: dict, patches) -> None:
+    def __init__(self, config, record: dict, patches, patch_shards: dict | None = None) -> None:
         from mammo_tf.models.synthesis import SynthesisGAN
 
         super().__init__(config, record)
         self.model_class = SynthesisGAN
-        self.patches = patches
+        self.patches = patches  # the training patches, or a shard folder's first SHARD_SAMPLE of each class
+        self.patch_shards = patch_shards  # the manifest when the batches stream from a shard folder
         self.grid_seed = config.seed + GRID_SEED_OFFSET
 
     def build(self):
@@ -157,9 +179,16 @@ class GANTrainer(Trainer):
         return model
 
     def dataset(self):
+        """Class-balanced training batches: (float32 [B, P, P, 1], int32 [B]), B the global batch."""
         from mammo_tf.data.pipelines import patch_dataset
 
-        return patch_dataset(self.patches, self.config.batch_size, balanced=True, seed=self.config.seed)
+        config = self.config
+        if self.patch_shards is not None:
+            from mammo_tf.data.shard_pipelines import trainer_patch_batches
+            from mammo_tf.training.distribute import input_shard
+
+            return trainer_patch_batches(self.record()["data"], config, input_shard(config.strategy))
+        return patch_dataset(self.patches, config.batch_size, balanced=True, seed=config.seed)
 
     def phases(self, step: int) -> list[Phase]:
         return [

@@ -14,7 +14,8 @@ A trainer (a `Trainer` subclass) says:
     the tf.distribute strategy (resolved before TensorFlow runs anything else: a multi-worker strategy needs
     that; recorded in config.json as strategy_resolved, replicas and workers; the model, its optimizers and
     metrics built or loaded inside its scope, the optimizers built there before fit; under several workers
-    the dataset sharded by rows and only the chief writing the run directory), resuming mid-phase (under any
+    the dataset sharded by rows, unless a shard reader took its own files (distribute.input_shard), and only
+    the chief writing the run directory), resuming mid-phase (under any
     strategy: a checkpoint holds plain values), removing a new run that failed before its first checkpoint,
     and the final metrics.json (with steps, hours, precision, strategy, replicas, machine and TensorFlow
     version).

@@ -10,7 +10,6 @@ validation with the best gain also as ``generator_best.keras``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,28 +65,27 @@ def _pair_shards(data: str | Path | None, config: SRConfig) -> dict | None:
     MammoError (one line, before TensorFlow) for pairs sampled at another scale, size or spacing, or for
     --lr-degradations diverse (shards hold the box-averaged LR; diverse LR is drawn per pair from the films).
     """
-    from mammo_tf.data.sample_shards import sample_manifest
-    from mammo_tf.io.shard_images import MANIFEST_NAME
+    from mammo_tf.data.sample_shards import trainer_shards
 
-    if data is None or not (Path(data) / MANIFEST_NAME).is_file():
-        return None
-    manifest = json.loads((Path(data) / MANIFEST_NAME).read_text("utf-8"))
-    if not isinstance(manifest, dict) or manifest.get("what") != "sr-pairs":
-        return None  # an images shard folder (or a broken manifest): load_catalog reads or refuses it
-    if config.lr_degradations != "box":
-        raise MammoError(f"{data}: sr-pairs shards hold box-averaged LR; --lr-degradations diverse needs the films")
     expected = {"scale": config.scale, "hr_size": config.hr_size}
     if config.spacing_mm is not None:
         expected["spacing_mm"] = config.spacing_mm
-    return sample_manifest(data, "sr-pairs", expected)
+    manifest = trainer_shards(data, "sr-pairs", expected)
+    if manifest is not None and config.lr_degradations != "box":
+        raise MammoError(f"{data}: sr-pairs shards hold box-averaged LR; --lr-degradations diverse needs the films")
+    return manifest
 
 
 def _shard_dataset(folder: str, manifest: dict, config: SRConfig):
-    """The pairs of a sr-pairs shard folder as _dataset gives them: ((lr, q), hr), q the coarsest source step."""
+    """The pairs of a sr-pairs shard folder as _dataset gives them: ((lr, q), hr), q the coarsest source step.
+
+    Under --strategy multiworker each worker reads its own files (training/distribute.input_shard).
+    """
     import tensorflow as tf
 
     from mammo_tf.data.degrade import quant_step_for
     from mammo_tf.data.shard_pipelines import sr_shard_dataset
+    from mammo_tf.training.distribute import input_shard
 
     ds, _ = sr_shard_dataset(
         folder,
@@ -96,6 +94,7 @@ def _shard_dataset(folder: str, manifest: dict, config: SRConfig):
         scale=config.scale,
         hr_size=config.hr_size,
         quantise_lr=config.quantise_lr,
+        input_context=input_shard(config.strategy),
     )
     q = max(quant_step_for(int(b)) for b in manifest["bit_depths"]) if config.quantise_lr else 0.0
     return ds.map(lambda lr, hr: ((lr, tf.fill([tf.shape(lr)[0]], q)), hr))
@@ -158,6 +157,7 @@ def train_sr(
     """
     from mammo_tf.data.catalog import load_catalog
     from mammo_tf.data.resample import at_training_spacing
+    from mammo_tf.data.sample_shards import shard_record
     from mammo_tf.training.loop import train
     from mammo_tf.training.runs import Run
 
@@ -176,11 +176,7 @@ def train_sr(
         record = {
             **config.to_dict(),
             "kind": "sr",
-            "data": str(Path(data).resolve()),
-            "source": shards["source"],
-            "training_spacing_mm": shards["training_spacing_mm"],
-            "train_patients": shards["patients"],
-            "pair_shards": {"sampling": shards["sampling"], "catalog_sha256": shards["catalog_sha256"]},
+            **shard_record(data, shards, "pair_shards"),
             "val_data": None if catalog is None else str(catalog.root),
         }
     else:
