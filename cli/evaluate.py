@@ -66,7 +66,8 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
     gate = metrics["noise_gate"]
     click.echo(
         f"  noise gate {gate['ceiling_greys'] or 'off'}: {gate['films_gated']} films written as bicubic "
-        f"(noisiest input {gate['noise_greys_max']:.2f} grey levels)"
+        f"(noisiest input {gate['noise_greys_max']:.2f} grey levels, highest JPEG grid score "
+        f"{gate['jpeg_grid_max']:.2f})"
     )
     s = metrics["specks"]
     click.echo(f"  spurious specks: SR {s.get('spurious_sr', 0)}, bicubic {s.get('spurious_bicubic', 0)}")

@@ -65,8 +65,9 @@ NOISE_GATE_OPTION = click.option(
     default="auto",
     help="A film noisier than the model's training films (noise estimated on the input, in 8-bit grey levels; "
     "sr-x2: above 1.19, MIAS films are 0.7-1.2) is written as bicubic: the model would sharpen noise it never "
-    "saw into calcification-like specks. auto: the model's recorded ceiling (none recorded: off); off: "
-    "super-resolve every film; a number: that ceiling.",
+    "saw into calcification-like specks. So is a JPEG-coded film (its 8x8 block grid), whenever the gate is on. "
+    "auto: the model's recorded ceiling (none recorded: off); off: super-resolve every film; a number: that "
+    "ceiling.",
 )
 SEED_OPTION = click.option(
     "--seed", type=int, default=0, help="Drives sampling, shuffling, augmentation and initialisation."

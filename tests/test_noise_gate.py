@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from cli_helpers import invoke, one_error_line
 
+from mammo_tf.data.block_coding import BLOCK_CODED, jpeg_grid_score
 from mammo_tf.data.degrade import degrade, interpolate
 from mammo_tf.data.noise import estimate_noise_greys, noise_ceiling
 from mammo_tf.errors import MammoError
@@ -81,6 +82,44 @@ def test_a_film_above_the_ceiling_is_written_as_bicubic(tmp_path: Path, tiny_mod
     one_error_line(invoke("upscale", film, "--out", tmp_path / "x", "--noise-gate", "loud"), "--noise-gate")
 
 
+def _texture(shape=(256, 256), seed: int = 0) -> np.ndarray:
+    """Smooth random tissue-like texture in [0.3, 0.7], 8-bit levels: what a film's LR looks like to a codec."""
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=shape), 2.0)
+    film = 0.5 + 0.2 * noise / np.abs(noise).max()
+    return (np.round(film * 255) / 255).astype(np.float32)
+
+
+def test_a_jpeg_block_grid_is_seen_and_plain_films_are_not() -> None:
+    from mammo_tf.data.scanner_degradations import jpeg_roundtrip
+
+    for seed in range(3):
+        film = _texture(seed=seed)
+        assert jpeg_grid_score(film) < BLOCK_CODED, seed
+        assert jpeg_grid_score(_noisy(2.0, seed=seed)) < BLOCK_CODED, seed
+        for quality in (50, 95):
+            assert jpeg_grid_score(jpeg_roundtrip(film, quality)) > BLOCK_CODED, (seed, quality)
+    assert jpeg_grid_score(np.zeros((256, 256), np.float32)) == 1.0  # no film: no evidence either way
+    assert jpeg_grid_score(_texture((48, 48))) == 1.0  # too few blocks to judge
+
+
+def test_a_jpeg_coded_film_is_written_as_bicubic_while_the_gate_is_on(tmp_path: Path, tiny_model: Path) -> None:
+    from mammo_tf.data.scanner_degradations import jpeg_roundtrip
+
+    film = tmp_path / "coded.png"
+    write_image(film, jpeg_roundtrip(_texture(), 75), 8)
+    lr = read_image(film).pixels
+    result = invoke("upscale", film, "--out", tmp_path / "gated", "--model", tiny_model, "--noise-gate", "5")
+    assert result.exit_code == 0, result.output
+    assert "coded.png: JPEG-coded" in result.stderr and "written as bicubic" in result.stderr
+    bicubic = read_image(tmp_path / "gated" / "coded_x2.png").pixels
+    assert np.array_equal(bicubic, read_image(_written(interpolate(lr, 2, "bicubic"), tmp_path)).pixels)
+    result = invoke("upscale", film, "--out", tmp_path / "off", "--model", tiny_model, "--noise-gate", "off")
+    assert result.exit_code == 0 and "bicubic" not in result.stderr
+    assert not np.array_equal(read_image(tmp_path / "off" / "coded_x2.png").pixels, bicubic)
+
+
 def _written(pixels: np.ndarray, folder: Path) -> Path:
     """`pixels` through the same 8-bit PNG writer (the comparison sees what the file holds)."""
     path = folder / "expected.png"
@@ -98,3 +137,15 @@ def test_the_mias_ceiling_is_its_training_films(mias_dir: Path) -> None:
     films = load_catalog(mias_dir).images.query("split == 'train'")
     lrs = (degrade(crop_to_scale(read_image(path).pixels, 2), 2, 8) for path in films["path"])
     assert noise_ceiling(lrs) == SOURCE_NOISE_CEILING["mias"]
+
+
+@pytest.mark.mias
+def test_mias_films_show_no_jpeg_grid_until_coded(mias_dir: Path) -> None:
+    """data/block_coding's line on real films: a sample of mini-MIAS LR scores below it, their JPEG q90 above."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.data.degrade import crop_to_scale
+    from mammo_tf.data.scanner_degradations import jpeg_roundtrip
+
+    for path in load_catalog(mias_dir).images.query("split == 'test'")["path"][:6]:
+        lr = degrade(crop_to_scale(read_image(path).pixels, 2), 2, 8)
+        assert jpeg_grid_score(lr) < BLOCK_CODED < jpeg_grid_score(jpeg_roundtrip(lr, 90)), path

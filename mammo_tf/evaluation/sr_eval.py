@@ -190,7 +190,7 @@ def evaluate_sr(
             sr, decision = gated_upscale(sr_model, lr, bits, noise_gate)
             outputs = {"sr": sr, **{name: interpolate(lr, s, name) for name in BASELINES}}
             row = {"image_id": image.image_id, "patient_id": image.patient_id, "variant": variant}
-            row.update(noise_greys=decision.noise_greys, gated=decision.bicubic)
+            row.update(noise_greys=decision.noise_greys, jpeg_grid=decision.jpeg_grid, gated=decision.bicubic)
             for name, estimate in outputs.items():
                 row[f"psnr_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), eval_mask)
                 row[f"psnr_interior_{name}"] = psnr(crop_border(estimate, s), crop_border(hr, s), interior)
@@ -239,6 +239,7 @@ def evaluate_sr(
         "ceiling_greys": resolve_gate(noise_gate, sr_model.noise_ceiling_greys),
         "films_gated": int(primary["gated"].sum()),
         "noise_greys_max": float(primary["noise_greys"].max()),
+        "jpeg_grid_max": float(primary["jpeg_grid"].max()),
     }
     extra = [make(sr_model, catalog, split_images, max_images) for make in sections]
     for section in extra:
@@ -354,8 +355,8 @@ def _gate_line(gate: dict | None) -> str:
     if gate["ceiling_greys"] is None:
         return f"Noise gate: off (the model on every film; noisiest input {gate['noise_greys_max']:.2f} grey levels)."
     return (
-        f"Noise gate: films noisier than {gate['ceiling_greys']:g} grey levels are scored as `upscale` writes them, "
-        f"bicubic: {gate['films_gated']} of them (noisiest input {gate['noise_greys_max']:.2f})."
+        f"Noise gate: films noisier than {gate['ceiling_greys']:g} grey levels, or JPEG-coded, are scored as "
+        f"`upscale` writes them, bicubic: {gate['films_gated']} of them (noisiest input {gate['noise_greys_max']:.2f})."
     )
 
 

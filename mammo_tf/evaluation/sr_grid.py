@@ -6,8 +6,9 @@ it creates fewer; no other scanner's data is here, so the grid builds the differ
 (data/scanner_degradations.py: noise, PSF blur, downscaling kernel, bit depth, JPEG) and measures along them.
 
 Per cell, on the same films: HR is the reference, LR is made from it by the cell, and SR (what `upscale`
-writes: the model with its consistency projection, told the cell's bit depth, or bicubic where the noise
-gate stops it, inference/noise_gate.py) and bicubic both upscale that LR. Per cell, summed or averaged over the films:
+writes: the model with its consistency projection, told the cell's bit depth, or bicubic where the gate
+stops it: too noisy or JPEG-coded, inference/noise_gate.py) and bicubic both upscale that LR. Per cell,
+summed or averaged over the films:
 - PSNR gain: SR minus bicubic in the film foreground (sr_eval.anchor_mask), dB, mean over films;
 - kept: the reference specks found within MATCH_PX px in the output. Reference = the phantom's true specks
   (phantom_truth.csv) on the phantom, else the HR detections inside the annotated calcification circles;
@@ -119,7 +120,7 @@ def run_grid(
             lr = degrade_cell(hr, scale, cell, seed=(seed, number))
             sr, decision = upscale(lr, cell.bits)
             scores = score_outputs(hr, mask, sr, interpolate(lr, scale, "bicubic"), reference)
-            gate = {"noise_greys": decision.noise_greys, "gated": decision.bicubic}
+            gate = {"noise_greys": decision.noise_greys, "jpeg_grid": decision.jpeg_grid, "gated": decision.bicubic}
             rows.append({"cell": cell.name, "axis": cell.axis, "image_id": film.image_id, **scores, **gate})
     return pd.DataFrame(rows)
 
