@@ -22,8 +22,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP) ## create .venv and install mammo-tf with its pinned dependencies
 
-test: $(STAMP) ## run the whole test suite (CI runs exactly this; MIAS tests need ../shared/data/mias)
-	$(BIN)/pytest -q
+test: $(STAMP) ## run the whole test suite on 2 processes, one test file each (CI runs exactly this; MIAS tests need ../shared/data/mias)
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-fast: $(STAMP) ## the suite without the tests marked slow (child processes, whole studies): minutes, for iterating
 	$(BIN)/pytest -q -m "not slow"
@@ -96,23 +96,19 @@ STUDY_ARGS = --data data/mias --preset standard --positive-fractions 0.25,0.5,1
 
 study: $(STAMP) data ## the augmentation study, second edition, on MIAS (5 folds x 3 seeds, many hours, resumable); report into reports/aug-mias-2
 	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units;
-	@# per-fold models saved by `make study-units` (on another machine) are reused, not trained again
+	@# units saved by `make study-units` (on another machine) are reused, not trained again
 	mkdir -p $(STUDY_RUN)/work
-	@# a saved unit replaces an unfinished one of the same name (a finished one is kept)
-	if [ -d $(STUDY_REPORT)/units ]; then cd $(STUDY_REPORT)/units && for run in fold*/*; do \
-		[ -f "$(abspath $(STUDY_RUN))/work/$$run/metrics.json" ] || { rm -rf "$(abspath $(STUDY_RUN))/work/$$run"; \
-		mkdir -p "$(abspath $(STUDY_RUN))/work/$$run" && cp "$$run"/* "$(abspath $(STUDY_RUN))/work/$$run/"; }; done; fi
+	$(BIN)/python -c 'import sys; from mammo_tf.workflows.study.saved_units import restore_units as r; \
+		print(len(r(*sys.argv[1:])), "units restored")' $(STUDY_REPORT)/units $(STUDY_RUN)/work
 	seq 0 4 | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
 		$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --only-fold {} >> $(STUDY_RUN)/study.log 2>&1
 	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN)
 	mkdir -p $(STUDY_REPORT) && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/predictions.csv.gz \
 		$(STUDY_RUN)/*.png $(STUDY_REPORT)/
 
-study-units: ## copy the study's finished per-fold models (SR, insertion, GAN: small files) into reports/aug-mias-2/units
-	cd $(STUDY_RUN)/work && for run in fold*/sr fold*/gan fold*/insert*; do \
-		[ -f "$$run/metrics.json" ] || continue; mkdir -p "$(CURDIR)/$(STUDY_REPORT)/units/$$run"; \
-		for f in config.json metrics.json state.json generator.keras refiner.keras insertion.json; do \
-			[ ! -f "$$run/$$f" ] || cp "$$run/$$f" "$(CURDIR)/$(STUDY_REPORT)/units/$$run/"; done; done
+study-units: $(STAMP) ## copy the study's finished units (per-fold models, classifier scores: small files) into reports/aug-mias-2/units
+	$(BIN)/python -c 'import sys; from mammo_tf.workflows.study.saved_units import save_units as s; \
+		print(len(s(*sys.argv[1:])), "units saved")' $(STUDY_RUN)/work $(STUDY_REPORT)/units
 
 ship-sr: $(STAMP) data ## evaluate the SR run on the MIAS test patients and the phantom; write saved_models/sr-x2*
 	$(BIN)/mammo-tf ship-sr $(SR_RUN) --data data/mias --out saved_models

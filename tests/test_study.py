@@ -27,6 +27,7 @@ from mammo_tf.workflows.study.plan import (
     reference_arm,
     sr_cell,
 )
+from mammo_tf.workflows.study.saved_units import restore_units, save_units
 from mammo_tf.workflows.study.units import Units, WorkFolder
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
@@ -283,7 +284,7 @@ def test_a_given_sr_model_leaves_out_the_patients_it_saw(tmp_path) -> None:
         centre_row=np.zeros(2, np.int64),
         centre_col=np.zeros(2, np.int64),
     )
-    units.sr_arms(0, 0, fold.catalog(catalog, 0.2), test, model=None, metrics={})
+    units.sr_arms(0, 0, fold.catalog(catalog, 0.2), test, real=None)
     assert units.audit["sr_patients_excluded"] == [patients[:2]]
     assert units.model_record(0)["sr"] == {"model": "sr@0123", "train_patients": patients[:2]}
     assert not units.pool.arms and not list(tmp_path.iterdir())  # nothing scored, nothing trained
@@ -326,3 +327,55 @@ def test_an_interrupted_generative_unit_resumes_from_its_checkpoint(tmp_path) ->
     (partial / "half-written.txt").write_text("")  # stopped before its first checkpoint: started again, clean
     units.generative(0, "gan", "GAN", catalog, train)
     assert calls[-1] == (False, None)
+
+
+def test_a_study_moved_to_another_machine_resumes_from_its_saved_units(quick_study, tmp_path) -> None:
+    """`make study-units` then `make study` elsewhere: the saved units (no classifier model among them) give
+    the same numbers, and no classifier or per-fold model is trained again."""
+    out, metrics = quick_study
+    saved = save_units(out / "work", tmp_path / "units")
+    assert {"fold0/gan", "fold0/sr", "fold0/gan-quality", "fold0/easy/real/seed0"} <= set(saved)
+    models = {p.relative_to(tmp_path / "units").as_posix() for p in (tmp_path / "units").rglob("*.keras")}
+    assert models == {f"fold{k}/{name}/generator.keras" for k in (0, 1) for name in ("gan", "sr")}
+    moved = tmp_path / "moved"
+    assert sorted(restore_units(tmp_path / "units", moved / "work")) == sorted(saved)
+    again = evaluate_aug(None, out=moved, preset="quick", arms=("gan", "sr"))
+    assert not list((moved / "work").rglob("classifier.keras"))  # scored from the saved scores
+    assert not (moved / "work" / "progress.jsonl").exists()  # nothing trained, no film scored again
+    for task, results in metrics["tasks"].items():
+        for arm, result in results["arms"].items():
+            assert again["tasks"][task]["arms"][arm]["auc"] == result["auc"], (task, arm)
+
+
+def test_saved_units_keep_only_what_resumes_a_unit(tmp_path) -> None:
+    """A classifier is saved only once scored, without its model; a first pretraining stage without scores;
+    a restored first stage or film classifier lacking its model is trained again (WorkFolder.needs_model)."""
+    work = tmp_path / "work"
+
+    def unit(name: str, kind: str, *files: str) -> Path:
+        run = work / name
+        run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"kind": kind}))
+        for file in ("metrics.json", *files):
+            (run / file).write_text("{}")
+        return run
+
+    unit("fold0/easy/real/seed0", "classifier", "classifier.keras", "scores.npz", "state.json")
+    unit("fold0/easy/real/seed1", "classifier", "classifier.keras")  # finished, not scored yet
+    stage = unit("fold0/easy/inserted pretraining/seed0", "classifier", "classifier.keras")
+    unit("fold0/sr", "sr", "generator.keras", "state.json")
+    assert save_units(work, tmp_path / "units") == [
+        "fold0/easy/inserted pretraining/seed0", "fold0/easy/real/seed0", "fold0/sr"
+    ]  # fmt: skip
+    listing = {p.relative_to(tmp_path / "units").as_posix() for p in (tmp_path / "units").rglob("*") if p.is_file()}
+    assert listing == {
+        "fold0/easy/inserted pretraining/seed0/config.json", "fold0/easy/inserted pretraining/seed0/metrics.json",
+        "fold0/easy/real/seed0/config.json", "fold0/easy/real/seed0/metrics.json", "fold0/easy/real/seed0/scores.npz",
+        "fold0/sr/config.json", "fold0/sr/metrics.json", "fold0/sr/generator.keras", "fold0/sr/state.json",
+    }  # fmt: skip
+    WorkFolder.needs_model(stage, "classifier.keras")
+    assert stage.is_dir()  # has its model: kept
+    moved = tmp_path / "moved"
+    restore_units(tmp_path / "units", moved)
+    WorkFolder.needs_model(moved / "fold0/easy/inserted pretraining/seed0", "classifier.keras")
+    assert not (moved / "fold0/easy/inserted pretraining").joinpath("seed0").exists()  # trained again

@@ -61,6 +61,7 @@ from mammo_tf.workflows.study.plan import (
     sr_cell,
     sr_cell_task,
 )
+from mammo_tf.workflows.study.saved_units import UnitScores
 from mammo_tf.workflows.study.summary import Pool, patch_labels, val_threshold
 
 
@@ -80,6 +81,15 @@ class WorkFolder:
 
             shutil.rmtree(run)
         return True
+
+    @staticmethod
+    def needs_model(run: Path, model_name: str) -> None:
+        """Remove the finished unit `run` when its model file is missing (restored from saved units, which keep
+        no classifier model) so that it trains again; nothing when it is unfinished or has its model."""
+        if (run / "metrics.json").is_file() and not (run / model_name).is_file():
+            import shutil
+
+            shutil.rmtree(run)
 
     def done(self, name: str, started: float) -> None:
         seconds = round(time.monotonic() - started, 1)
@@ -213,9 +223,12 @@ class Units:
                 for unit in plan.units(fold.index, task, fraction):
                     self.classifier_arm(unit, cat, tests[task], sources)
         if plan.film:
+            from mammo_tf.training.classifier_trainer import MODEL_NAME
+
             for unit in plan.film_units(fold.index):
-                model, _ = self.classifier(unit, cat)
-                self.film(fold.index, unit.seed, cat, model)
+                if not self.film_cache(fold.index, unit.seed).is_file():  # a restored unit has no model: retrain
+                    self.work.needs_model(self.work.root / unit.name, MODEL_NAME)
+                self.film(fold.index, unit.seed, cat, self.classifier(unit, cat).model)
 
     # -- records --------------------------------------------------------------------------------------------
     def model_record(self, fold: int) -> dict:
@@ -292,33 +305,27 @@ class Units:
         self.record_classifier(unit, sorted(record["train_patients"]), sorted(split_patients(catalog, "val")))
         return run
 
-    def classifier(self, unit: Unit, catalog, steps: int | None = None, **kwargs):
-        """The classifier of `unit`, trained unless finished (Units.trained): (model, its metrics.json)."""
-        from mammo_tf.inference.registry import load_keras
-        from mammo_tf.models.classifier import CalcificationClassifier  # noqa: F401  (registers the class)
-        from mammo_tf.training.classifier_trainer import MODEL_NAME
-
-        run = self.trained(unit, catalog, steps, **kwargs)
-        return load_keras(run / MODEL_NAME), json.loads((run / "metrics.json").read_text())
+    def classifier(self, unit: Unit, catalog, steps: int | None = None, **kwargs) -> UnitScores:
+        """The classifier of `unit`, trained unless finished (Units.trained), as its scores (saved_units)."""
+        return UnitScores(self.trained(unit, catalog, steps, **kwargs))
 
     def classifier_arm(self, unit: Unit, cat, test: Patches, sources: dict[str, Path]) -> None:
         """One classifier unit scored on the fold's test patches; the full-data real-only one also on the side
         tasks. sources: Arm.source -> the fold's patch folder (at the unit's fraction)."""
-        from mammo_tf.training.classifier_trainer import predict
-
         arm, fold, seed, task = unit.arm, unit.fold, unit.seed, unit.report_task
         if arm.kind == "insert_pretrain":
             kwargs = self.pretrained(unit, cat, sources)
         else:
             kwargs = arm.train_kwargs(sources.get(arm.source))
-        model, metrics = self.classifier(unit, cat, **kwargs)
+        classifier = self.classifier(unit, cat, **kwargs)
         self.arm_units.setdefault((task, arm.name), set()).add(unit.name)
-        probs = predict(model, test.images)
-        self.pool.add(task, arm, fold, seed, test, probs["calc"], metrics.get("threshold", 0.5))
+        probs = classifier.scores("test", test)
+        self.pool.add(task, arm, fold, seed, test, probs["calc"], classifier.metrics.get("threshold", 0.5))
         if arm == REAL and unit.fraction == 1:
             self.exploratory(unit.task, fold, seed, test, probs["malignant"])
             if unit.task == SR_BASE_TASK and (self.sr is not None or self.plan.uses_sr):
-                self.sr_arms(fold, seed, cat, test, model, metrics)
+                self.sr_arms(fold, seed, cat, test, classifier)
+        classifier.save()
 
     def pretrained(self, unit: Unit, cat, sources: dict[str, Path]) -> dict:
         """An insert_pretrain unit's first stage (inserted only, half the budget), trained unless finished; the
@@ -326,6 +333,8 @@ class Units:
         from mammo_tf.training.classifier_trainer import MODEL_NAME
 
         stage, first, second = self.plan.pretraining(unit)
+        if not (self.work.root / unit.name / "metrics.json").is_file():
+            self.work.needs_model(self.work.root / stage.name, MODEL_NAME)  # a first stage restored without it
         run = self.trained(stage, cat, first, **stage.arm.train_kwargs(sources[stage.arm.source]))
         self.arm_units.setdefault((unit.report_task, unit.arm.name), set()).add(stage.name)
         return {"steps": second, "init_from": run / MODEL_NAME}
@@ -562,12 +571,12 @@ class Units:
         self.model_record(fold)["sr"] = entry
         return load_sr_model(run, command="evaluate-aug"), set(record["train_patients"])
 
-    def sr_arms(self, fold: int, seed: int, cat, test: Patches, model, metrics: dict) -> None:
+    def sr_arms(self, fold: int, seed: int, cat, test: Patches, real: UnitScores) -> None:
         """The SR utility 3x3 on the test patches of patients the SR model never saw (every test patient with
-        a per-fold SR model): the real-only classifier (`model`, trained on HR) and classifiers trained on
-        bicubic- and on SR-upscaled LR, each tested on HR, bicubic- and SR-upscaled LR (plan.sr_cell)."""
+        a per-fold SR model): the real-only classifier (`real`, trained on HR; its caller saves its scores) and
+        classifiers trained on bicubic- and on SR-upscaled LR, each tested on HR, bicubic- and SR-upscaled LR
+        (plan.sr_cell)."""
         from mammo_tf.data.tasks import subset
-        from mammo_tf.training.classifier_trainer import predict
 
         sr_model, seen = self.fold_sr(fold, cat)
         keep = np.array([p not in seen for p in test.patient_id])
@@ -579,28 +588,34 @@ class Units:
         if self._upscaled_fold != fold:  # the same test patches for every seed: upscale them once per fold
             self._upscaled = {"HR": kept, **{m: degrade_up(kept, sr_model, m.lower()) for m in UPSCALINGS[1:]}}
             self._upscaled_fold = fold
-        classifiers = {"HR": (model, metrics)}
+        classifiers = {"HR": real}
         for trained in UPSCALINGS[1:]:
             arm = sr_cell(trained, trained)
             unit = Unit(fold, SR_BASE_TASK, seed, arm)
             transform = partial(degrade_up, sr_model=sr_model, method=trained.lower())
             classifiers[trained] = self.classifier(unit, cat, patch_transform=transform)
             self.arm_units.setdefault((SR_TRAINED_TASK, arm.name), set()).add(unit.name)
-        for trained, (classifier, trained_metrics) in classifiers.items():
-            threshold = trained_metrics.get("threshold", 0.5)
+        for trained, classifier in classifiers.items():
+            threshold = classifier.metrics.get("threshold", 0.5)
             for tested, patches in self._upscaled.items():
-                scores = predict(classifier, patches.images)["calc"]
+                scores = classifier.scores(f"tested on {tested}", patches)["calc"]
                 self.pool.add(sr_cell_task(trained), sr_cell(trained, tested), fold, seed, kept, scores, threshold)
+            if trained != "HR":
+                classifier.save()
 
     # -- the film task --------------------------------------------------------------------------------------
+    def film_cache(self, fold: int, seed: int) -> Path:
+        return self.work.root / f"fold{fold}" / f"film-seed{seed}.json"
+
     def film(self, fold: int, seed: int, cat, model) -> None:
-        """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json)."""
-        cache = self.work.root / f"fold{fold}" / f"film-seed{seed}.json"
+        """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json).
+        model: () -> the classifier, called only when the cache is missing."""
+        cache = self.film_cache(fold, seed)
         if cache.is_file():
             saved = json.loads(cache.read_text())
         else:
             started = time.monotonic()
-            saved = film_scores(cat, model)
+            saved = film_scores(cat, model())
             write_bytes_atomic(cache, json.dumps(saved).encode())
             self.work.done(f"fold{fold}/film/seed{seed}", started)
         table, hits = pd.DataFrame(saved["films"]), saved["localised"]
