@@ -99,6 +99,20 @@ def test_train_classifier_run_directory(classifier_run: Path) -> None:
     assert not set(config["train_patients"]) & val_patients
 
 
+def test_a_run_extended_to_steps_off_its_validation_interval_resumes(tmp_path: Path, classifier_run: Path) -> None:
+    """The validation interval follows the steps (gcd of the preset's and the steps: tiny 2 at 4 steps, 5 at 10
+    with val_every 5): --resume --steps 10 must extend the 4-step run from step 4, off the new interval."""
+    import shutil
+
+    run = tmp_path / "extended"
+    shutil.copytree(classifier_run, run)
+    train_classifier(None, run, preset="tiny", steps=10, val_every=5, resume=True, verbose=0)
+    assert json.loads((run / "state.json").read_text())["step"] == 10
+    assert json.loads((run / "config.json").read_text())["val_every"] == 5
+    validated = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {5, 10} <= set(validated)  # the partial interval 4..5, then 5..10
+
+
 def test_the_training_spacing_is_recorded_and_a_target_spacing_resamples(tmp_path: Path, classifier_run: Path) -> None:
     """Without --spacing-mm a run learns its images' own spacing; with it, the images are resampled to it
     first; either way config.json, the model's card and detect (training_spacing) agree."""

@@ -153,7 +153,7 @@ def test_evaluate_gan_report_beside_floors(run_dir: Path, tmp_path: Path) -> Non
     ],
 )
 def test_segments_cover_the_steps_in_whole_epochs(start, end, every, expected) -> None:
-    from mammo_tf.training.gan_trainer import segments
+    from mammo_tf.training.loop import segments
 
     pieces = segments(start, end, every)
     assert pieces == expected

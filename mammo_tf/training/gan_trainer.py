@@ -28,24 +28,6 @@ GRID_SEED_OFFSET = 0x6A1D  # grid latents: fixed per run seed, never the trainin
 SHARD_SAMPLE = 256  # real patches per class held in memory from a shard folder (grid, pixel statistics)
 
 
-def segments(start: int, end: int, every: int) -> list[tuple[int, int, int]]:
-    """(start, end, interval) pieces for fit_in_run: whole validation intervals, plus partial ones at the ends.
-
-    A run may stop at a step that is not a multiple of ``every`` (``--steps``), and a resumed, extended run
-    may start at such a step; each partial piece is one epoch of its own length.
-    """
-    pieces, pos = [], int(start)
-    while pos < end:
-        if pos % every == 0 and end - pos >= every:
-            stop = pos + (end - pos) // every * every
-            pieces.append((pos, stop, every))
-        else:
-            stop = min((pos // every + 1) * every, end)
-            pieces.append((pos, stop, stop - pos))
-        pos = stop
-    return pieces
-
-
 def sample_grid(model, per_class: int, seed: int, n_classes: int) -> np.ndarray:
     """EMA samples, one row per class (fixed latents from ``seed``), white 2 px gaps: float32 [H, W] in [0, 1]."""
     rows = [model.sample(per_class, c, seed=seed) for c in range(n_classes)]
@@ -191,10 +173,8 @@ class GANTrainer(Trainer):
         return patch_dataset(self.patches, config.batch_size, balanced=True, seed=config.seed)
 
     def phases(self, step: int) -> list[Phase]:
-        return [
-            Phase(PHASE, start, end, interval, log_every=min(50, interval))
-            for start, end, interval in segments(step, self.config.steps, self.config.val_every)
-        ]
+        every = self.config.val_every
+        return [Phase(PHASE, 0, self.config.steps, every, log_every=min(50, every))]
 
     def start(self, run, model) -> None:
         if run.resumed:

@@ -30,9 +30,29 @@ from typing import Any
 from mammo_tf.errors import MammoError
 
 
+def segments(start: int, end: int, every: int) -> list[tuple[int, int, int]]:
+    """(start, end, interval) pieces for fit_in_run: whole validation intervals, plus partial ones at the ends.
+
+    A run may stop at a step that is not a multiple of ``every`` (``--steps``), and a resumed, extended run
+    may start at such a step (its interval follows its steps: config ``adjusted``); each partial piece is one
+    epoch of its own length. The lifecycle trains every phase in these pieces.
+    """
+    pieces, pos = [], int(start)
+    while pos < end:
+        if pos % every == 0 and end - pos >= every:
+            stop = pos + (end - pos) // every * every
+            pieces.append((pos, stop, every))
+        else:
+            stop = min((pos // every + 1) * every, end)
+            pieces.append((pos, stop, stop - pos))
+        pos = stop
+    return pieces
+
+
 @dataclass(frozen=True)
 class Phase:
-    """Steps [start, end) trained as `name`, validated and checkpointed every `interval` steps."""
+    """Steps [start, end) trained as `name`, validated and checkpointed every `interval` steps (and at `end`,
+    and where a resumed run stopped off the interval: `segments`)."""
 
     name: str
     start: int
@@ -188,19 +208,20 @@ def _train(trainer: Trainer, run, verbose: int | str) -> None:
             if begin >= phase.end:
                 continue
             trainer.enter_phase(model, phase)
-            fit_in_run(
-                model,
-                dataset,
-                run,
-                phase=phase.name,
-                start=begin,
-                end=phase.end,
-                interval=phase.interval,
-                on_validate=validate,
-                log_every=phase.log_every,
-                verbose=verbose,
-                checkpoint_extra=trainer.checkpoint_extra,
-            )
+            for start, end, interval in segments(begin, phase.end, phase.interval):
+                fit_in_run(
+                    model,
+                    dataset,
+                    run,
+                    phase=phase.name,
+                    start=start,
+                    end=end,
+                    interval=interval,
+                    on_validate=validate,
+                    log_every=phase.log_every,
+                    verbose=verbose,
+                    checkpoint_extra=trainer.checkpoint_extra,
+                )
         metrics = trainer.finish(run, model)
     run.finish(
         {

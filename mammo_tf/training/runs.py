@@ -62,10 +62,13 @@ FINAL_NAME = "metrics.json"
 # one device, so a run started under one strategy continues under another (config.json records the last).
 # training_spacing_mm follows from the data and spacing_mm, which are compared; runs made before it was
 # recorded lack it (as they lack workers: the processes of a multi-worker strategy, 1 otherwise).
+# val_every follows the steps (the classifier's is the gcd of the preset's and the steps): an extended run
+# may validate at another interval, from the step it resumes at (loop.segments).
 RESUMABLE_KEYS = frozenset(
     {
         "gan_steps",
         "steps",
+        "val_every",
         "precision_resolved",
         "machine",
         "strategy",
