@@ -131,6 +131,29 @@ def test_raw_loss_reaches_the_pixels_that_the_projection_clips() -> None:
         assert moved == (weight > 0)  # train_step: only the raw term reaches the clipped pixels
 
 
+def test_the_speck_term_sees_added_bright_detail_only() -> None:
+    from mammo_tf.models.losses import SPECK_MARGIN, speck_excess, white_tophat
+
+    hr = np.full([1, 32, 32, 1], 0.5, np.float32)
+    sr = hr.copy()
+    sr[0, 16, 16, 0] += 0.1  # one invented speck
+    assert float(tf.reduce_max(white_tophat(sr))) == pytest.approx(0.1, abs=1e-6)
+    assert float(speck_excess(sr, hr)[0]) == pytest.approx((0.1 - SPECK_MARGIN) / 24**2, rel=1e-4)  # 4-px edges out
+    assert float(speck_excess(hr, sr)[0]) == 0.0  # a speck SR leaves out costs nothing here (L1 sees it)
+    ramp = np.tile(np.linspace(0.2, 0.8, 32, dtype=np.float32), (1, 32, 1))[..., None]
+    assert float(speck_excess(ramp, hr)[0]) == 0.0  # no narrow bright detail inside a ramp
+
+
+def test_a_speck_weight_trains_logs_and_saves_only_when_set(tmp_path) -> None:
+    data = _batches(2)
+    plain = compiled_srgan(_tiny(scale=2))
+    assert "speck" not in plain.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history  # unchanged layout
+    model = compiled_srgan(_tiny(scale=2, speck_weight=10.0))
+    logs = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history
+    assert np.isfinite(logs["speck"][0]) and logs["speck"][0] >= 0.0
+    assert SRGAN.from_config(model.get_config()).speck_weight == 10.0
+
+
 def test_keras_round_trip_identical_outputs_and_optimizer_state(tmp_path) -> None:
     model = compiled_srgan(_tiny())
     model.phase = "gan"

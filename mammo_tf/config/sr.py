@@ -79,6 +79,7 @@ class SRConfig(TrainerConfig):
     raw_weight: float = 1.0
     adv_weight: float = 2e-4
     fm_weight: float = 2e-3
+    speck_weight: float = 0.0  # x the speck-like brightness SR adds over HR (models/losses.speck_excess)
     ema_decay: float = 0.999
     d_filters: int = 32
     precision: str = "auto"

@@ -1,4 +1,4 @@
-"""Adversarial losses and the R1 penalty, all PER EXAMPLE.
+"""Adversarial losses, the R1 penalty and the SR speck penalty, all PER EXAMPLE.
 
 Every loss returns a float32 tensor of shape [B]: logits of any shape [B, ...] (a scalar head [B, 1] or a
 patch map [B, h, w, 1]) are cast to float32 and averaged over their non-batch axes. The trainer then averages
@@ -106,6 +106,27 @@ def r1_penalty(
     grads = tape.gradient(total, real)
     squared = tf.reduce_sum(tf.square(tf.reshape(grads, [tf.shape(grads)[0], -1])), axis=1)
     return 0.5 * float(gamma) * squared
+
+
+SPECK_WINDOW = 9  # px, HR: the speck detector's white top-hat has a radius-4 disk (evaluation/sr_eval.py)
+SPECK_MARGIN = 2.0 / 255.0  # top-hat excess below two 8-bit grey levels is not a speck
+
+
+def white_tophat(x: tf.Tensor, size: int = SPECK_WINDOW) -> tf.Tensor:
+    """x minus its grey opening by a size x size square: bright details narrower than the window, float32
+    [B, H, W, 1] >= 0 (a differentiable stand-in for the speck detector's disk top-hat)."""
+    x = tf.cast(x, tf.float32)
+    eroded = -tf.nn.max_pool2d(-x, size, 1, "SAME")
+    return x - tf.nn.max_pool2d(eroded, size, 1, "SAME")
+
+
+def speck_excess(sr: tf.Tensor, hr: tf.Tensor, margin: float = SPECK_MARGIN) -> tf.Tensor:
+    """float32 [B]: mean over pixels of relu(tophat(sr) - tophat(hr) - margin), the speck-like brightness SR
+    adds where HR has less: an invented speck, or a real one brightened; SR darker than HR costs nothing.
+    The SPECK_WINDOW // 2 px at the crop's edges are left out: the opening sees half a window there."""
+    edge = SPECK_WINDOW // 2
+    excess = tf.nn.relu(white_tophat(sr) - white_tophat(hr) - margin)
+    return _per_example(excess[:, edge:-edge, edge:-edge, :])
 
 
 D_LOSSES = {"hinge": hinge_d, "nonsaturating": nonsaturating_d}

@@ -23,7 +23,7 @@ from keras import layers
 from mammo_tf.config import SRConfig
 from mammo_tf.models.blocks import Interpolate, residual_block, subpixel_upsample
 from mammo_tf.models.consistency import ConsistencyProjection
-from mammo_tf.models.losses import relativistic_average_d, relativistic_average_g
+from mammo_tf.models.losses import relativistic_average_d, relativistic_average_g, speck_excess
 from mammo_tf.models.paired import PairedOptimizers
 
 GENERATOR_PREFIX = "mammo_sr_generator"
@@ -89,8 +89,9 @@ class SRGAN(PairedOptimizers, keras.Model):
     feature matching on D's features x fm_weight + both pixel losses. The raw term matters where the
     projection clips (film background at 0, saturated labels at 1): there the projected output passes no
     gradient, so without it the network's raw output drifts far out of range and, its convolutions being
-    smooth, spills ringing into the tissue next to it. Losses are per-example and averaged over the global
-    batch (strategy-ready). ``call`` runs the EMA generator.
+    smooth, spills ringing into the tissue next to it. speck_weight > 0 adds, in both phases, speck_weight x
+    the speck-like brightness SR adds over HR (losses.speck_excess: white top-hat excess). Losses are
+    per-example and averaged over the global batch (strategy-ready). ``call`` runs the EMA generator.
     Data: ((lr [B,h,w,1], quant_step [B]), hr [B,H,W,1]), float32.
     """
 
@@ -109,6 +110,7 @@ class SRGAN(PairedOptimizers, keras.Model):
         adv_weight: float = 2e-4,
         fm_weight: float = 2e-3,
         ema_decay: float = 0.999,
+        speck_weight: float = 0.0,  # 0: no speck term and no "speck" tracker (checkpoints keep their layout)
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,7 +119,8 @@ class SRGAN(PairedOptimizers, keras.Model):
         self.pixel_weight, self.ssim_weight = float(pixel_weight), float(ssim_weight)
         self.raw_weight = float(raw_weight)
         self.adv_weight, self.fm_weight, self.ema_decay = float(adv_weight), float(fm_weight), float(ema_decay)
-        names = ("g_loss", "pixel", "raw", "d_loss", "adv", "fm")
+        self.speck_weight = float(speck_weight)
+        names = ("g_loss", "pixel", "raw", "d_loss", "adv", "fm", *(("speck",) if self.speck_weight else ()))
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @classmethod
@@ -135,6 +138,7 @@ class SRGAN(PairedOptimizers, keras.Model):
             adv_weight=config.adv_weight,
             fm_weight=config.fm_weight,
             ema_decay=config.ema_decay,
+            speck_weight=config.speck_weight,
         )
 
     def call(self, inputs, training: bool = False):
@@ -185,6 +189,9 @@ class SRGAN(PairedOptimizers, keras.Model):
             pixel = self._pixel_loss(sr, hr)
             raw_pixel = _per_example_mean(tf.abs(raw - hr))
             per_example = self.pixel_weight * pixel + self.raw_weight * raw_pixel
+            if self.speck_weight:
+                speck = speck_excess(sr, hr)
+                per_example = per_example + self.speck_weight * speck
             if self.phase == "gan":
                 real = self.discriminator(hr, training=False)
                 fake = self.discriminator(sr, training=False)
@@ -200,6 +207,9 @@ class SRGAN(PairedOptimizers, keras.Model):
         self.trackers["pixel"].update_state(tf.reduce_mean(pixel))
         self.trackers["raw"].update_state(tf.reduce_mean(raw_pixel))
         names = ["g_loss", "pixel", "raw"]
+        if self.speck_weight:
+            self.trackers["speck"].update_state(tf.reduce_mean(speck))
+            names.append("speck")
         if self.phase == "gan":
             self.trackers["adv"].update_state(tf.reduce_mean(adv))
             self.trackers["fm"].update_state(tf.reduce_mean(fm))
@@ -221,6 +231,7 @@ class SRGAN(PairedOptimizers, keras.Model):
             adv_weight=self.adv_weight,
             fm_weight=self.fm_weight,
             ema_decay=self.ema_decay,
+            speck_weight=self.speck_weight,
         )
         return config
 
