@@ -45,7 +45,7 @@ bench: $(STAMP) ## pipelines vs model steps; SR training steps/s; whole-film ups
 	$(BIN)/python benchmarks/bench_sr.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_upscale.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_shards.py --out BENCHMARKS.md
-	$(BIN)/python benchmarks/bench_distribute.py --out BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_distribute.py --bf16 on --out BENCHMARKS.md
 
 data: $(STAMP) ## unpack and verify mini-MIAS from ../shared into data/mias (git-ignored), once
 	@if [ -f data/mias/Info.txt ]; then echo "data/mias is already there"; \
