@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import NOISE_GATE_OPTION, model_option, preset_option
@@ -94,17 +95,61 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
     help="Folder of shipped models.",
 )
 @click.option("--name", default="sr-x2", help="Prefix: <name>-psnr, <name>-gan and <name> (the upscale default).")
-def ship_sr(run_dir, data, out, name) -> None:
-    """Ship an SR run's generators with model cards.
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="RUN_DIR is a shipped SR folder (e.g. saved_models/sr-x2): recompute its evaluation with the current "
+    "upscale pipeline, in place; its model file and the card's training record stay (no run directory needed).",
+)
+@click.option(
+    "--grid",
+    type=InputFolder(),
+    default=None,
+    help="With --refresh: an evaluate-sr --grid report folder of the same model, whose scanner grid goes into "
+    "the card.",
+)
+def ship_sr(run_dir, data, out, name, refresh, grid) -> None:
+    """Ship an SR run's generators with model cards, or refresh a shipped card.
 
     Evaluates them on the test patients and the phantom, writes <name>-psnr, <name>-gan and <name>.
+    With --refresh, RUN_DIR is a shipped folder whose evaluation is recomputed.
     """
+    ctx = click.get_current_context()
+    if grid is not None and not refresh:
+        raise click.UsageError("--grid goes with --refresh (a grid report for a shipped card)", ctx)
+    if refresh:
+        given = [f"--{p}" for p in ("out", "name") if ctx.get_parameter_source(p) is ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{' and '.join(given)}: not with --refresh (RUN_DIR is rewritten in place)", ctx)
+        _refresh(run_dir, data, grid)
+        return
     from mammo_tf.workflows.cards import ship_sr as run
 
     summary = run(run_dir, data, out, prefix=name)
     for which, path in summary["shipped"].items():
         click.echo(f"{which:>8}: {path}")
     click.echo(f"default: {summary['default']} ({summary['reason']})")
+
+
+def _refresh(folder: Path, data, grid: Path | None) -> None:
+    """ship-sr --refresh: run refresh_sr_card and print what the new card says."""
+    import json
+
+    from mammo_tf.workflows.cards import refresh_sr_card
+
+    card = json.loads((refresh_sr_card(folder, data, grid=grid) / "card.json").read_text())
+    click.echo(f"refreshed: {folder} (card.md, card.json, evaluate-sr/; {card['refreshed']['date']})")
+    for key in ("evaluate_sr_test", "evaluate_sr_phantom"):
+        m = card[key]
+        g = m["variants"]["8-bit"]["gain_over_bicubic_db"]
+        click.echo(
+            f"  {m['source']} {m['split']} ({m['patients']} patients): 8-bit gain {g['estimate']:+.3f} dB "
+            f"[{g['low']:+.3f}, {g['high']:+.3f}], spurious specks SR {m['specks'].get('spurious_sr')} / bicubic "
+            f"{m['specks'].get('spurious_bicubic')}"
+        )
+    if "scanner_grid" in card:
+        cells = card["scanner_grid"]["cells"]
+        click.echo(f"  scanner grid: {sum(bool(c['pass']) for c in cells)} of {len(cells)} cells pass")
 
 
 @click.command(name="evaluate-aug", context_settings={"show_default": True})

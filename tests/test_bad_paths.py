@@ -178,6 +178,7 @@ COMMANDS = {
     "evaluate-sr --data": (DATASET_IN, lambda bad, tmp, ds: ["evaluate-sr", "--data", bad]),
     "evaluate-sr --out": (FOLDER_OUT, lambda bad, tmp, ds: ["evaluate-sr", "--data", ds, "--out", bad]),
     "ship-sr RUN_DIR": (FOLDER_IN, lambda bad, tmp, ds: ["ship-sr", bad, "--out", tmp / "models"]),
+    "ship-sr --grid": (FOLDER_IN, lambda bad, tmp, ds: ["ship-sr", tmp, "--refresh", "--grid", bad]),
     "train-classifier --run-dir": (
         FOLDER_OUT,
         lambda bad, tmp, ds: ["train-classifier", "--data", ds, "--run-dir", bad],

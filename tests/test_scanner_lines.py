@@ -39,6 +39,18 @@ def test_long_lines_are_found_in_the_lr_and_short_strokes_are_not() -> None:
     assert not line_mask(degrade(_film(), S, None), 0).any() and not line_mask(degrade(_film(), S, None), 1).any()
 
 
+def test_a_faint_line_is_found_and_a_darker_texture_row_is_not() -> None:
+    """An HR column 25 % darker over 240 rows (LR ratio about 0.87) is a line; tissue is not."""
+    hr = _film()
+    faint = hr.copy()
+    faint[10:250, 181] *= 0.75
+    cols = line_mask(degrade(faint, S, None), 1)
+    assert set(np.flatnonzero(cols.any(axis=0))) == {90} and cols[:, 90].sum() >= LINE_MIN_RUN
+    lighter = hr.copy()
+    lighter[10:250, 181] *= 0.9  # LR ratio about 0.95: above the bound
+    assert not line_mask(degrade(lighter, S, None), 1).any()
+
+
 def test_averaging_keeps_consistency_lowers_the_error_and_touches_nothing_else() -> None:
     hr = _with_lines(_film())
     lr = degrade(hr, S, None)

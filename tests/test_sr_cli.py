@@ -397,3 +397,98 @@ def test_upscale_states_checks_and_resamples_pixel_spacing(tmp_path: Path, tiny_
 
     bad = invoke("upscale", film, "--out", tmp_path / "bad", "--model", model, "--resample-to", "zero")
     assert bad.exit_code == 2 and "--resample-to" in bad.output and not (tmp_path / "bad").exists()
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory, tiny_run: Path) -> Path:
+    """saved_models/sr-x2 as ship_sr writes it (write_card, evaluate-sr report), on one phantom film per evaluation."""
+    from mammo_tf.evaluation.sr_eval import evaluate_sr
+    from mammo_tf.workflows.cards import write_card
+
+    root, model = tmp_path_factory.mktemp("shipped"), tiny_run / "generator_gan.keras"
+    test = evaluate_sr(model, None, split="test", max_images=1, out=root / "report")
+    phantom = evaluate_sr(model, None, split="test", max_images=1)
+    return write_card(tiny_run, model, "sr-x2", root / "models", test, phantom, "A note.", root / "report")
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: what a refused refresh may not change."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_refresh_sr_card_recomputes_the_evaluation_and_keeps_model_and_training(shipped: Path, tmp_path: Path) -> None:
+    from mammo_tf.evaluation.sr_eval import evaluate_sr
+    from mammo_tf.evaluation.sr_grid import scanner_grid
+    from mammo_tf.workflows.cards import refresh_sr_card
+
+    folder = tmp_path / "models" / "sr-x2"
+    shutil.copytree(shipped, folder)
+    (folder / "evaluate-sr" / "stale.txt").write_text("from the old evaluation")
+    before, kept = json.loads((folder / "card.json").read_text()), _files(folder)
+    grid = tmp_path / "grid"  # the scanner grid of the shipped file (default cell only, one film)
+    evaluate_sr(folder, None, max_images=1, out=grid, sections=[scanner_grid(["default"])])
+
+    assert refresh_sr_card(folder, None, max_images=1, grid=grid) == folder
+    card, text = json.loads((folder / "card.json").read_text()), (folder / "card.md").read_text()
+    for name in ("model.keras", "curve.png"):
+        assert (folder / name).read_bytes() == kept[name], name
+    for key in ("training", "validation_curve", "selected_step", "note", "source_file", "name", "scale"):
+        assert card[key] == before[key], key
+    # evaluated again, from the shipped file (ship-sr scored the run's file of the same bytes)
+    old_id, new_id = before["evaluate_sr_test"]["model"], card["evaluate_sr_test"]["model"]
+    assert old_id.startswith("generator_gan@") and new_id.startswith("sr-x2@") and card["evaluate_sr_phantom"]
+    assert old_id.split("@")[1] == new_id.split("@")[1] and card["noise_ceiling_greys"] == before["noise_ceiling_greys"]
+    assert (folder / "evaluate-sr" / "report.md").is_file() and not (folder / "evaluate-sr" / "stale.txt").exists()
+    refreshed = card["refreshed"]
+    assert "refreshed" not in before and refreshed["date"].endswith("Z") and refreshed["machine"]["cpus"] >= 1
+    assert f"Evaluation recomputed on {refreshed['date'][:10]}" in text and "current `upscale` pipeline" in text
+    assert "training paragraph below is from the original card" in text and "A note." in text and "curve.png" in text
+    assert card["scanner_grid"]["report"] == str(grid) and card["scanner_grid"]["model"] == new_id
+    assert card["refreshed"]["engine"] == card["evaluate_sr_test"]["engine"]
+    assert ("The gate wrote" in text) == (card["noise_ceiling_greys"] is not None)
+    assert "| 16 bits (`--bits 16`) |" in text and "films below bicubic: foreground / interior / mask" in text
+    assert "## Scanner grid" in text and "| default | area, 8 bits |" in text and " of 1 cells pass" in text
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["sr-x2"]  # no staging or scratch folder left
+
+    result = invoke("ship-sr", folder, "--refresh")  # the CLI, on the refreshed card, without a grid
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"refreshed: {folder}") and "phantom test" in result.output
+    again = json.loads((folder / "card.json").read_text())
+    assert again["training"] == before["training"] and (folder / "model.keras").read_bytes() == kept["model.keras"]
+    assert "scanner_grid" not in again and again["refreshed"]["date"] >= refreshed["date"]
+
+
+def test_refresh_sr_card_refusals_are_one_line_and_change_nothing(shipped: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "sr-x2"
+    shutil.copytree(shipped, folder)
+    card = json.loads((folder / "card.json").read_text())
+    grid = tmp_path / "grid"  # a grid report of another model: only its metrics.json is read
+    grid.mkdir()
+    cell = {"cell": "default", "pass": True}
+    (grid / "metrics.json").write_text(json.dumps({"model": "generator@0123456789ab", "grid": {"cells": [cell]}}))
+
+    (folder / "card.json").unlink()
+    files = _files(folder)
+    one_error_line(invoke("ship-sr", folder, "--refresh"), f"{folder / 'card.json'}: not found")
+    assert _files(folder) == files
+
+    (folder / "card.json").write_text(json.dumps({**card, "kind": "synthesis"}))
+    files = _files(folder)
+    one_error_line(invoke("ship-sr", folder, "--refresh"), str(folder / "card.json"), "kind 'synthesis'")
+    assert _files(folder) == files
+
+    (folder / "card.json").write_text(json.dumps(card))
+    files = _files(folder)
+    refused = invoke("ship-sr", folder, "--refresh", "--grid", grid)
+    one_error_line(refused, str(grid / "metrics.json"), "another model (generator@0123456789ab)")
+    assert _files(folder) == files
+    (folder / "model.keras").rename(tmp_path / "model.keras")
+    files = _files(folder)
+    one_error_line(invoke("ship-sr", folder, "--refresh"), f"{folder / 'model.keras'}: not found")
+    assert _files(folder) == files
+
+    for args in (["--grid", grid], ["--refresh", "--out", tmp_path / "models"]):  # usage errors
+        result = invoke("ship-sr", folder, *args)
+        assert result.exit_code == 2 and args[-2] in result.output, result.output
+    assert _files(folder) == files and sorted(p.name for p in tmp_path.iterdir()) == ["grid", "model.keras", "sr-x2"]

@@ -273,7 +273,16 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
                 "gain_db": float(interior_gain.min()),
             },
             "worst_image": {"image_id": worst["image_id"], "gain_db": float(gain.min())},
+            "anchor_worst_image": {
+                "image_id": group.iloc[int(np.argmin(anchor_gain))]["image_id"],
+                "gain_db": float(anchor_gain.min()),
+            },
             "images_below_bicubic": int((gain < 0).sum()),
+            "images_below_bicubic_by_region": {  # issue 28's "no film below bicubic in any reported region"
+                "film_foreground": int((anchor_gain < 0).sum()),
+                "interior": int((interior_gain < 0).sum()),
+                "breast_mask": int((gain < 0).sum()),
+            },
             "consistency_error_max": float(group["consistency_error"].max()),
             "consistency_excess_max": float(group["consistency_excess"].max()),
         }
@@ -298,6 +307,7 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
     specks = {k: int(primary[k].sum()) for k in primary.columns if k.startswith(("spurious_", "truth_", "specks_"))}
     return {
         "model": sr_model.model_id,
+        "engine": sr_model.engine,
         "scale": sr_model.scale,
         "data": str(catalog.root),
         "source": catalog.source,
@@ -360,6 +370,24 @@ def _gate_line(gate: dict | None) -> str:
     )
 
 
+def files_table(files: dict) -> list[str]:
+    """What the film-foreground gain becomes in the files `upscale` writes (a metrics "files" entry)."""
+
+    def ci(d: dict) -> str:
+        return f"{d['estimate']:+.3f} dB [{d['low']:+.3f}, {d['high']:+.3f}]"
+
+    return [
+        "The gains above are on float outputs. A file rounds them: to the input's bits by default, to 16 with "
+        "`--bits 16`.",
+        "",
+        "| output file | against bicubic rounded alike | against unrounded bicubic |",
+        "|---|---|---|",
+        f"| input's bits (default) | {ci(files['sr_file_vs_bicubic_file'])} | {ci(files['sr_file_vs_bicubic'])} |",
+        f"| 16 bits (`--bits 16`) | {ci(files['sr_file16_vs_bicubic_file'])} (bicubic at the input's bits) | "
+        f"{ci(files['sr_file16_vs_bicubic'])} |",
+    ]
+
+
 def render_markdown(m: dict, has_crops: bool) -> str:
     lines = [
         f"# evaluate-sr: {m['model']} (x{m['scale']})",
@@ -403,21 +431,7 @@ def render_markdown(m: dict, has_crops: bool) -> str:
             f"{v['psnr_anchor_sr']:.2f} / {v['psnr_anchor_bicubic']:.2f} | "
             f"{a['estimate']:+.3f} dB [{a['low']:+.3f}, {a['high']:+.3f}] |"
         )
-    f = m["files"]
-    ci = lambda d: f"{d['estimate']:+.3f} dB [{d['low']:+.3f}, {d['high']:+.3f}]"  # noqa: E731
-    lines += [
-        "",
-        f"## The files `upscale` writes ({PRIMARY} LR, film foreground)",
-        "",
-        "The gains above are on float outputs. A file rounds them: to the input's bits by default, to 16 with "
-        "`--bits 16`.",
-        "",
-        "| output file | against bicubic rounded alike | against unrounded bicubic |",
-        "|---|---|---|",
-        f"| input's bits (default) | {ci(f['sr_file_vs_bicubic_file'])} | {ci(f['sr_file_vs_bicubic'])} |",
-        f"| 16 bits (`--bits 16`) | {ci(f['sr_file16_vs_bicubic_file'])} (bicubic at the input's bits) | "
-        f"{ci(f['sr_file16_vs_bicubic'])} |",
-    ]
+    lines += ["", f"## The files `upscale` writes ({PRIMARY} LR, film foreground)", "", *files_table(m["files"])]
     s = m["specks"]
     lines += ["", f"## Specks ({PRIMARY} LR)", ""]
     lines.append(

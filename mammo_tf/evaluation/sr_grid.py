@@ -168,9 +168,23 @@ def grid_markdown(grid: dict) -> list[str]:
         f"kept: {grid['reference']} found within {grid['match_px']} px; spurious: output specks with no HR "
         f"speck within {grid['match_px']} px (threshold from HR). Noise seed {grid['seed']}. Rule: {grid['rule']}.",
         "",
+        *grid_table(grid),
+        "",
+        f"Grid: **{'pass' if grid['pass'] else 'FAIL'}** (every cell must pass).",
+    ]
+    return lines
+
+
+def grid_table(grid: dict) -> list[str]:
+    """The per-cell Markdown table of a metrics.json "grid" entry (report.md's, and the model card's).
+
+    Grids scored before the noise gate have no `gated` counts: their table has no such column.
+    """
+    gated = all("gated" in c for c in grid["cells"])
+    lines = [
         "| cell | LR made by | PSNR SR / bicubic | gain | kept HR / SR / bicubic (of reference) "
-        "| spurious SR / bicubic | films gated to bicubic | rule |",
-        "|---|---|---|---|---|---|---|---|",
+        "| spurious SR / bicubic |" + (" films gated to bicubic |" if gated else "") + " rule |",
+        "|---|---|---|---|---|---|" + ("---|" if gated else "") + "---|",
     ]
     for c in grid["cells"]:
         failed = [name for name in ("psnr", "kept", "spurious") if not c[f"{name}_ok"]]
@@ -178,9 +192,10 @@ def grid_markdown(grid: dict) -> list[str]:
         lines.append(
             f"| {c['cell']} | {c['lr']} | {c['psnr_sr']:.2f} / {c['psnr_bicubic']:.2f} | {c['gain_db']:+.3f} dB | "
             f"{c['kept_hr']} / {c['kept_sr']} / {c['kept_bicubic']} ({c['reference']}) | "
-            f"{c['spurious_sr']} / {c['spurious_bicubic']} | {c['gated']} of {c['films']} | {verdict} |"
+            f"{c['spurious_sr']} / {c['spurious_bicubic']} |"
+            + (f" {c['gated']} of {c['films']} |" if gated else "")
+            + f" {verdict} |"
         )
-    lines += ["", f"Grid: **{'pass' if grid['pass'] else 'FAIL'}** (every cell must pass)."]
     return lines
 
 

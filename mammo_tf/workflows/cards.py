@@ -72,30 +72,39 @@ def _curve(records: list[dict], out: Path, title: str) -> list[dict]:
 
 
 def _table(metrics: dict) -> list[str]:
+    """Gains over bicubic per LR variant and region, and the worst film of each region."""
     rows = [
-        "| LR | images | SR PSNR | bicubic | gain [95 % CI] | interior gain [95 % CI] | film foreground gain "
-        "| worst image (interior) | below bicubic | SSIM SR / bicubic | max abs D(SR) - LR |",
+        "| LR | images | SR PSNR | bicubic | gain, breast mask [95 % CI] | tissue interior | film foreground "
+        "| worst film: foreground / interior / mask | films below bicubic: foreground / interior / mask "
+        "| SSIM SR / bicubic | max abs D(SR) - LR |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in metrics["variants"].items():
         g, i, a = v["gain_over_bicubic_db"], v["interior_gain_over_bicubic_db"], v["anchor_gain_over_bicubic_db"]
         ssim = f"{v['ssim_sr']:.4f} / {v['ssim_bicubic']:.4f}" if "ssim_sr" in v else "-"
+        worst = [v.get("anchor_worst_image"), v["interior_worst_image"], v["worst_image"]]  # older cards: no anchor
+        below = v.get("images_below_bicubic_by_region")
+        below = (
+            f"{below['film_foreground']} / {below['interior']} / {below['breast_mask']}"
+            if below
+            else f"- / - / {v['images_below_bicubic']}"
+        )
         rows.append(
             f"| {name} | {v['images']} | {v['psnr_sr']:.2f} | {v['psnr_bicubic']:.2f} | {g['estimate']:+.3f} "
             f"[{g['low']:+.3f}, {g['high']:+.3f}] | {i['estimate']:+.3f} [{i['low']:+.3f}, {i['high']:+.3f}] | "
             f"{a['estimate']:+.3f} [{a['low']:+.3f}, {a['high']:+.3f}] | "
-            f"{v['interior_worst_image']['image_id']} ({v['interior_worst_image']['gain_db']:+.3f}) | "
-            f"{v['images_below_bicubic']} | {ssim} | {v['consistency_error_max']:.1e} |"
+            + " / ".join(f"{w['image_id']} ({w['gain_db']:+.3f})" if w else "-" for w in worst)
+            + f" | {below} | {ssim} | {v['consistency_error_max']:.1e} |"
         )
     return rows
 
 
-def _selection_text(step: int | None, records: list[dict]) -> str:
-    """Which checkpoint of the run this model is, and how far into training it was taken."""
+def _selection_text(step: int | None, curve: list[dict]) -> str:
+    """Which checkpoint of the run this model is, and how far into training it was taken (from the curve)."""
     if step is None:
         return " This model is the generator at the end of the run."
-    seconds = next((r["seconds"] for r in records if r["step"] == step and "val_gain_db" in r), None)
-    when = f", {seconds / 3600:.2f} h into training" if seconds is not None else ""
+    hours = next((p["hours"] for p in curve if p["step"] == step), None)
+    when = f", {hours:.2f} h into training" if hours is not None else ""
     return (
         f" This model is the EMA generator of step {step}{when}: the pretraining validation with the best gain "
         "over bicubic (chosen on validation patients, not test patients)."
@@ -111,6 +120,155 @@ def _gate_text(ceiling: float | None) -> str:
     )
 
 
+def _run_card(run_dir: Path, model_file: Path, name: str, curve_png: Path) -> dict:
+    """The card's training part (everything but the evaluation) from a run directory; draws curve_png."""
+    config = json.loads((run_dir / "config.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    # runs before whole-film validation (no val_films in their config) were validated on crops
+    where = "films, film foreground" if "val_films" in config else "crops, whole crop"
+    curve = _curve(records, curve_png, f"validation {where}, 8-bit LR")
+    machine = final.get("machine") or config.get("machine")
+    if machine is None:  # runs that predate the record: the shipping machine, said so
+        from mammo_tf.machine import machine_summary
+
+        machine = {**machine_summary(), "recorded": "at shipping time; the run did not record its machine"}
+    return {
+        "name": name,
+        "kind": "sr",
+        "scale": config["scale"],
+        "source_file": model_file.name,
+        "selected_step": state.get("best_step") if model_file.name.startswith("generator_best") else None,
+        "noise_ceiling_greys": model_noise_ceiling(model_file),  # upscale's noise gate (inference/noise_gate.py)
+        "training": {
+            "data": config["source"],
+            "training_spacing_mm": config.get("training_spacing_mm"),
+            "split": "patient-level train/val/test (seed 0), trained on train patients",
+            "train_patients": sorted(config["train_patients"]),  # the study asserts against these ids
+            "steps": state["step"],
+            "planned_steps": config["pretrain_steps"] + config["gan_steps"],
+            "phase": state["phase"],
+            "finished": bool(state.get("finished")),
+            "hours": round(state.get("seconds", 0) / 3600, 2),
+            "precision": config["precision_resolved"],
+            "machine": machine,
+            "config": {k: v for k, v in config.items() if k not in ("train_patients", "data")},
+        },
+        "validation_curve": curve,
+    }
+
+
+def _with_evaluation(card: dict, test: dict, phantom: dict | None) -> dict:
+    """The card with evaluate-sr's summaries (per-image rows stay in the evaluate-sr/ report folder)."""
+    return {
+        **card,
+        "evaluate_sr_test": {k: v for k, v in test.items() if k != "per_image"},
+        "evaluate_sr_phantom": {k: v for k, v in phantom.items() if k != "per_image"} if phantom else None,
+    }
+
+
+def _machine_text(machine: dict) -> str:
+    """'1 of 2 CPU cores (Intel(R) Xeon(R) Processor, avx512_bf16)'."""
+    bf16 = ", avx512_bf16" if machine.get("avx512_bf16") else ""
+    return f"{_cores(machine)} ({machine.get('processor', '?')}{bf16})"
+
+
+def _refresh_text(refreshed: dict) -> str:
+    """Says that, when and where the evaluation was recomputed, and that training is the original card's."""
+    engine = f", `{refreshed['engine']}` engine" if refreshed.get("engine") else ""
+    return (
+        f"Evaluation recomputed on {refreshed['date'][:10]} ({refreshed['date'][11:16]} UTC) on "
+        f"{_machine_text(refreshed['machine'])} with the current `upscale` pipeline{engine} (films scored as "
+        "`upscale` writes them: noise / JPEG gate and averaging at scanner lines included). The training "
+        "paragraph below is from the original card: the model file is the one shipped then."
+    )
+
+
+def _gated_text(metrics: dict) -> str:
+    """How many scored films the gate wrote as bicubic (they count as 0 dB gain); '' for older evaluations."""
+    gate = metrics.get("noise_gate")
+    if not gate or gate["ceiling_greys"] is None:
+        return ""
+    films = metrics["variants"]["8-bit"]["images"]
+    return (
+        f" The gate wrote {gate['films_gated']} of these {films} films as bicubic (noisiest input "
+        f"{gate['noise_greys_max']:.2f} grey levels); such a film counts as 0 dB gain."
+    )
+
+
+def _grid_text(grid: dict) -> list[str]:
+    """The card's "Scanner grid" section: the report it came from, the rule, how many cells pass, the table."""
+    from mammo_tf.evaluation.sr_grid import grid_table
+
+    passed = sum(bool(c["pass"]) for c in grid["cells"])
+    gate = "" if grid.get("noise_gate") else " It was scored before the noise gate existed (the network on every film)."
+    return [
+        "",
+        "## Scanner grid",
+        "",
+        f"From `{grid['report']}` (`evaluate-sr --grid`, model {grid['model']}, {grid['source']} {grid['split']} "
+        f"patients, {len(grid['films'])} films: {', '.join(grid['films'])}).{gate} Rule: {grid['rule']}. "
+        f"{passed} of {len(grid['cells'])} cells pass: grid **{'pass' if grid['pass'] else 'FAIL'}**.",
+        "",
+        *grid_table(grid),
+    ]
+
+
+def card_markdown(card: dict, test: dict, phantom: dict | None, *, curve: bool = True) -> str:
+    """card.md of an SR model from its card dict and evaluate-sr results: one renderer for ship and refresh.
+
+    A card with a `refreshed` record says the evaluation was recomputed (when, where) and that the training
+    paragraph is the original card's; `scanner_grid` adds its section; curve: whether curve.png is beside it.
+    """
+    from mammo_tf.evaluation.sr_eval import files_table
+
+    training, machine = card["training"], card["training"]["machine"]
+    lines = [f"# {card['name']}: x{card['scale']} SR generator ({Path(card['source_file']).stem})", ""]
+    if card.get("refreshed"):
+        lines += [_refresh_text(card["refreshed"]), ""]
+    lines += [
+        f"Trained by `mammo-tf train-sr` on {training['data']} training patients ({len(training['train_patients'])}"
+        f" patients), {training['steps']} of {training['planned_steps']} steps ({training['phase']} phase"
+        f"{', finished' if training['finished'] else ', not finished'}), {training['hours']:.2f} h on "
+        f"{_machine_text(machine)}, {training['precision']}."
+        + _selection_text(card["selected_step"], card["validation_curve"]),
+        "",
+        f"## evaluate-sr on the {test['source']} {test['split']} patients ({test['patients']} patients)",
+        "",
+        *_table(test),
+        *(
+            ["", "Films as `upscale` writes them (8-bit LR, film foreground):", "", *files_table(test["files"])]
+            if test.get("files")
+            else []
+        ),
+        "",
+        f"Specks (8-bit LR): spurious SR {test['specks'].get('spurious_sr')}, bicubic "
+        f"{test['specks'].get('spurious_bicubic')} (HR detections {test['specks'].get('specks_hr')}).",
+        "",
+        _gate_text(card["noise_ceiling_greys"]) + _gated_text(test),
+    ]
+    if phantom:
+        s = phantom["specks"]
+        lines += [
+            "",
+            f"Phantom ({phantom['patients']} test patients): gain "
+            f"{phantom['variants']['8-bit']['gain_over_bicubic_db']['estimate']:+.3f} dB (8-bit LR); true specks "
+            f"found HR {s.get('truth_found_hr')}, bicubic {s.get('truth_found_bicubic')}, SR "
+            f"{s.get('truth_found_sr')} of {s.get('truth_specks')}; spurious SR {s.get('spurious_sr')}, "
+            f"bicubic {s.get('spurious_bicubic')}." + _gated_text(phantom),
+        ]
+    if card.get("scanner_grid"):
+        lines += _grid_text(card["scanner_grid"])
+    lines += [""]
+    if curve:
+        lines += ["![validation gain over bicubic against training hours](curve.png)", ""]
+    if card.get("note"):
+        kept = " (Written at shipping, from the evaluation of then.)" if card.get("refreshed") else ""
+        lines += [card["note"] + kept, ""]
+    return "\n".join(lines)
+
+
 def write_card(
     run_dir: Path,
     model_file: Path,
@@ -122,84 +280,15 @@ def write_card(
     report: Path | None = None,
 ) -> Path:
     """saved_models/<name>/ with model.keras, card.json, card.md, curve.png (atomic; replaces an older one)."""
-    config = json.loads((run_dir / "config.json").read_text())
-    state = json.loads((run_dir / "state.json").read_text())
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    final = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     target = out_root / name
     with _replacing(target) as tmp:
         shutil.copy2(model_file, tmp / "model.keras")
-        # runs before whole-film validation (no val_films in their config) were validated on crops
-        where = "films, film foreground" if "val_films" in config else "crops, whole crop"
-        curve = _curve(records, tmp / "curve.png", f"validation {where}, 8-bit LR")
+        card = _run_card(run_dir, model_file, name, tmp / "curve.png")
         if report is not None:  # the evaluate-sr report of the test patients: per-image table, crops
             shutil.copytree(report, tmp / "evaluate-sr")
-        hours = state.get("seconds", 0) / 3600
-        machine = final.get("machine") or config.get("machine")
-        if machine is None:  # runs that predate the record: the shipping machine, said so
-            from mammo_tf.machine import machine_summary
-
-            machine = {**machine_summary(), "recorded": "at shipping time; the run did not record its machine"}
-        card = {
-            "name": name,
-            "kind": "sr",
-            "scale": config["scale"],
-            "source_file": model_file.name,
-            "selected_step": state.get("best_step") if model_file.name.startswith("generator_best") else None,
-            "noise_ceiling_greys": model_noise_ceiling(model_file),  # upscale's noise gate (inference/noise_gate.py)
-            "training": {
-                "data": config["source"],
-                "training_spacing_mm": config.get("training_spacing_mm"),
-                "split": "patient-level train/val/test (seed 0), trained on train patients",
-                "train_patients": sorted(config["train_patients"]),  # the study asserts against these ids
-                "steps": state["step"],
-                "planned_steps": config["pretrain_steps"] + config["gan_steps"],
-                "phase": state["phase"],
-                "finished": bool(state.get("finished")),
-                "hours": round(hours, 2),
-                "precision": config["precision_resolved"],
-                "machine": machine,
-                "config": {k: v for k, v in config.items() if k not in ("train_patients", "data")},
-            },
-            "evaluate_sr_test": {k: v for k, v in test.items() if k != "per_image"},
-            "evaluate_sr_phantom": {k: v for k, v in phantom.items() if k != "per_image"} if phantom else None,
-            "validation_curve": curve,
-            "note": note,
-        }
+        card = {**_with_evaluation(card, test, phantom), "note": note}
         (tmp / "card.json").write_text(metrics_json(card))
-        lines = [
-            f"# {name}: x{config['scale']} SR generator ({model_file.stem})",
-            "",
-            f"Trained by `mammo-tf train-sr` on {config['source']} training patients ({len(config['train_patients'])}"
-            f" patients), {state['step']} of {card['training']['planned_steps']} steps ({state['phase']} phase"
-            f"{', finished' if state.get('finished') else ', not finished'}), {hours:.2f} h on "
-            f"{_cores(machine)} ({machine.get('processor', '?')}"
-            f"{', avx512_bf16' if machine.get('avx512_bf16') else ''}), {config['precision_resolved']}."
-            + _selection_text(card["selected_step"], records),
-            "",
-            f"## evaluate-sr on the {test['source']} {test['split']} patients ({test['patients']} patients)",
-            "",
-            *_table(test),
-            "",
-            f"Specks (8-bit LR): spurious SR {test['specks'].get('spurious_sr')}, bicubic "
-            f"{test['specks'].get('spurious_bicubic')} (HR detections {test['specks'].get('specks_hr')}).",
-            "",
-            _gate_text(card["noise_ceiling_greys"]),
-        ]
-        if phantom:
-            s = phantom["specks"]
-            lines += [
-                "",
-                f"Phantom ({phantom['patients']} test patients): gain "
-                f"{phantom['variants']['8-bit']['gain_over_bicubic_db']['estimate']:+.3f} dB (8-bit LR); true specks "
-                f"found HR {s.get('truth_found_hr')}, bicubic {s.get('truth_found_bicubic')}, SR "
-                f"{s.get('truth_found_sr')} of {s.get('truth_specks')}; spurious SR {s.get('spurious_sr')}, "
-                f"bicubic {s.get('spurious_bicubic')}.",
-            ]
-        lines += ["", "![validation gain over bicubic against training hours](curve.png)", ""]
-        if note:
-            lines += [note, ""]
-        (tmp / "card.md").write_text("\n".join(lines))
+        (tmp / "card.md").write_text(card_markdown(card, test, phantom))
     return target
 
 
@@ -241,6 +330,130 @@ def ship_sr(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {"shipped": {k: str(v) for k, v in shipped.items()}, "default": choice, "reason": reason}
+
+
+# What a refresh recomputes; everything else of the old card is kept as it is.
+_EVALUATION_KEYS = ("evaluate_sr_test", "evaluate_sr_phantom", "noise_ceiling_greys", "refreshed", "scanner_grid")
+_REPLACED_FILES = ("card.json", "card.md", "evaluate-sr")
+_CARD_NEEDS = ("name", "scale", "source_file", "training", "validation_curve")
+_TRAINING_NEEDS = ("data", "train_patients", "steps", "planned_steps", "phase", "finished", "hours", "precision")
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from `path`, or a located MammoError saying what is wrong with the file."""
+    if not path.is_file():
+        raise located(path, "not found")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise located(path, f"not readable JSON ({err})") from None
+    if not isinstance(record, dict):
+        raise located(path, "not a JSON object")
+    return record
+
+
+def _shipped_sr_card(model_dir: Path) -> dict:
+    """The card.json of a shipped SR folder, checked for what a refresh keeps and renders (MammoError if not)."""
+    card_file = model_dir / "card.json"
+    if not card_file.is_file():
+        raise located(card_file, "not found: --refresh needs a folder that ship-sr wrote (model.keras, card.json)")
+    card = _read_json(card_file)
+    if card.get("kind") != "sr":
+        raise located(card_file, f"a card of kind {card.get('kind')!r}, not an SR model's (--refresh is for ship-sr)")
+    missing = [k for k in _CARD_NEEDS if k not in card]
+    training = card.get("training")
+    if isinstance(training, dict):
+        missing += [f"training.{k}" for k in _TRAINING_NEEDS if k not in training]
+    else:
+        missing.append("training")
+    if missing:
+        raise located(card_file, f"an SR card without {', '.join(missing)}: cannot keep its training record")
+    if not (model_dir / "model.keras").is_file():
+        raise located(model_dir / "model.keras", "not found: a shipped SR folder holds its model beside card.json")
+    return card
+
+
+def _grid_record(grid: Path, model_file: Path) -> dict:
+    """The scanner grid of an evaluate-sr --grid report, refused unless it scored the same model file.
+
+    Models are compared by the digest of model_id (<name>@<SHA-256 prefix>): the same bytes shipped under
+    another name (sr-x2 and sr-x2-gan) are the same model.
+    """
+    from mammo_tf.inference.registry import model_id
+
+    metrics_file = grid / "metrics.json"
+    metrics = _read_json(metrics_file)
+    if not isinstance(metrics.get("grid"), dict) or not metrics["grid"].get("cells"):
+        raise located(metrics_file, "no scanner grid in this evaluate-sr report (it was made without --grid)")
+    ours, theirs = model_id(model_file), str(metrics.get("model"))
+    if theirs.rpartition("@")[2] != ours.rpartition("@")[2]:
+        raise located(
+            metrics_file,
+            f"a grid of another model ({theirs}), not of {model_file} ({ours}): run evaluate-sr --grid with it",
+        )
+    provenance = {k: metrics.get(k) for k in ("model", "data", "source", "split", "noise_gate")}
+    return {**metrics["grid"], **provenance, "report": str(grid)}
+
+
+def refresh_sr_card(
+    model_dir: str | Path,
+    data: str | Path | None,
+    *,
+    max_images: int | None = None,
+    grid: str | Path | None = None,
+) -> Path:
+    """Recompute a shipped SR model's evaluation with the current `upscale` pipeline, in place.
+
+    Why: a card's numbers go stale when inference changes (noise gate, scanner lines), and the training run
+    that ship-sr reads may be gone; the shipped card already holds the training record. evaluate-sr runs as
+    in ship_sr (`data`'s test patients with a report folder, then the phantom); model.keras (byte for byte),
+    curve.png, the training record, validation curve, selected step, note and source file stay; the
+    evaluation, evaluate-sr/, the noise ceiling and a `refreshed` record (UTC date, machine) are new.
+    grid: an evaluate-sr --grid report of the same model file, put into the card (scanner_grid); without it,
+    a grid of an earlier refresh is dropped (it was not recomputed).
+    Atomic: on any error (MammoError for a folder without an SR card or model) the folder is unchanged.
+    """
+    from datetime import UTC, datetime
+
+    from mammo_tf.evaluation.sr_eval import evaluate_sr
+    from mammo_tf.machine import machine_summary
+
+    model_dir = Path(model_dir)
+    old = _shipped_sr_card(model_dir)
+    model_file = model_dir / "model.keras"
+    grid_record = _grid_record(Path(grid), model_file) if grid is not None else None
+    scratch = Path(tempfile.mkdtemp(prefix=f".refresh-{model_dir.name}-", dir=model_dir.parent))
+    try:
+        report = scratch / "evaluate-sr"
+        test = evaluate_sr(model_file, data, split="test", max_images=max_images, out=report)
+        phantom = evaluate_sr(model_file, None, split="test", max_images=max_images)
+        refreshed = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "machine": machine_summary(),
+            "pipeline": "evaluate-sr scoring what `upscale` writes (noise / JPEG gate, scanner-line averaging)",
+        }
+        if test.get("engine"):
+            refreshed["engine"] = test["engine"]
+        card = {k: v for k, v in old.items() if k not in _EVALUATION_KEYS}
+        card["noise_ceiling_greys"] = model_noise_ceiling(model_file)  # read before the folder is replaced
+        card = {**_with_evaluation(card, test, phantom), "refreshed": refreshed}
+        if grid_record is not None:
+            card["scanner_grid"] = grid_record
+        with _replacing(model_dir) as tmp:
+            for item in model_dir.iterdir():  # model.keras, curve.png and anything else the folder holds
+                if item.name in _REPLACED_FILES:
+                    continue
+                if item.is_dir():
+                    shutil.copytree(item, tmp / item.name)
+                else:
+                    shutil.copy2(item, tmp / item.name)
+            shutil.copytree(report, tmp / "evaluate-sr")
+            (tmp / "card.json").write_text(metrics_json(card))
+            curve = (tmp / "curve.png").is_file()
+            (tmp / "card.md").write_text(card_markdown(card, test, phantom, curve=curve))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return model_dir
 
 
 def _default_choice(results: dict) -> tuple[str, str]:
