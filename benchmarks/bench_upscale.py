@@ -105,7 +105,8 @@ def render(
         "Model: the shipped `sr-x2` (x2; it was trained in mixed_bfloat16). Engines: `keras` runs it as trained, "
         "`xla` as float32 XLA with the linear tail folded (mammo_tf/inference/sr_engine.py); `auto` is what "
         "`upscale` picks here. Random input; first call = trace (+ XLA compile) and run. 1024²: 8-bit, 3 timed "
-        f"repeats; film: {film}, 1 timed repeat.",
+        f"repeats; film: {film}, 1 timed repeat. Seconds are `upscale_array`'s whole pass: tiles, model and the "
+        "search for scanner lines (random input has none, so nothing is averaged).",
         "",
         "| input | engine | tile | first call s | seconds | model GFLOP/s | of peak | peak memory added |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
