@@ -34,8 +34,8 @@ from mammo_tf_cli.paths import InputFolder, OutputFolder
 @click.option(
     "--grid-cells",
     default=None,
-    help="Comma-separated grid cells (implies --grid): default, noise-1, noise-2, noise-4, blur-0.7, blur-1.4, "
-    "kernel-bicubic, kernel-gaussian, bits-12, bits-16, jpeg-75 [default: all].",
+    help="Comma-separated grid cells (implies --grid): default, noise-1, noise-2, noise-4, noise-corr-1, "
+    "noise-corr-2, blur-0.7, blur-1.4, kernel-bicubic, kernel-gaussian, bits-12, bits-16, jpeg-75 [default: all].",
 )
 @click.option("--grid-seed", type=int, default=0, help="Seed of the grid's noise cells.")
 @NOISE_GATE_OPTION

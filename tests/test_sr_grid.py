@@ -90,6 +90,24 @@ def test_noise_grows_with_level_and_is_deterministic_by_seed() -> None:
     assert not np.array_equal(same, sd.degrade_cell(hr, 2, CELLS["noise-2"], seed=(0, 2)))
 
 
+def test_correlated_noise_keeps_its_std_and_spreads_over_neighbours() -> None:
+    """noise-corr-2 has noise-2's std (within 10 %), but neighbouring pixels' noise is correlated (white: ~0)."""
+    hr = np.full((512, 512), 0.5, np.float32)
+
+    def noise(name: str) -> np.ndarray:
+        return sd.degrade_cell(hr, 2, CELLS[name], seed=(0, 0)).astype(np.float64) - 0.5
+
+    white, grain = noise("noise-2"), noise("noise-corr-2")
+    assert grain.std() == pytest.approx(white.std(), rel=0.1)
+    neighbour = [float(np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1]) for n in (white, grain)]
+    assert abs(neighbour[0]) < 0.05 and neighbour[1] > 0.5
+    flat = np.full((64, 64), 0.5, np.float32)
+    assert np.array_equal(sd.correlate_noise(flat, flat + 0.01, 0.0), flat + 0.01)  # sigma 0: unchanged
+    assert CELLS["noise-corr-2"].describe() == (
+        "area, Poisson-Gaussian 2 grey (8-bit) at full scale, correlated over 1 px, 8 bits"
+    )
+
+
 def test_blur_reduces_high_frequency_energy() -> None:
     hr = _texture()
     energies = [_high_frequency_energy(sd.psf_blur(hr, sigma)) for sigma in (0.0, 0.7, 1.4)]
@@ -130,7 +148,7 @@ def test_bit_depths_and_jpeg() -> None:
 
 
 def test_cell_names() -> None:
-    assert len(sd.GRID_CELLS) == 11 and len(set(sd.CELL_NAMES)) == 11
+    assert len(sd.GRID_CELLS) == 13 and len(set(sd.CELL_NAMES)) == 13
     assert [c.name for c in sd.resolve_cells(["jpeg-75", "noise-2"])] == ["default", "noise-2", "jpeg-75"]
     with pytest.raises(MammoError, match="unknown grid cell 'noise-3'"):
         sd.resolve_cells(["noise-3"])

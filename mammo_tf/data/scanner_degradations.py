@@ -9,12 +9,15 @@ input is produced from it, in this order:
 
 The default cell (no blur, the exact box average, no added noise, 8 bits) is the project's usual
 degradation, `degrade(hr, s, 8)`, bit for bit. Every other cell changes one factor from it
-("one factor at a time": GRID_CELLS, 11 cells), so each cell's change against the default is due to one
+("one factor at a time": GRID_CELLS, 13 cells), so each cell's change against the default is due to one
 axis; interactions (a blurred and noisy scanner) are not covered.
 
 The axes, what each stands for, and the cells (parameters):
 - noise: a detector with more quantum and electronic noise than the digitised film. Poisson-Gaussian on
   LR, photon std 1, 2 and 4 grey levels of 8 bits at full scale, read noise a quarter of it (noise-1/2/4).
+  Digital detectors' noise is also spatially correlated (their MTF and the vendor's processing smooth it
+  into grains a few pixels wide): the same noise smoothed by a Gaussian of NOISE_CORRELATION_PX LR px and
+  scaled back to its std (noise-corr-1/2).
 - blur: a softer focal spot or detector MTF. A Gaussian PSF on HR before the box average, sigma 0.7 and
   1.4 HR px (blur-0.7, blur-1.4).
 - kernel: a scanner or archive that resampled differently. OpenCV bicubic without antialiasing
@@ -42,6 +45,7 @@ from mammo_tf.io.images import quantize
 KERNELS = ("area", "bicubic", "gaussian")
 GREY_8BIT = 1.0 / 255.0
 READ_NOISE_SHARE = 0.25  # read (Gaussian) noise std as a share of the photon std at full scale
+NOISE_CORRELATION_PX = 1.0  # Gaussian sigma (LR px) of the correlated-noise cells' grain
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class ScannerCell:
     kernel: 'area' (the exact s x s box mean, the project's default), 'bicubic' or 'gaussian'.
     photon_std: Poisson noise std at full scale (value 1.0), in full-scale units (0 = none); read noise
         of READ_NOISE_SHARE x that is added (Gaussian, signal-independent). 0..0.05 sensible.
+    noise_correlation: Gaussian sigma (LR px) smoothing the added noise, which is then scaled back to its
+        std (0 = white noise, as before).
     bits: the LR's bit depth (8, 12, 16), also what SR is told (its consistency projection's step).
     jpeg_quality: JPEG round trip of the 8-bit LR at this quality (1..100), None = none; needs bits == 8.
     """
@@ -61,6 +67,7 @@ class ScannerCell:
     psf_sigma: float = 0.0
     kernel: str = "area"
     photon_std: float = 0.0
+    noise_correlation: float = 0.0
     bits: int = 8
     jpeg_quality: int | None = None
 
@@ -70,6 +77,8 @@ class ScannerCell:
         parts.append(self.kernel)
         if self.photon_std:
             parts.append(f"Poisson-Gaussian {self.photon_std / GREY_8BIT:g} grey (8-bit) at full scale")
+            if self.noise_correlation:
+                parts.append(f"correlated over {self.noise_correlation:g} px")
         parts.append(f"{self.bits} bits")
         if self.jpeg_quality is not None:
             parts.append(f"JPEG q{self.jpeg_quality}")
@@ -81,6 +90,8 @@ GRID_CELLS: tuple[ScannerCell, ...] = (
     ScannerCell("noise-1", "noise", photon_std=1 * GREY_8BIT),
     ScannerCell("noise-2", "noise", photon_std=2 * GREY_8BIT),
     ScannerCell("noise-4", "noise", photon_std=4 * GREY_8BIT),
+    ScannerCell("noise-corr-1", "noise", photon_std=1 * GREY_8BIT, noise_correlation=NOISE_CORRELATION_PX),
+    ScannerCell("noise-corr-2", "noise", photon_std=2 * GREY_8BIT, noise_correlation=NOISE_CORRELATION_PX),
     ScannerCell("blur-0.7", "blur", psf_sigma=0.7),
     ScannerCell("blur-1.4", "blur", psf_sigma=1.4),
     ScannerCell("kernel-bicubic", "kernel", kernel="bicubic"),
@@ -176,6 +187,22 @@ def poisson_gaussian(lr: np.ndarray, photon_std: float, rng: np.random.Generator
     return np.clip(noisy, 0.0, 1.0).astype(np.float32)
 
 
+def correlate_noise(clean: np.ndarray, noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """float32 [h, w] in [0, 1]: `noisy`'s noise (noisy - clean) smoothed by a Gaussian of `sigma` px and
+    scaled back to its own std, added to `clean` (sigma 0: `noisy` unchanged).
+
+    Stands for a digital detector's grainy noise: the same noise power, spread over neighbouring pixels.
+    """
+    noisy = np.asarray(noisy, np.float32)
+    if sigma <= 0:
+        return noisy
+    noise = noisy.astype(np.float64) - clean
+    size = 2 * int(np.ceil(4 * sigma)) + 1
+    grain = cv2.GaussianBlur(noise, (size, size), sigmaX=sigma, sigmaY=sigma)
+    grain *= noise.std() / max(grain.std(), 1e-12)
+    return np.clip(clean + grain, 0.0, 1.0).astype(np.float32)
+
+
 def jpeg_roundtrip(lr: np.ndarray, quality: int) -> np.ndarray:
     """float [h, w] in [0, 1] -> float32 [h, w] on the 8-bit grid: encoded and decoded as JPEG (OpenCV).
 
@@ -199,8 +226,9 @@ def degrade_cell(hr: np.ndarray, scale: int, cell: ScannerCell, seed: int | Sequ
     """
     if cell.jpeg_quality is not None and cell.bits != 8:
         raise MammoError(f"grid cell {cell.name}: JPEG needs 8-bit LR, got {cell.bits} bits")
-    lr = downscale(psf_blur(hr, cell.psf_sigma), scale, cell.kernel)
-    lr = poisson_gaussian(lr, cell.photon_std, np.random.default_rng(seed))
+    clean = downscale(psf_blur(hr, cell.psf_sigma), scale, cell.kernel)
+    lr = poisson_gaussian(clean, cell.photon_std, np.random.default_rng(seed))
+    lr = correlate_noise(clean, lr, cell.noise_correlation)
     if cell.jpeg_quality is not None:
         return jpeg_roundtrip(lr, cell.jpeg_quality)
     return quantize(lr, cell.bits, as_float=True)
