@@ -66,6 +66,11 @@ def test_random_degradation_draws_scanners_and_keeps_a_clean_share() -> None:
     assert len({d.tobytes() for d in draws}) > 150
     again = np.random.default_rng(0)
     assert all(np.array_equal(d, sd.random_degradation(hr, 2, 8, again)) for d in draws[:20])  # seeded
+    # Half the noisy draws are grainy: the noise of neighbouring pixels is correlated (white noise: ~0).
+    flat = np.full((128, 128), 0.5, np.float32)
+    noisy = [n for n in (sd.random_degradation(flat, 2, 16, rng) - 0.5 for _ in range(200)) if n.std() > 1e-3]
+    neighbour = np.array([np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in noisy])
+    assert 0.3 < np.mean(neighbour > 0.3) < 0.7 and np.mean(np.abs(neighbour) < 0.1) > 0.25
     sixteen = sd.random_degradation(hr, 2, 16, np.random.default_rng(1))
     assert np.allclose(sixteen * 65535, np.round(sixteen * 65535), atol=1e-2)
 

@@ -240,6 +240,7 @@ DIVERSE_PSF_SIGMAS = (0.0, 0.0, 0.7, 1.4)  # a choice, times U(0, 1): half the p
 DIVERSE_KERNELS = ("area", "area", "bicubic", "gaussian")
 DIVERSE_NOISE_SHARE, DIVERSE_MAX_PHOTON_GREYS = 0.6, 5.0  # photon std U(0, 5) grey levels (8-bit) at full scale
 DIVERSE_JPEG_SHARE, DIVERSE_JPEG_QUALITY = 0.15, (60, 95)  # 8-bit LR only
+DIVERSE_GRAIN_SHARE, DIVERSE_GRAIN_PX = 0.5, (0.5, 1.5)  # noisy draws made grainy, Gaussian sigma U(...) LR px
 
 
 def random_degradation(hr: np.ndarray, scale: int, bits: int, rng: np.random.Generator) -> np.ndarray:
@@ -249,14 +250,18 @@ def random_degradation(hr: np.ndarray, scale: int, bits: int, rng: np.random.Gen
     calcification-like specks; the idea of Real-ESRGAN's degradation diversity, applied to the LR side only
     (HR stays the film). hr: float [H, W] in [0, 1], sides multiples of `scale`; bits: the LR's bit depth.
     Returns float32 [H/s, W/s] in [0, 1] on the `bits` grid. The draw (DIVERSE_* above): a share stays clean,
-    the rest gets a random PSF, kernel, Poisson-Gaussian noise and, for 8 bits, sometimes JPEG.
+    the rest gets a random PSF, kernel, Poisson-Gaussian noise (half of it grainy: correlate_noise, the
+    grid's noise-corr cells, which the gate cannot see) and, for 8 bits, sometimes JPEG.
     """
     if rng.random() < DIVERSE_CLEAN_SHARE:
         return quantize(downscale(hr, scale, "area"), bits, as_float=True)
     sigma = float(rng.choice(DIVERSE_PSF_SIGMAS)) * rng.random()
     kernel = str(rng.choice(DIVERSE_KERNELS))
     photon = rng.uniform(0.0, DIVERSE_MAX_PHOTON_GREYS) * GREY_8BIT if rng.random() < DIVERSE_NOISE_SHARE else 0.0
-    lr = poisson_gaussian(downscale(psf_blur(hr, sigma), scale, kernel), photon, rng)
+    clean = downscale(psf_blur(hr, sigma), scale, kernel)
+    lr = poisson_gaussian(clean, photon, rng)
+    if photon and rng.random() < DIVERSE_GRAIN_SHARE:
+        lr = correlate_noise(clean, lr, rng.uniform(*DIVERSE_GRAIN_PX))
     if bits == 8 and rng.random() < DIVERSE_JPEG_SHARE:
         return jpeg_roundtrip(lr, int(rng.integers(DIVERSE_JPEG_QUALITY[0], DIVERSE_JPEG_QUALITY[1] + 1)))
     return quantize(lr, bits, as_float=True)
