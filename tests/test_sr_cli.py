@@ -446,6 +446,9 @@ def test_refresh_sr_card_recomputes_the_evaluation_and_keeps_model_and_training(
     assert "training paragraph below is from the original card" in text and "A note." in text and "curve.png" in text
     assert card["scanner_grid"]["report"] == str(grid) and card["scanner_grid"]["model"] == new_id
     assert card["refreshed"]["engine"] == card["evaluate_sr_test"]["engine"]
+    primary = card["evaluate_sr_test"]["variants"]["8-bit"]
+    assert primary["images_below_bicubic_by_region"]["breast_mask"] == primary["images_below_bicubic"]
+    assert set(primary["images_below_bicubic_by_region"]) == {"film_foreground", "interior", "breast_mask"}
     assert ("The gate wrote" in text) == (card["noise_ceiling_greys"] is not None)
     assert "| 16 bits (`--bits 16`) |" in text and "films below bicubic: foreground / interior / mask" in text
     assert "## Scanner grid" in text and "| default | area, 8 bits |" in text and " of 1 cells pass" in text

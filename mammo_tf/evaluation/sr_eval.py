@@ -278,7 +278,7 @@ def _summarise(table: pd.DataFrame, sr_model, catalog, split: str, bootstrap_ci)
                 "gain_db": float(anchor_gain.min()),
             },
             "images_below_bicubic": int((gain < 0).sum()),
-            "images_below_bicubic_by_region": {  # issue 28's "no film below bicubic in any reported region"
+            "images_below_bicubic_by_region": {  # so a card can say whether any film is below bicubic anywhere
                 "film_foreground": int((anchor_gain < 0).sum()),
                 "interior": int((interior_gain < 0).sum()),
                 "breast_mask": int((gain < 0).sum()),
