@@ -103,25 +103,26 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
 )
 @click.option(
     "--grid",
+    "grids",
     type=InputFolder(),
-    default=None,
+    multiple=True,
     help="With --refresh: an evaluate-sr --grid report folder of the same model, whose scanner grid goes into "
-    "the card.",
+    "the card (repeat for several, e.g. test and validation films).",
 )
-def ship_sr(run_dir, data, out, name, refresh, grid) -> None:
+def ship_sr(run_dir, data, out, name, refresh, grids) -> None:
     """Ship an SR run's generators with model cards, or refresh a shipped card.
 
     Evaluates them on the test patients and the phantom, writes <name>-psnr, <name>-gan and <name>.
     With --refresh, RUN_DIR is a shipped folder whose evaluation is recomputed.
     """
     ctx = click.get_current_context()
-    if grid is not None and not refresh:
+    if grids and not refresh:
         raise click.UsageError("--grid goes with --refresh (a grid report for a shipped card)", ctx)
     if refresh:
         given = [f"--{p}" for p in ("out", "name") if ctx.get_parameter_source(p) is ParameterSource.COMMANDLINE]
         if given:
             raise click.UsageError(f"{' and '.join(given)}: not with --refresh (RUN_DIR is rewritten in place)", ctx)
-        _refresh(run_dir, data, grid)
+        _refresh(run_dir, data, grids)
         return
     from mammo_tf.workflows.cards import ship_sr as run
 
@@ -131,13 +132,13 @@ def ship_sr(run_dir, data, out, name, refresh, grid) -> None:
     click.echo(f"default: {summary['default']} ({summary['reason']})")
 
 
-def _refresh(folder: Path, data, grid: Path | None) -> None:
+def _refresh(folder: Path, data, grids: tuple[Path, ...]) -> None:
     """ship-sr --refresh: run refresh_sr_card and print what the new card says."""
     import json
 
     from mammo_tf.workflows.cards import refresh_sr_card
 
-    card = json.loads((refresh_sr_card(folder, data, grid=grid) / "card.json").read_text())
+    card = json.loads((refresh_sr_card(folder, data, grids=grids) / "card.json").read_text())
     click.echo(f"refreshed: {folder} (card.md, card.json, evaluate-sr/; {card['refreshed']['date']})")
     for key in ("evaluate_sr_test", "evaluate_sr_phantom"):
         m = card[key]
@@ -147,9 +148,12 @@ def _refresh(folder: Path, data, grid: Path | None) -> None:
             f"[{g['low']:+.3f}, {g['high']:+.3f}], spurious specks SR {m['specks'].get('spurious_sr')} / bicubic "
             f"{m['specks'].get('spurious_bicubic')}"
         )
-    if "scanner_grid" in card:
-        cells = card["scanner_grid"]["cells"]
-        click.echo(f"  scanner grid: {sum(bool(c['pass']) for c in cells)} of {len(cells)} cells pass")
+    for grid in card.get("scanner_grids", ()):
+        cells = grid["cells"]
+        click.echo(
+            f"  scanner grid, {grid['source']} {grid['split']}: {sum(bool(c['pass']) for c in cells)} of "
+            f"{len(cells)} cells pass"
+        )
 
 
 @click.command(name="evaluate-aug", context_settings={"show_default": True})

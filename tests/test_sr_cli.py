@@ -429,7 +429,7 @@ def test_refresh_sr_card_recomputes_the_evaluation_and_keeps_model_and_training(
     grid = tmp_path / "grid"  # the scanner grid of the shipped file (default cell only, one film)
     evaluate_sr(folder, None, max_images=1, out=grid, sections=[scanner_grid(["default"])])
 
-    assert refresh_sr_card(folder, None, max_images=1, grid=grid) == folder
+    assert refresh_sr_card(folder, None, max_images=1, grids=[grid, grid]) == folder  # e.g. test and validation
     card, text = json.loads((folder / "card.json").read_text()), (folder / "card.md").read_text()
     for name in ("model.keras", "curve.png"):
         assert (folder / name).read_bytes() == kept[name], name
@@ -444,7 +444,8 @@ def test_refresh_sr_card_recomputes_the_evaluation_and_keeps_model_and_training(
     assert "refreshed" not in before and refreshed["date"].endswith("Z") and refreshed["machine"]["cpus"] >= 1
     assert f"Evaluation recomputed on {refreshed['date'][:10]}" in text and "current `upscale` pipeline" in text
     assert "training paragraph below is from the original card" in text and "A note." in text and "curve.png" in text
-    assert card["scanner_grid"]["report"] == str(grid) and card["scanner_grid"]["model"] == new_id
+    assert len(card["scanner_grids"]) == 2 and text.count("## Scanner grid: phantom test films") == 2
+    assert all(g["report"] == str(grid) and g["model"] == new_id for g in card["scanner_grids"])
     assert card["refreshed"]["engine"] == card["evaluate_sr_test"]["engine"]
     primary = card["evaluate_sr_test"]["variants"]["8-bit"]
     assert primary["images_below_bicubic_by_region"]["breast_mask"] == primary["images_below_bicubic"]
@@ -459,7 +460,7 @@ def test_refresh_sr_card_recomputes_the_evaluation_and_keeps_model_and_training(
     assert result.output.startswith(f"refreshed: {folder}") and "phantom test" in result.output
     again = json.loads((folder / "card.json").read_text())
     assert again["training"] == before["training"] and (folder / "model.keras").read_bytes() == kept["model.keras"]
-    assert "scanner_grid" not in again and again["refreshed"]["date"] >= refreshed["date"]
+    assert "scanner_grids" not in again and again["refreshed"]["date"] >= refreshed["date"]
 
 
 def test_refresh_sr_card_refusals_are_one_line_and_change_nothing(shipped: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from mammo_tf.errors import located
@@ -198,14 +199,14 @@ def _gated_text(metrics: dict) -> str:
 
 
 def _grid_text(grid: dict) -> list[str]:
-    """The card's "Scanner grid" section: the report it came from, the rule, how many cells pass, the table."""
+    """A card's "Scanner grid" section: the report it came from, the rule, how many cells pass, the table."""
     from mammo_tf.evaluation.sr_grid import grid_table
 
     passed = sum(bool(c["pass"]) for c in grid["cells"])
     gate = "" if grid.get("noise_gate") else " It was scored before the noise gate existed (the network on every film)."
     return [
         "",
-        "## Scanner grid",
+        f"## Scanner grid: {grid['source']} {grid['split']} films",
         "",
         f"From `{grid['report']}` (`evaluate-sr --grid`, model {grid['model']}, {grid['source']} {grid['split']} "
         f"patients, {len(grid['films'])} films: {', '.join(grid['films'])}).{gate} Rule: {grid['rule']}. "
@@ -219,7 +220,7 @@ def card_markdown(card: dict, test: dict, phantom: dict | None, *, curve: bool =
     """card.md of an SR model from its card dict and evaluate-sr results: one renderer for ship and refresh.
 
     A card with a `refreshed` record says the evaluation was recomputed (when, where) and that the training
-    paragraph is the original card's; `scanner_grid` adds its section; curve: whether curve.png is beside it.
+    paragraph is the original card's; each of `scanner_grids` adds a section; curve: whether curve.png is beside it.
     """
     from mammo_tf.evaluation.sr_eval import files_table
 
@@ -258,8 +259,8 @@ def card_markdown(card: dict, test: dict, phantom: dict | None, *, curve: bool =
             f"{s.get('truth_found_sr')} of {s.get('truth_specks')}; spurious SR {s.get('spurious_sr')}, "
             f"bicubic {s.get('spurious_bicubic')}." + _gated_text(phantom),
         ]
-    if card.get("scanner_grid"):
-        lines += _grid_text(card["scanner_grid"])
+    for grid in card.get("scanner_grids", ()):
+        lines += _grid_text(grid)
     lines += [""]
     if curve:
         lines += ["![validation gain over bicubic against training hours](curve.png)", ""]
@@ -333,7 +334,7 @@ def ship_sr(
 
 
 # What a refresh recomputes; everything else of the old card is kept as it is.
-_EVALUATION_KEYS = ("evaluate_sr_test", "evaluate_sr_phantom", "noise_ceiling_greys", "refreshed", "scanner_grid")
+_EVALUATION_KEYS = ("evaluate_sr_test", "evaluate_sr_phantom", "noise_ceiling_greys", "refreshed", "scanner_grids")
 _REPLACED_FILES = ("card.json", "card.md", "evaluate-sr")
 _CARD_NEEDS = ("name", "scale", "source_file", "training", "validation_curve")
 _TRAINING_NEEDS = ("data", "train_patients", "steps", "planned_steps", "phase", "finished", "hours", "precision")
@@ -400,7 +401,7 @@ def refresh_sr_card(
     data: str | Path | None,
     *,
     max_images: int | None = None,
-    grid: str | Path | None = None,
+    grids: Sequence[str | Path] = (),
 ) -> Path:
     """Recompute a shipped SR model's evaluation with the current `upscale` pipeline, in place.
 
@@ -409,8 +410,8 @@ def refresh_sr_card(
     in ship_sr (`data`'s test patients with a report folder, then the phantom); model.keras (byte for byte),
     curve.png, the training record, validation curve, selected step, note and source file stay; the
     evaluation, evaluate-sr/, the noise ceiling and a `refreshed` record (UTC date, machine) are new.
-    grid: an evaluate-sr --grid report of the same model file, put into the card (scanner_grid); without it,
-    a grid of an earlier refresh is dropped (it was not recomputed).
+    grids: evaluate-sr --grid reports of the same model file (e.g. on test and on validation films), put into
+    the card (scanner_grids) in that order; a grid of an earlier refresh not given again is dropped.
     Atomic: on any error (MammoError for a folder without an SR card or model) the folder is unchanged.
     """
     from datetime import UTC, datetime
@@ -421,7 +422,7 @@ def refresh_sr_card(
     model_dir = Path(model_dir)
     old = _shipped_sr_card(model_dir)
     model_file = model_dir / "model.keras"
-    grid_record = _grid_record(Path(grid), model_file) if grid is not None else None
+    grid_records = [_grid_record(Path(grid), model_file) for grid in grids]
     scratch = Path(tempfile.mkdtemp(prefix=f".refresh-{model_dir.name}-", dir=model_dir.parent))
     try:
         report = scratch / "evaluate-sr"
@@ -437,8 +438,8 @@ def refresh_sr_card(
         card = {k: v for k, v in old.items() if k not in _EVALUATION_KEYS}
         card["noise_ceiling_greys"] = model_noise_ceiling(model_file)  # read before the folder is replaced
         card = {**_with_evaluation(card, test, phantom), "refreshed": refreshed}
-        if grid_record is not None:
-            card["scanner_grid"] = grid_record
+        if grid_records:
+            card["scanner_grids"] = grid_records
         with _replacing(model_dir) as tmp:
             for item in model_dir.iterdir():  # model.keras, curve.png and anything else the folder holds
                 if item.name in _REPLACED_FILES:
