@@ -38,8 +38,15 @@ from mammo_tf_cli.paths import InputFolder, OutputFolder
     "noise-corr-2, blur-0.7, blur-1.4, kernel-bicubic, kernel-gaussian, bits-12, bits-16, jpeg-75 [default: all].",
 )
 @click.option("--grid-seed", type=int, default=0, help="Seed of the grid's noise cells.")
+@click.option(
+    "--grid-draws",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Noise draws per noise cell, counts summed over them: one draw's kept count is a few specks, and noise "
+    "puts specks near a reference speck by chance.",
+)
 @NOISE_GATE_OPTION
-def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed, noise_gate) -> None:
+def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed, grid_draws, noise_gate) -> None:
     """Score an SR model on held-out patients against bicubic.
 
     PSNR/SSIM inside the breast mask against nearest, bicubic and Lanczos, with a patient-level bootstrap
@@ -53,7 +60,7 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
         from mammo_tf.evaluation.sr_grid import scanner_grid
 
         names = [n.strip() for n in grid_cells.split(",") if n.strip()] if grid_cells else None
-        sections.append(scanner_grid(names, seed=grid_seed, noise_gate=noise_gate))
+        sections.append(scanner_grid(names, seed=grid_seed, noise_gate=noise_gate, draws=grid_draws))
     metrics = run(model, data, split=split, out=out, max_images=max_images, sections=sections, noise_gate=noise_gate)
     click.echo(f"{metrics['model']} x{metrics['scale']} on {metrics['split']} ({metrics['patients']} patients)")
     for name, v in metrics["variants"].items():
@@ -78,7 +85,7 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
             click.echo(
                 f"    {c['cell']:<16} gain {c['gain_db']:+.3f} dB, kept {c['kept_sr']}/{c['kept_bicubic']} "
                 f"of {c['reference']}, spurious {c['spurious_sr']}/{c['spurious_bicubic']}, "
-                f"gated {c['gated']}/{c['films']}  {'pass' if c['pass'] else 'FAIL'}"
+                f"gated {c['gated']}/{c['films'] * c['draws']}  {'pass' if c['pass'] else 'FAIL'}"
             )
         click.echo(f"  grid: {'pass' if metrics['grid']['pass'] else 'FAIL'}")
     if out:
@@ -109,20 +116,43 @@ def evaluate_sr(model, data, split, out, max_images, grid, grid_cells, grid_seed
     help="With --refresh: an evaluate-sr --grid report folder of the same model, whose scanner grid goes into "
     "the card (repeat for several, e.g. test and validation films).",
 )
-def ship_sr(run_dir, data, out, name, refresh, grids) -> None:
+@click.option(
+    "--blend-with",
+    default=None,
+    help="Ship only <name>: the weights (1 - alpha) x this SR model (shipped name or .keras) + alpha x RUN_DIR's "
+    "GAN generator, for a run fine-tuned from it (e.g. --lr-degradations diverse --init-from sr-x2-gan); "
+    "the blend keeps this model's noise gate. Needs --alpha.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="With --blend-with: the run's share of the weights (choose it on validation films, e.g. evaluate-sr "
+    "--split val --grid).",
+)
+def ship_sr(run_dir, data, out, name, refresh, grids, blend_with, alpha) -> None:
     """Ship an SR run's generators with model cards, or refresh a shipped card.
 
     Evaluates them on the test patients and the phantom, writes <name>-psnr, <name>-gan and <name>.
-    With --refresh, RUN_DIR is a shipped folder whose evaluation is recomputed.
+    With --refresh, RUN_DIR is a shipped folder whose evaluation is recomputed. With --blend-with and
+    --alpha, only <name> is written: a blend of that model and the run's.
     """
     ctx = click.get_current_context()
     if grids and not refresh:
         raise click.UsageError("--grid goes with --refresh (a grid report for a shipped card)", ctx)
+    if (blend_with is None) != (alpha is None):
+        raise click.UsageError("--blend-with and --alpha go together", ctx)
     if refresh:
         given = [f"--{p}" for p in ("out", "name") if ctx.get_parameter_source(p) is ParameterSource.COMMANDLINE]
+        given += ["--blend-with"] if blend_with else []
         if given:
             raise click.UsageError(f"{' and '.join(given)}: not with --refresh (RUN_DIR is rewritten in place)", ctx)
         _refresh(run_dir, data, grids)
+        return
+    if blend_with:
+        from mammo_tf.workflows.blend import ship_sr_blend
+
+        click.echo(f"{name}: {ship_sr_blend(run_dir, data, out, clean=blend_with, alpha=alpha, name=name)}")
         return
     from mammo_tf.workflows.cards import ship_sr as run
 

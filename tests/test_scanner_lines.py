@@ -49,6 +49,7 @@ def test_a_faint_line_is_found_and_a_darker_texture_row_is_not() -> None:
     lighter = hr.copy()
     lighter[10:250, 181] *= 0.9  # LR ratio about 0.95: above the bound
     assert not line_mask(degrade(lighter, S, None), 1).any()
+    assert not line_mask(degrade(faint, S, None), 1, ratio=(0.25, 0.75)).any()  # the bound before faint lines
 
 
 def test_averaging_keeps_consistency_lowers_the_error_and_touches_nothing_else() -> None:

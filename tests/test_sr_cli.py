@@ -496,3 +496,50 @@ def test_refresh_sr_card_refusals_are_one_line_and_change_nothing(shipped: Path,
         result = invoke("ship-sr", folder, *args)
         assert result.exit_code == 2 and args[-2] in result.output, result.output
     assert _files(folder) == files and sorted(p.name for p in tmp_path.iterdir()) == ["grid", "model.keras", "sr-x2"]
+
+
+def test_ship_sr_blend_writes_the_blended_weights_and_says_so(tmp_path: Path, tiny_run: Path) -> None:
+    """ship-sr --blend-with: (1 - alpha) x the clean model + alpha x the run's GAN generator, carded as such."""
+    from mammo_tf.inference.registry import load_model
+    from mammo_tf.workflows.blend import ship_sr_blend
+
+    clean, robust = tmp_path / "clean.keras", tiny_run / "generator_gan.keras"
+    model = load_model(tiny_run / "generator_psnr.keras", ("sr",), "test")[0]
+    rng = np.random.default_rng(0)  # the tiny run's two generators are almost one: make the clean one differ
+    model.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.save(clean)
+    (tmp_path / "card.json").write_text(json.dumps({"noise_ceiling_greys": 1.5}))  # the clean model's gate
+    assert "noise_ceiling_greys" in json.loads((tiny_run / "metrics.json").read_text())  # the run's: not kept
+    folder = ship_sr_blend(tiny_run, None, tmp_path / "models", clean=clean, alpha=0.25, max_images=1)
+    shipped = load_model(folder / "model.keras", ("sr",), "test")[0].get_weights()
+    a, b = (load_model(p, ("sr",), "test")[0].get_weights() for p in (clean, robust))
+    for got, x, y in zip(shipped, a, b, strict=True):
+        np.testing.assert_allclose(got, 0.75 * x + 0.25 * y, rtol=0, atol=1e-6)
+    card = json.loads((folder / "card.json").read_text())
+    assert card["training"]["config"]["interpolation"]["alpha"] == 0.25
+    assert card["training"]["config"]["interpolation"]["robust"].startswith("generator_gan@")
+    assert card["source_file"] == "generator_blend.keras" and card["evaluate_sr_test"]["variants"]
+    assert card["noise_ceiling_greys"] == 1.5 and card["evaluate_sr_test"]["noise_gate"]["ceiling_greys"] == 1.5
+    text = (folder / "card.md").read_text()
+    assert "(1 - 0.25) x `clean@" in text and "at the end of the run" not in text
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["sr-x2"]  # only <name>, no scratch left
+
+
+def test_ship_sr_blend_refusals_are_one_line(tmp_path: Path, tiny_run: Path) -> None:
+    clean = str(tiny_run / "generator_psnr.keras")
+    out = ["--out", tmp_path / "models"]
+    for args, needle in (
+        (["--alpha", "0.5"], "--blend-with and --alpha go together"),
+        (["--blend-with", clean], "--blend-with and --alpha go together"),
+        (["--blend-with", clean, "--alpha", "1"], "--alpha"),
+        (["--blend-with", clean, "--alpha", "0.5", "--refresh"], "not with --refresh"),
+    ):
+        result = invoke("ship-sr", tiny_run, *args, *out)
+        assert result.exit_code == 2 and needle in result.output, result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_error_line(invoke("ship-sr", empty, "--blend-with", clean, "--alpha", "0.5", *out), "no generator_gan.keras")
+    other = tmp_path / "other.keras"
+    keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)]).save(other)
+    one_error_line(invoke("ship-sr", tiny_run, "--blend-with", other, "--alpha", "0.5", *out), str(other))
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

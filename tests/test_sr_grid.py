@@ -250,6 +250,27 @@ def test_cli_grid_writes_every_cell(phantom: Path, tiny_model: Path, tmp_path: P
     assert "scanner grid on 1 films" in result.output
 
 
+def test_noise_cells_are_scored_on_every_draw_and_summed(phantom: Path, tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    args = ["evaluate-sr", "--data", phantom, "--model", tiny_model, "--split", "train", "--max-images", "1"]
+    result = invoke(*args, "--grid-cells", "noise-corr-1,blur-0.7", "--grid-draws", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    per_film = pd.read_csv(out / "grid_per_film.csv")
+    assert per_film.groupby("cell")["draw"].apply(list).to_dict() == {
+        "default": [0],
+        "noise-corr-1": [0, 1],
+        "blur-0.7": [0],
+    }
+    noisy = per_film[per_film["cell"] == "noise-corr-1"]
+    assert noisy["psnr_bicubic"].nunique() == 2  # two different noise draws, not one scored twice
+    grid = pd.read_csv(out / "grid.csv").set_index("cell")
+    assert grid["draws"].to_dict() == {"default": 1, "noise-corr-1": 2, "blur-0.7": 1} and (grid["films"] == 1).all()
+    for count in ("spurious_sr", "spurious_bicubic", "kept_bicubic", "reference"):
+        assert grid.loc["noise-corr-1", count] == noisy[count].sum()
+    assert json.loads((out / "metrics.json").read_text())["grid"]["draws"] == 2
+    assert "2 noise draws per noise cell" in (out / "report.md").read_text()
+
+
 def test_cli_grid_bad_cell_is_one_line(phantom: Path, tiny_model: Path, tmp_path: Path) -> None:
     result = invoke("evaluate-sr", "--data", phantom, "--model", tiny_model, "--grid-cells", "noise-2,blur-9")
     one_error_line(result, "unknown grid cell 'blur-9'")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -187,6 +189,16 @@ def test_tiled_equals_untiled(scale: int, shape: tuple[int, int], engine: str) -
     # Tiles are other conv shapes, so oneDNN sums in another order: up to 9.5e-7 measured on AVX2 (random
     # weights, large activations; outputs in [0, 1]). 1e-5 leaves 10x margin; half the margin errs by 1e-2.
     assert np.abs(whole - tiled).max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_the_receptive_margin_is_tight(scale: int) -> None:
+    """One LR pixel less of margin and the tiles show seams: the margin is the radius, not a loose bound."""
+    model = _random_generator(scale)
+    image = np.random.default_rng(4).random((97, 131)).astype(np.float32)
+    whole = upscale_array(model, image, 8, tile=None)
+    short = dataclasses.replace(model, margin=model.margin - 1)
+    assert np.abs(whole - upscale_array(short, image, 8, tile=4 * model.margin + 12)).max() > 1e-4
 
 
 @pytest.mark.parametrize("scale", [2, 4])

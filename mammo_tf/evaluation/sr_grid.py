@@ -96,15 +96,18 @@ def run_grid(
     truth: pd.DataFrame | None,
     calcs: pd.DataFrame,
     seed: int = 0,
+    draws: int = 1,
 ) -> pd.DataFrame:
-    """One row per (cell, film): score_outputs of SR and bicubic on the cell's LR of the film.
+    """One row per (cell, film, draw): score_outputs of SR and bicubic on the cell's LR of the film.
 
     upscale(lr, bits): float32 [h, w] LR of `bits` bits -> (float32 [h*s, w*s], the noise gate's
     GateDecision): what `upscale` writes (inference.upscale.gated_upscale); each row records the film's
     noise and whether the gate gave bicubic.
     films: catalog rows (image_id, patient_id, path); truth: phantom_truth.csv or None (then the reference
     is reference_specks inside `calcs`' circles: image_id, row, col, radius). The noise of film k in every
-    cell is seeded by (seed, k).
+    cell is seeded by (seed, k); draws > 1 scores each noise cell on that many noise draws (draw d > 0 seeded
+    by (seed, k, d)), the other cells once: a kept or spurious count of one draw is a few specks, and
+    noise puts specks near a reference speck by chance.
     """
     from mammo_tf.data.degrade import interpolate
 
@@ -117,21 +120,24 @@ def run_grid(
         else:
             reference = reference_specks(hr, mask, calcs[calcs["image_id"] == film.image_id])
         for cell in cells:
-            lr = degrade_cell(hr, scale, cell, seed=(seed, number))
-            sr, decision = upscale(lr, cell.bits)
-            scores = score_outputs(hr, mask, sr, interpolate(lr, scale, "bicubic"), reference)
-            gate = {"noise_greys": decision.noise_greys, "jpeg_grid": decision.jpeg_grid, "gated": decision.bicubic}
-            rows.append({"cell": cell.name, "axis": cell.axis, "image_id": film.image_id, **scores, **gate})
+            for draw in range(draws if cell.photon_std else 1):
+                lr = degrade_cell(hr, scale, cell, seed=(seed, number, draw) if draw else (seed, number))
+                sr, decision = upscale(lr, cell.bits)
+                scores = score_outputs(hr, mask, sr, interpolate(lr, scale, "bicubic"), reference)
+                gate = {"noise_greys": decision.noise_greys, "jpeg_grid": decision.jpeg_grid, "gated": decision.bicubic}
+                where = {"cell": cell.name, "axis": cell.axis, "image_id": film.image_id, "draw": draw}
+                rows.append({**where, **scores, **gate})
     return pd.DataFrame(rows)
 
 
 def summarise_grid(per_film: pd.DataFrame, cells: Sequence[ScannerCell]) -> pd.DataFrame:
-    """One row per cell (grid order): means of PSNR, sums of counts, the three checks and `pass`."""
+    """One row per cell (grid order): means of PSNR, sums of counts (over films and draws), the number of
+    films and of draws, films gated (summed over draws), the three checks and `pass`."""
     sums = ["reference", "kept_hr", "kept_sr", "kept_bicubic", "spurious_sr", "spurious_bicubic"]
     means = ["psnr_sr", "psnr_bicubic", "gain_db"]
-    grouped = per_film.groupby("cell", sort=False)
-    table = grouped[means].mean().join(grouped[sums].sum()).join(grouped["image_id"].count().rename("films"))
-    table = table.join(grouped["gated"].sum().astype(int))
+    grouped = per_film.assign(draw=per_film.get("draw", 0)).groupby("cell", sort=False)
+    table = grouped[means].mean().join(grouped[sums].sum()).join(grouped["image_id"].nunique().rename("films"))
+    table = table.join(grouped["draw"].nunique().rename("draws")).join(grouped["gated"].sum().astype(int))
     table = table.reindex([c.name for c in cells]).reset_index()
     table.insert(1, "axis", [c.axis for c in cells])
     table.insert(2, "lr", [c.describe() for c in cells])
@@ -142,7 +148,7 @@ def summarise_grid(per_film: pd.DataFrame, cells: Sequence[ScannerCell]) -> pd.D
     return table
 
 
-def grid_metrics(summary: pd.DataFrame, films: pd.DataFrame, reference: str, seed: int) -> dict:
+def grid_metrics(summary: pd.DataFrame, films: pd.DataFrame, reference: str, seed: int, draws: int = 1) -> dict:
     """The metrics.json entry: protocol, films, per-cell records and the overall verdict."""
     return {
         "design": "one factor at a time around the default cell (area, no blur, no noise, 8 bits); HR is the "
@@ -151,6 +157,7 @@ def grid_metrics(summary: pd.DataFrame, films: pd.DataFrame, reference: str, see
         "rule": RULE,
         "match_px": MATCH_PX,
         "seed": seed,
+        "draws": draws,
         "films": films["image_id"].tolist(),
         "cells": summary.to_dict("records"),
         "pass": bool(summary["pass"].all()),
@@ -159,6 +166,7 @@ def grid_metrics(summary: pd.DataFrame, films: pd.DataFrame, reference: str, see
 
 def grid_markdown(grid: dict) -> list[str]:
     """report.md lines of the grid section."""
+    draws = grid.get("draws", 1)
     lines = [
         "",
         "## Scanner grid (`--grid`): SR against bicubic along the axes on which scanners differ",
@@ -166,7 +174,9 @@ def grid_markdown(grid: dict) -> list[str]:
         f"Design: {grid['design']}. "
         f"PSNR in the film foreground, mean over {len(grid['films'])} films ({', '.join(grid['films'])}); "
         f"kept: {grid['reference']} found within {grid['match_px']} px; spurious: output specks with no HR "
-        f"speck within {grid['match_px']} px (threshold from HR). Noise seed {grid['seed']}. Rule: {grid['rule']}.",
+        f"speck within {grid['match_px']} px (threshold from HR). Noise seed {grid['seed']}"
+        + (f", {draws} noise draws per noise cell (counts summed over them)" if draws > 1 else "")
+        + f". Rule: {grid['rule']}.",
         "",
         *grid_table(grid),
         "",
@@ -193,20 +203,20 @@ def grid_table(grid: dict) -> list[str]:
             f"| {c['cell']} | {c['lr']} | {c['psnr_sr']:.2f} / {c['psnr_bicubic']:.2f} | {c['gain_db']:+.3f} dB | "
             f"{c['kept_hr']} / {c['kept_sr']} / {c['kept_bicubic']} ({c['reference']}) | "
             f"{c['spurious_sr']} / {c['spurious_bicubic']} |"
-            + (f" {c['gated']} of {c['films']} |" if gated else "")
+            + (f" {c['gated']} of {c['films'] * c.get('draws', 1)} |" if gated else "")
             + f" {verdict} |"
         )
     return lines
 
 
 def scanner_grid(
-    cell_names: Sequence[str] | None = None, seed: int = 0, noise_gate: str | float | None = "auto"
+    cell_names: Sequence[str] | None = None, seed: int = 0, noise_gate: str | float | None = "auto", draws: int = 1
 ) -> Callable[..., ReportSection]:
     """The grid as an evaluate-sr section: `evaluate_sr(..., sections=[scanner_grid()])`.
 
     cell_names: a subset of scanner_degradations.CELL_NAMES ('default' is always run), None = all; an
-    unknown name raises MammoError here, before any film is scored. seed: the noise cells' seed. noise_gate:
-    upscale's (inference.upscale.gated_upscale).
+    unknown name raises MammoError here, before any film is scored. seed: the noise cells' seed; draws: noise
+    draws per noise cell (run_grid). noise_gate: upscale's (inference.upscale.gated_upscale).
     Writes grid.csv (one row per cell, with pass), grid_per_film.csv, metrics.json "grid", a report section.
     """
     cells = resolve_cells(cell_names)
@@ -226,10 +236,11 @@ def scanner_grid(
             truth=truth,
             calcs=calcs,
             seed=seed,
+            draws=draws,
         )
         summary = summarise_grid(per_film, cells)
         reference = "the phantom's true specks" if truth is not None else "HR specks inside the calcification circles"
-        metrics = grid_metrics(summary, films, reference, seed)
+        metrics = grid_metrics(summary, films, reference, seed, draws)
         tables = {"grid.csv": summary, "grid_per_film.csv": per_film}
         return ReportSection("grid", metrics, tables, grid_markdown(metrics))
 

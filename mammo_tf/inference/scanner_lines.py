@@ -30,10 +30,13 @@ LINE_FLOOR = 0.04  # both neighbours at least this bright (float [0, 1])
 LINE_MIN_RUN = 64  # LR pixels in a straight run along the line
 
 
-def line_mask(lr: np.ndarray, axis: int, min_run: int = LINE_MIN_RUN) -> np.ndarray:
+def line_mask(
+    lr: np.ndarray, axis: int, min_run: int = LINE_MIN_RUN, ratio: tuple[float, float] = LINE_RATIO
+) -> np.ndarray:
     """bool [h, w]: LR pixels on a dark 1-px line along `axis` (0: a horizontal line, a row; 1: a column).
 
-    lr: float [h, w] in [0, 1]. Edge rows (columns) have one neighbour and are never flagged.
+    lr: float [h, w] in [0, 1]; ratio: the (lower, upper) bounds of LINE_RATIO. Edge rows (columns) have one
+    neighbour and are never flagged.
     """
     from scipy import ndimage
 
@@ -41,8 +44,8 @@ def line_mask(lr: np.ndarray, axis: int, min_run: int = LINE_MIN_RUN) -> np.ndar
     found = np.zeros(lines.shape, bool)
     if lines.shape[0] >= 3:
         above, below, middle = lines[:-2], lines[2:], lines[1:-1]
-        ratio = middle / np.maximum(0.5 * (above + below), 1e-6)
-        found[1:-1] = (ratio > LINE_RATIO[0]) & (ratio < LINE_RATIO[1]) & (np.minimum(above, below) > LINE_FLOOR)
+        across = middle / np.maximum(0.5 * (above + below), 1e-6)
+        found[1:-1] = (across > ratio[0]) & (across < ratio[1]) & (np.minimum(above, below) > LINE_FLOOR)
     runs, n = ndimage.label(found, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])  # runs along the line only
     if n:
         long = np.concatenate([[False], np.bincount(runs.ravel(), minlength=n + 1)[1:] >= min_run])
@@ -50,14 +53,16 @@ def line_mask(lr: np.ndarray, axis: int, min_run: int = LINE_MIN_RUN) -> np.ndar
     return found if axis == 0 else found.T
 
 
-def average_lines(sr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[np.ndarray, int]:
+def average_lines(
+    sr: np.ndarray, lr: np.ndarray, scale: int, ratio: tuple[float, float] = LINE_RATIO
+) -> tuple[np.ndarray, int]:
     """(SR with the s x s blocks under line pixels averaged across the line, number of LR line pixels).
 
     sr: float [h*s, w*s]; lr: float [h, w]. A block on a horizontal line gets, in each column, the mean of its
     s rows (a vertical line: of its s columns), so its block mean, and with it the consistency with `lr`, is
     unchanged. Without line pixels `sr` itself comes back (no copy: a whole film's output is large).
     """
-    rows, cols = line_mask(lr, 0), line_mask(lr, 1)
+    rows, cols = line_mask(lr, 0, ratio=ratio), line_mask(lr, 1, ratio=ratio)
     flagged = int(rows.sum() + cols.sum())
     if not flagged:
         return sr, 0

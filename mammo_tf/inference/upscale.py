@@ -70,12 +70,35 @@ def _runner(generator, engine: str):
     return _RUNNERS[key]
 
 
+BICUBIC_RADIUS = 2  # LR pixels a bicubic (4-tap) interpolation reaches
+
+
 def receptive_margin(generator) -> int:
-    """An upper bound of the generator's receptive radius in LR pixels: every 3x3 conv counted at LR, + bicubic."""
+    """The generator's receptive radius in LR pixels: how far from an LR pixel an output pixel of its block
+    can see (the tile margin for exact tiling, inference/tiling.py).
+
+    Walked back from the output: a conv adds its radius at its own resolution; a pixel shuffle by r maps an
+    offset d to ceil(d / r) at the coarser resolution (the worst position inside a block). The bicubic skip
+    from the input runs beside the network, so it counts as max(network, BICUBIC_RADIUS); a bicubic layer
+    anywhere else is added. The consistency projection works within blocks and adds nothing. For the
+    compact generator (19 LR convs, one HR conv): 20, where counting every conv at LR plus bicubic gave 23.
+    """
     import keras
 
-    convs = [layer for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)]
-    return sum(int(layer.kernel_size[0]) // 2 for layer in convs) + 3
+    from mammo_tf.models.blocks import Interpolate, PixelShuffle
+
+    offset, beside = 0, 0
+    for layer in reversed(generator.layers):
+        if isinstance(layer, keras.layers.Conv2D):
+            offset += (int(layer.kernel_size[0]) // 2) * int(layer.dilation_rate[0])
+        elif isinstance(layer, PixelShuffle):
+            offset = -(-offset // layer.factor)
+        elif isinstance(layer, Interpolate):
+            if layer.input is generator.inputs[0]:
+                beside = BICUBIC_RADIUS
+            else:
+                offset += BICUBIC_RADIUS
+    return max(offset, beside)
 
 
 def load_sr_model(

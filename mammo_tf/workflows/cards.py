@@ -112,6 +112,16 @@ def _selection_text(step: int | None, curve: list[dict]) -> str:
     )
 
 
+def _blend_text(blend: dict, config: dict) -> str:
+    """What a blended model is (workflows.blend): its two sources and alpha."""
+    start = f", started from `{config['init_from']}`" if config.get("init_from") else ""
+    return (
+        f" This model's weights are (1 - {blend['alpha']:g}) x `{blend['clean']}` + {blend['alpha']:g} x the run's "
+        f"GAN generator `{blend['robust']}` (network interpolation; the run trained on "
+        f"{config.get('lr_degradations', 'box')} LR degradations{start})."
+    )
+
+
 def _gate_text(ceiling: float | None) -> str:
     if ceiling is None:
         return "Noise gate: no ceiling recorded, so `upscale` super-resolves every film (`--noise-gate` sets one)."
@@ -204,6 +214,8 @@ def _grid_text(grid: dict) -> list[str]:
 
     passed = sum(bool(c["pass"]) for c in grid["cells"])
     gate = "" if grid.get("noise_gate") else " It was scored before the noise gate existed (the network on every film)."
+    draws = grid.get("draws", 1)
+    gate += f" Each noise cell on {draws} noise draws (counts summed)." if draws > 1 else ""
     return [
         "",
         f"## Scanner grid: {grid['source']} {grid['split']} films",
@@ -233,7 +245,11 @@ def card_markdown(card: dict, test: dict, phantom: dict | None, *, curve: bool =
         f" patients), {training['steps']} of {training['planned_steps']} steps ({training['phase']} phase"
         f"{', finished' if training['finished'] else ', not finished'}), {training['hours']:.2f} h on "
         f"{_machine_text(machine)}, {training['precision']}."
-        + _selection_text(card["selected_step"], card["validation_curve"]),
+        + (
+            _blend_text(training["config"]["interpolation"], training["config"])
+            if "interpolation" in training.get("config", {})
+            else _selection_text(card["selected_step"], card["validation_curve"])
+        ),
         "",
         f"## evaluate-sr on the {test['source']} {test['split']} patients ({test['patients']} patients)",
         "",

@@ -89,14 +89,14 @@ def main() -> None:
     import scipy.ndimage as ndi
 
     started = time.monotonic()
-    model = load_sr_model("sr-x2")
+    model = load_sr_model("sr-x2-gan")  # the default sr-x2 when this ran (same file)
     catalog = load_catalog("data/mias")
     films = catalog.images[catalog.images["split"] == "val"]
     if len(sys.argv) > 1:  # a quick look: the first N films
         films = films.head(int(sys.argv[1]))
     rng = np.random.default_rng(0)
     line_rows, film_rows = [], []
-    original = scanner_lines.LINE_RATIO
+    lower = scanner_lines.LINE_RATIO[0]
     for image in films.itertuples():
         hr, mask = load_film(image.path, SCALE)
         tissue = ndi.binary_erosion(interior_mask(mask, anchor_mask(hr)), iterations=4)
@@ -106,11 +106,7 @@ def main() -> None:
         sr = upscale_array(model, lr, 8, scanner_lines="keep")
         flagged_before = None
         for upper in UPPERS:
-            scanner_lines.LINE_RATIO = (original[0], upper)
-            try:
-                mean, count = scanner_lines.average_lines(sr, lr, SCALE)
-            finally:
-                scanner_lines.LINE_RATIO = original
+            mean, count = scanner_lines.average_lines(sr, lr, SCALE, ratio=(lower, upper))
             changed = np.abs(mean - sr) > 0
             film_rows.append(
                 {
@@ -135,11 +131,8 @@ def main() -> None:
         bicubic = interpolate(lr, SCALE, "bicubic")
         masks = {upper: None for upper in UPPERS}
         for upper in UPPERS:
-            scanner_lines.LINE_RATIO = (original[0], upper)
-            try:
-                masks[upper] = (scanner_lines.line_mask(lr, 0), scanner_lines.line_mask(lr, 1))
-            finally:
-                scanner_lines.LINE_RATIO = original
+            bounds = (lower, upper)
+            masks[upper] = (scanner_lines.line_mask(lr, 0, ratio=bounds), scanner_lines.line_mask(lr, 1, ratio=bounds))
         for line in lines:
             k = line["at"] // SCALE
             lr_view = lr if line["axis"] == 0 else lr.T

@@ -14,7 +14,7 @@ train_sr(
     run,
     preset="standard",
     lr_degradations="diverse",
-    init_from="sr-x2",
+    init_from="sr-x2-gan",  # the default sr-x2 when this ran (same file)
     pretrain_steps=2500,
     gan_steps=500,
     val_every=500,

@@ -16,7 +16,7 @@ from mammo_tf.evaluation.sr_eval import load_film
 from mammo_tf.inference.upscale import load_sr_model, upscale_array
 
 cat = load_catalog("data/mias")
-m = load_sr_model("sr-x2")
+m = load_sr_model("sr-x2-gan")  # the default sr-x2 when this ran (same file)
 cells = {c.name: c for c in GRID_CELLS}
 plan = [
     ("val", ["default", "noise-1", "noise-corr-1", "noise-corr-2", "blur-0.7", "kernel-gaussian", "bits-16"]),

@@ -13,7 +13,7 @@ train_sr(
     "data/mias",  # run from the repository root
     run,
     preset="standard",
-    init_from="sr-x2",
+    init_from="sr-x2-gan",  # the default sr-x2 when this ran (same file)
     pretrain_steps=500,
     gan_steps=500,
     val_every=500,
