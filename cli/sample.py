@@ -33,7 +33,12 @@ def _resample_target(value: str | None) -> str | float | None:
 )
 @model_option("sr-x2", "SR model")
 @click.option("--scale", type=click.Choice(["2", "4"]), default=None, help="Refuse a model of another scale.")
-@click.option("--tile", type=click.IntRange(min=0), default=768, help="Tile side in input pixels (0 = whole image).")
+@click.option(
+    "--tile",
+    type=click.IntRange(min=0),
+    default=768,
+    help="Tiles of at most NxN input pixels, of any shape (0 = whole image).",
+)
 @click.option(
     "--overlap",
     type=click.IntRange(min=0),

@@ -257,7 +257,24 @@ def test_tiling_sends_only_tile_batches_to_the_model() -> None:
 
     out = tiled_apply(apply, np.ones((300, 200), np.float32), scale=2, tile=64, overlap=20, margin=8, batch=3)
     assert out.shape == (600, 400) and np.allclose(out, 1.0)
-    assert all(s[0] <= 3 and s[1] <= 64 and s[2] <= 64 for s in seen)
+    assert all(s[0] <= 3 and s[1] * s[2] <= 64 * 64 for s in seen) and len(set(seen[0][1:3] for _ in seen)) == 1
+
+
+@pytest.mark.parametrize(("height", "width"), [(1024, 1024), (2864, 4432), (300, 200), (77, 1500), (40, 40)])
+def test_tile_grid_covers_with_overlap_within_the_pixel_budget(height, width) -> None:
+    from mammo_tf.inference.tiling import tile_grid
+
+    tile, overlap = (768, 42) if height > 100 else (64, 20)
+    (th, rows), (tw, cols) = tile_grid(height, width, tile, overlap)
+    assert th * tw <= tile * tile
+    for size, starts, length in ((th, rows, height), (tw, cols, width)):
+        assert starts[0] == 0 and starts[-1] + size == length
+        assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:], strict=False))
+    repeated = th * len(rows) * tw * len(cols) / (height * width) - 1
+    square = tile_layout(height, tile, overlap), tile_layout(width, tile, overlap)
+    assert repeated <= square[0][0] * len(square[0][1]) * square[1][0] * len(square[1][1]) / (height * width) - 1
+    if (height, width) == (1024, 1024):  # 2 tiles of 1024 x 533 repeat 4.1 % of the pixels, 4 of 533² 8.4 %
+        assert len(rows) * len(cols) == 2 and repeated < 0.05
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
 """Overlap-and-blend tiling: whole images through a fully convolutional model, one tile batch at a time.
 
 The image stays on the host (NumPy); only batches of equal-size tiles go to the model, so model memory
-is bounded by the tile size, not the image. Tiles overlap by `overlap` input pixels. Each tile's output
-is weighted 0 within `margin` input pixels of an edge it shares with a neighbour (where zero padding
-makes it differ from an untiled pass), then ramps linearly to 1. With margin >= the model's receptive
-radius and overlap >= 2 * margin + 1, every weighted pixel is exact, so tiled output equals untiled
-output to float precision; the ramps only smooth if the margin is set too small.
+is bounded by the tile's pixel count (at most tile x tile, tile_grid), not the image. Tiles overlap by
+`overlap` input pixels. Each tile's output is weighted 0 within `margin` input pixels of an edge it shares
+with a neighbour (where zero padding makes it differ from an untiled pass), then ramps linearly to 1. With
+margin >= the model's receptive radius and overlap >= 2 * margin + 1, every weighted pixel is exact, so
+tiled output equals untiled output to float precision; the ramps only smooth if the margin is set too small.
 """
 
 from __future__ import annotations
@@ -17,19 +17,46 @@ import numpy as np
 from mammo_tf.errors import MammoError
 
 
-def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
-    """(tile size, start offsets) covering [0, length) with the fewest tiles of at most `tile`.
-
-    The tiles are shrunk to the smallest equal size that still covers the axis with `overlap` between
-    neighbours, and spread evenly, so little work is repeated (a 1024 px axis in tiles of 512 with overlap 48
-    takes 3 tiles of 375, not 3 of 512).
-    """
-    if length <= tile:
+def axis_layout(length: int, count: int, overlap: int) -> tuple[int, list[int]]:
+    """(tile size, start offsets) of `count` equal tiles spread evenly over [0, length), neighbours sharing
+    at least `overlap` pixels: the smallest size that does it."""
+    if count <= 1:
         return length, [0]
-    count = -(-(length - overlap) // (tile - overlap))
-    size = min(length, -(-(length + (count - 1) * overlap) // count) + 1)
+    size = min(length, -(-(length + (count - 1) * overlap) // count))
     starts = np.floor(np.linspace(0, length - size, count)).astype(int).tolist()
     return size, starts
+
+
+def tile_layout(length: int, tile: int, overlap: int) -> tuple[int, list[int]]:
+    """axis_layout with the fewest tiles of at most `tile` pixels (a 1024 px axis in tiles of 512 with
+    overlap 48 takes 3 tiles of 374, not 3 of 512)."""
+    count = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
+    return axis_layout(length, count, overlap)
+
+
+def tile_grid(height: int, width: int, tile: int, overlap: int) -> tuple[tuple[int, list[int]], tuple[int, list[int]]]:
+    """Row and column layouts (axis_layout) of tiles of at most tile x tile pixels, of any shape, that compute
+    the fewest pixels (then the fewest tiles).
+
+    Why any shape: the pixel count bounds a tile's memory, and what tiling repeats is the overlap at each
+    seam. A 1024² image with tile 768 and overlap 42 runs as 2 tiles of 1024 x 533 (4.1 % of its pixels
+    repeated), not 4 of 533² (8.4 %).
+    """
+    budget, best = tile * tile, None
+    for rows in range(1, height + 1):
+        th, row_starts = axis_layout(height, rows, overlap)
+        if rows > 1 and th <= overlap:  # neighbours must advance by at least one pixel
+            break
+        widest = budget // th
+        if widest < width and widest <= overlap:
+            continue
+        tw, col_starts = tile_layout(width, widest, overlap)
+        cost = (th * rows * tw * len(col_starts), rows * len(col_starts))
+        if best is None or cost < best[0]:
+            best = (cost, (th, row_starts), (tw, col_starts))
+    if best is None:
+        raise MammoError(f"--tile {tile} is too small for an overlap of {overlap}")
+    return best[1], best[2]
 
 
 def edge_weights(
@@ -69,13 +96,13 @@ def tiled_apply(
 ) -> np.ndarray:
     """Run `apply` over overlapping tiles of `image` and blend.
 
-    apply: float32 [B, t, t, 1] -> float32 [B, t*scale, t*scale, 1] (e.g. a Keras generator).
-    image: float32 [H, W] (any size). Returns float32 [H*scale, W*scale].
+    apply: float32 [B, th, tw, 1] -> float32 [B, th*scale, tw*scale, 1] (e.g. a Keras generator), th * tw <=
+    tile², one shape for every tile (tile_grid). image: float32 [H, W] (any size). Returns float32
+    [H*scale, W*scale].
     """
     check_tiling(tile, overlap, margin)
     height, width = image.shape
-    th, rows = tile_layout(height, tile, overlap)
-    tw, cols = tile_layout(width, tile, overlap)
+    (th, rows), (tw, cols) = tile_grid(height, width, tile, overlap)
     acc = np.zeros((height * scale, width * scale), np.float32)  # float32: the output itself is float32
     total = np.zeros_like(acc)
     boxes = [(r, c) for r in rows for c in cols]
