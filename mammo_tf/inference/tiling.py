@@ -47,6 +47,8 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> tuple[tuple[i
         th, row_starts = axis_layout(height, rows, overlap)
         if rows > 1 and th <= overlap:  # neighbours must advance by at least one pixel
             break
+        if best is not None and th * rows * width >= best[0][0]:  # more rows only repeat more
+            break
         widest = budget // th
         if widest < width and widest <= overlap:
             continue
