@@ -125,7 +125,8 @@ def load_sr_model(
 
 
 def default_overlap(model: SRModel) -> int:
-    """The smallest overlap (LR pixels) for which tiled output equals untiled output."""
+    """The default overlap (LR pixels): the model's receptive margin on both sides of a seam, plus a 2-pixel
+    blending ramp (tiling.check_tiling accepts down to 2 x margin + 1, a 1-pixel ramp)."""
     return 2 * model.margin + 2
 
 
