@@ -248,6 +248,8 @@ def test_cli_grid_writes_every_cell(phantom: Path, tiny_model: Path, tmp_path: P
     report = (out / "report.md").read_text()
     assert "## Scanner grid" in report and "| kernel-gaussian |" in report
     assert "scanner grid on 1 films" in result.output
+    picture = cv2.imread(str(out / "grid.png"))  # the per-cell picture the report shows
+    assert "](grid.png)" in report and picture is not None and picture.shape[0] > 300 and picture.std() > 10
 
 
 def test_noise_cells_are_scored_on_every_draw_and_summed(phantom: Path, tiny_model: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -50,14 +50,16 @@ class ReportSection:
     """What another evaluation adds to evaluate-sr's report folder (e.g. sr_grid's scanner grid).
 
     key: its metrics.json key; metrics: JSON-able dict; tables: file name -> table written as CSV;
-    markdown: report.md lines appended after the main report. Made by a callable passed in `sections`
-    (sr_model, catalog, the split's images, max_images) -> ReportSection, so this module imports none of them.
+    markdown: report.md lines appended after the main report; images: file name -> PNG bytes. Made by a
+    callable passed in `sections` (sr_model, catalog, the split's images, max_images) -> ReportSection, so
+    this module imports none of them.
     """
 
     key: str
     metrics: dict
     tables: dict[str, pd.DataFrame]
     markdown: list[str]
+    images: dict[str, bytes] = field(default_factory=dict)
 
 
 def anchor_mask(hr: np.ndarray) -> np.ndarray:
@@ -354,6 +356,8 @@ def _write(out: Path, metrics: dict, table: pd.DataFrame, crops, worst, extra: l
         for section in extra:
             for name, frame in section.tables.items():
                 frame.to_csv(tmp / name, index=False)
+            for name, data in section.images.items():
+                (tmp / name).write_bytes(data)
         markdown = render_markdown(metrics, bool(crops))
         (tmp / "report.md").write_text(markdown + "".join(line + "\n" for s in extra for line in s.markdown))
 

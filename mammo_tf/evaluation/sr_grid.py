@@ -209,6 +209,58 @@ def grid_table(grid: dict) -> list[str]:
     return lines
 
 
+def grid_png(summary: pd.DataFrame, title: str = "") -> bytes:
+    """PNG bytes of a grid summary (summarise_grid's table, or grid.csv read back): per cell, the spurious specks
+    of SR and bicubic (log scale) and the kept reference specks of HR, SR and bicubic; failed cells in red."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = summary["cell"].tolist()[::-1]  # the default cell on top
+    rows = summary.set_index("cell").loc[cells]
+    y = np.arange(len(cells))
+    fig, (spurious, kept) = plt.subplots(1, 2, figsize=(9.5, 0.34 * len(cells) + 1.3), sharey=True)
+    for ax, pairs, what in (
+        (spurious, (("spurious_sr", "SR", "tab:orange"), ("spurious_bicubic", "bicubic", "tab:blue")), "spurious"),
+        (kept, (("kept_sr", "SR", "tab:orange"), ("kept_bicubic", "bicubic", "tab:blue")), "kept"),
+    ):
+        for offset, (column, name, colour) in zip((0.2, -0.2), pairs, strict=True):
+            values = rows[column].to_numpy()
+            shown = np.maximum(values, 0.5) if what == "spurious" else values  # 0 on a log axis: a stub
+            ax.barh(y + offset, shown, 0.4, color=colour, label=name)
+            for row, (count, end) in enumerate(zip(values, shown, strict=True)):
+                ax.text(end, y[row] + offset, f" {count:g}", va="center", fontsize=6)
+        ax.grid(axis="x", alpha=0.3)
+    spurious.set_xscale("log")
+    spurious.set_xlabel("spurious specks, no HR speck near (fewer is better; log)")
+    kept.scatter(rows["kept_hr"], y, marker="|", s=120, color="black", label="HR", zorder=3)
+    kept.set_xlabel("reference specks kept (more is better)")
+    labels = [f"{cell}  {row.gain_db:+.2f} dB" for cell, row in rows.iterrows()]
+    if "gated" in rows:  # grids scored before the noise gate have no gated counts
+        runs = rows["films"] * rows.get("draws", 1)
+        labels = [
+            f"{t}{f'  (gated {g}/{n})' if g else ''}" for t, g, n in zip(labels, rows["gated"], runs, strict=True)
+        ]
+    spurious.set_yticks(y, labels, fontsize=8)
+    for tick, ok in zip(spurious.get_yticklabels(), rows["pass"], strict=True):
+        tick.set_color("black" if bool(ok) else "red")
+    kept.legend(fontsize=8, loc="lower right")
+    fig.suptitle(
+        title
+        or "Scanner grid: SR against bicubic per cell, counts summed over films and noise draws "
+        "(red: the cell fails the rule)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def scanner_grid(
     cell_names: Sequence[str] | None = None, seed: int = 0, noise_gate: str | float | None = "auto", draws: int = 1
 ) -> Callable[..., ReportSection]:
@@ -217,7 +269,8 @@ def scanner_grid(
     cell_names: a subset of scanner_degradations.CELL_NAMES ('default' is always run), None = all; an
     unknown name raises MammoError here, before any film is scored. seed: the noise cells' seed; draws: noise
     draws per noise cell (run_grid). noise_gate: upscale's (inference.upscale.gated_upscale).
-    Writes grid.csv (one row per cell, with pass), grid_per_film.csv, metrics.json "grid", a report section.
+    Writes grid.csv (one row per cell, with pass), grid_per_film.csv, grid.png (grid_png), metrics.json "grid",
+    a report section.
     """
     cells = resolve_cells(cell_names)
 
@@ -242,6 +295,7 @@ def scanner_grid(
         reference = "the phantom's true specks" if truth is not None else "HR specks inside the calcification circles"
         metrics = grid_metrics(summary, films, reference, seed, draws)
         tables = {"grid.csv": summary, "grid_per_film.csv": per_film}
-        return ReportSection("grid", metrics, tables, grid_markdown(metrics))
+        markdown = [*grid_markdown(metrics), "", "![the scanner grid, per cell](grid.png)"]
+        return ReportSection("grid", metrics, tables, markdown, {"grid.png": grid_png(summary)})
 
     return section
