@@ -342,6 +342,11 @@ def test_a_study_moved_to_another_machine_resumes_from_its_saved_units(quick_stu
     again = evaluate_aug(None, out=moved, preset="quick", arms=("gan", "sr"))
     assert not list((moved / "work").rglob("classifier.keras"))  # scored from the saved scores
     assert not (moved / "work" / "progress.jsonl").exists()  # nothing trained, no film scored again
+    real = again["tasks"]["easy"]["arms"]["real"]["compute"]  # restored units: their runs' own training time
+    hours = [
+        json.loads((moved / "work" / f"fold{k}/easy/real/seed0/metrics.json").read_text())["hours"] for k in (0, 1)
+    ]
+    assert real == {"units": 2, "seconds": pytest.approx(3600 * sum(hours), abs=0.2)} and real["seconds"] > 0
     for task, results in metrics["tasks"].items():
         for arm, result in results["arms"].items():
             assert again["tasks"][task]["arms"][arm]["auc"] == result["auc"], (task, arm)

@@ -235,7 +235,8 @@ def render_markdown(metrics: dict, figures: list[str]) -> str:
         f"steps, same in every arm); {retrained}"
         f"{c['bootstrap']} patient-level bootstrap resamples. Training units took "
         f"{metrics.get('training_seconds_all_sessions', 0) / 3600:.2f} h of process time over all sessions "
-        f"(work/progress.jsonl; units run in parallel overlap); the last invocation took "
+        f"(work/progress.jsonl, or a restored unit's own run record; units run in parallel overlap); the last "
+        f"invocation took "
         f"{metrics.get('wall_seconds', 0) / 3600:.2f} h.",
         "",
         "AUC, sensitivity and specificity (threshold chosen on validation patients) are pooled over folds per "

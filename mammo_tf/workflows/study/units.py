@@ -4,7 +4,7 @@ model and inserted patches, the baselines, the SR arms and the film task.
 Everything a unit trains is kept under ``<out>/work`` (WorkFolder), so an interrupted study resumes where it
 stopped; the layout, which older studies' work folders share:
 
-    work/progress.jsonl                      one line per finished unit: unit, seconds, finished
+    work/progress.jsonl                      one line per unit finished here: unit, seconds, finished
     work/fold{k}/gan/                        the fold's synthesis GAN run (train_gan, seed k)
     work/fold{k}/synthetic/                  its synthetic patches (manifest.csv once complete)
     work/fold{k}/gan-quality/                its evaluate-gan report on the fold's validation patients
@@ -93,23 +93,29 @@ class WorkFolder:
 
     def done(self, name: str, started: float) -> None:
         seconds = round(time.monotonic() - started, 1)
-        with open(self.root / "progress.jsonl", "a") as f:
-            f.write(json.dumps({"unit": name, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-            f.write("\n")
+        line = json.dumps({"unit": name, "seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
+        with open(self.root / "progress.jsonl", "a") as f:  # one write: fold workers append to the same file
+            f.write(line)
         self.log(f"{name}: {seconds:.0f} s")
 
     def unit_seconds(self) -> dict[str, float]:
-        """Seconds per finished unit name, summed over every session of this study (progress.jsonl)."""
+        """Seconds per finished unit name, summed over every session of this study: progress.jsonl, which
+        stays on the machine that ran the unit; for a unit restored from another machine's saved units (no
+        line here), its run's own training time (metrics.json "hours", recorded to 3.6 s)."""
         path = self.root / "progress.jsonl"
         seconds: dict[str, float] = {}
         if path.is_file():
             for line in filter(str.strip, path.read_text().splitlines()):
                 entry = json.loads(line)
                 seconds[entry["unit"]] = seconds.get(entry["unit"], 0.0) + float(entry["seconds"])
+        for record in self.root.rglob("metrics.json"):
+            name = record.parent.relative_to(self.root).as_posix()
+            if name not in seconds and (hours := json.loads(record.read_text()).get("hours")):
+                seconds[name] = round(3600 * float(hours), 1)
         return seconds
 
     def compute_seconds(self) -> float:
-        """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
+        """Seconds spent in finished training units, over every session of this study (unit_seconds)."""
         return float(sum(self.unit_seconds().values()))
 
 
