@@ -95,13 +95,13 @@ STUDY_REPORT = reports/aug-mias-2
 STUDY_ARGS = --data data/mias --preset standard --positive-fractions 0.25,0.5,1
 
 study: $(STAMP) data ## the augmentation study, second edition, on MIAS (5 folds x 3 seeds, many hours, resumable); report into reports/aug-mias-2
-	@# folds in parallel processes of one thread each (STUDY_WORKERS of them), then the report from their units;
-	@# units saved by `make study-units` (on another machine) are reused, not trained again
+	@# STUDY_WORKERS processes of one thread each share the units (each locks the one it trains), then the
+	@# report from their units; units saved by `make study-units` (on another machine) are reused, not trained again
 	mkdir -p $(STUDY_RUN)/work
 	$(BIN)/python -c 'import sys; from mammo_tf.workflows.study.saved_units import restore_units as r; \
 		print(len(r(*sys.argv[1:])), "units restored")' $(STUDY_REPORT)/units $(STUDY_RUN)/work
-	seq 0 4 | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 OMP_NUM_THREADS=1 \
-		$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --only-fold {} >> $(STUDY_RUN)/study.log 2>&1
+	seq $(STUDY_WORKERS) | xargs -P $(STUDY_WORKERS) -I{} env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+		OMP_NUM_THREADS=1 $(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --train-only >> $(STUDY_RUN)/study.log 2>&1
 	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN)
 	mkdir -p $(STUDY_REPORT) && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/predictions.csv.gz \
 		$(STUDY_RUN)/*.png $(STUDY_REPORT)/

@@ -227,9 +227,18 @@ def _refresh(folder: Path, data, grids: tuple[Path, ...]) -> None:
     "--only-fold",
     type=click.IntRange(min=0),
     default=None,
-    help="Train that fold's units and stop, to run folds in parallel processes; a run without it writes the report.",
+    help="Train that fold's units and stop (as --train-only, for one fold).",
 )
-def evaluate_aug(data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold) -> None:
+@click.option(
+    "--train-only",
+    is_flag=True,
+    help="Train the units and stop, without the report. Several processes may run it at once with the same "
+    "--out on one machine: they share the units, each waiting for the others before it stops. A run without "
+    "it writes the report.",
+)
+def evaluate_aug(
+    data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold, train_only
+) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
     Arms: real only; real + GAN patches (0.5, 1), GAN only; real + inserted clusters (0.5, 1, 2), rendered
@@ -255,9 +264,11 @@ def evaluate_aug(data, folds, seeds, tasks, arms, positive_fractions, preset, sr
         sr_model=sr_model,
         log=lambda line: click.echo(line, err=True),
         only_fold=only_fold,
+        train_only=train_only,
     )
     if metrics is None:
-        click.echo(f"fold {only_fold} done in {out}/work; run again without --only-fold to write the report")
+        what, flag = ("every unit", "--train-only") if only_fold is None else (f"fold {only_fold}", "--only-fold")
+        click.echo(f"{what} done in {out}/work; run again without {flag} to write the report")
         return
     for task, entry in metrics["tasks"].items():
         click.echo(task)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.catalog import load_catalog
 from mammo_tf.errors import MammoError
 from mammo_tf.evaluation.stats import bootstrap_ci, paired_bootstrap, verdict
-from mammo_tf.workflows.study import evaluate_aug, fold_catalog
+from mammo_tf.workflows.study import Study, evaluate_aug, fold_catalog
 from mammo_tf.workflows.study.plan import (
     SR_TASK,
     SR_TRAINED_TASK,
@@ -28,7 +31,8 @@ from mammo_tf.workflows.study.plan import (
     sr_cell,
 )
 from mammo_tf.workflows.study.saved_units import restore_units, save_units
-from mammo_tf.workflows.study.units import Units, WorkFolder
+from mammo_tf.workflows.study.units import Busy, Units, WorkFolder
+from mammo_tf_cli.main import cli
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
 
@@ -299,6 +303,45 @@ def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> No
     assert (out / "report.md").read_text() == report
     with pytest.raises(MammoError, match="fold 2 does not exist"):
         evaluate_aug(None, out=out, preset="quick", only_fold=2)
+
+
+def test_a_unit_is_claimed_by_one_process_at_a_time(tmp_path) -> None:
+    work = WorkFolder(tmp_path)
+    with work.claim("fold0/easy/real/seed0"):
+        with (
+            pytest.raises(Busy, match=rf"fold0/easy/real/seed0 \(process {os.getpid()}\)"),
+            work.claim("fold0/easy/real/seed0"),
+        ):
+            pass
+        with work.claim("fold0/easy/real/seed1"):  # another unit is free
+            pass
+    with work.claim("fold0/easy/real/seed0"):  # released at the end of the block
+        pass
+
+
+def test_training_passes_share_units_and_skip_what_another_process_holds(quick_study, tmp_path) -> None:
+    """Two processes training one study: a unit held by the other is skipped with the units that need it, and
+    a later pass trains it; the report refuses to start while a unit is held."""
+    out = tmp_path / "report"
+    shutil.copytree(quick_study[0] / "work", out / "work")
+    work = out / "work"
+    needs_gan, free = work / "fold0/easy/real+synthetic x1/seed0", work / "fold1/easy/real+synthetic x1/seed0"
+    shutil.rmtree(needs_gan)
+    shutil.rmtree(free)
+    study = Study(load_catalog(None), resolve_study_config("quick", arms=("gan", "sr")), out)
+    with study.work.claim("fold0/gan"):  # another process would be training fold 0's GAN
+        skipped = study.training_pass()
+        with pytest.raises(MammoError, match="fold0/gan .* is being trained by another process"):
+            study.run()
+    assert skipped[0].startswith("fold0/gan (process") and all(s.startswith("fold0/") for s in skipped)
+    assert any(s.startswith("fold0/easy/real+synthetic x1/seed0") for s in skipped)
+    assert (free / "metrics.json").is_file() and not needs_gan.exists()
+    assert study.training_pass() == [] and (needs_gan / "metrics.json").is_file()
+    result = CliRunner().invoke(
+        cli, ["evaluate-aug", "--preset", "quick", "--arms", "gan,sr", "--out", str(out), "--train-only"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "every unit done" in result.output and "without --train-only" in result.output
 
 
 def test_an_interrupted_generative_unit_resumes_from_its_checkpoint(tmp_path) -> None:

@@ -11,7 +11,7 @@ from mammo_tf.config.base import TrainerConfig
 
 # filters, blocks, residual scale; "tiny" exists for the test suite.
 SR_ACTIVATIONS = ("relu", "leaky_relu")
-LR_DEGRADATIONS = ("box", "diverse")  # how training LR is made from HR (data/scanner_degradations.py)
+LR_DEGRADATIONS = ("box", "diverse", "gated")  # how training LR is made from HR (data/scanner_degradations.py)
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
 
@@ -46,7 +46,8 @@ class SRConfig(TrainerConfig):
     and breast edge instead (whose sharp edges a breast-only model over-sharpens); LR by box averaging,
     rounded to the source bit depth when quantise_lr (what a file gives at inference); lr_degradations
     "diverse" instead draws a random scanner per pair (PSF, kernel, noise, JPEG; a share stays the box),
-    so the model meets other scanners' noise in training (scanner_degradations.random_degradation).
+    so the model meets other scanners' noise in training (scanner_degradations.random_degradation);
+    "gated" draws only scanners upscale's noise gate lets through (blur, grainy noise; half stays the box).
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x L1
     on the output before the projection (models/sr.py says why), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.

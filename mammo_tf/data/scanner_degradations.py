@@ -234,34 +234,71 @@ def degrade_cell(hr: np.ndarray, scale: int, cell: ScannerCell, seed: int | Sequ
     return quantize(lr, cell.bits, as_float=True)
 
 
-# Degradation-diverse training pairs (SRConfig.lr_degradations = "diverse"): the grid's axes, drawn at random.
-DIVERSE_CLEAN_SHARE = 0.35  # pairs kept on the project's own degradation (area, no blur, no noise)
-DIVERSE_PSF_SIGMAS = (0.0, 0.0, 0.7, 1.4)  # a choice, times U(0, 1): half the pairs stay sharp
-DIVERSE_KERNELS = ("area", "area", "bicubic", "gaussian")
-DIVERSE_NOISE_SHARE, DIVERSE_MAX_PHOTON_GREYS = 0.6, 5.0  # photon std U(0, 5) grey levels (8-bit) at full scale
-DIVERSE_JPEG_SHARE, DIVERSE_JPEG_QUALITY = 0.15, (60, 95)  # 8-bit LR only
-DIVERSE_GRAIN_SHARE, DIVERSE_GRAIN_PX = 0.5, (0.5, 1.5)  # noisy draws made grainy, Gaussian sigma U(...) LR px
+@dataclass(frozen=True)
+class DegradationMix:
+    """How random_degradation draws a training scanner: the share kept clean (the box average), PSF widths
+    (a choice, times U(0, 1)), kernels (a choice), the share with noise and its photon std (U(0, max) grey
+    levels of 8 bits at full scale), the share of that noise made grainy (smoothed by a Gaussian of
+    U(grain_px) LR px), and the share of 8-bit draws JPEG-coded at a quality in jpeg_quality."""
+
+    clean_share: float
+    psf_sigmas: tuple[float, ...]
+    kernels: tuple[str, ...]
+    noise_share: float
+    max_photon_greys: float
+    grain_share: float
+    grain_px: tuple[float, float] = (0.5, 1.5)
+    jpeg_share: float = 0.0
+    jpeg_quality: tuple[int, int] = (60, 95)
 
 
-def random_degradation(hr: np.ndarray, scale: int, bits: int, rng: np.random.Generator) -> np.ndarray:
+# SRConfig.lr_degradations -> its mix. "diverse": the grid's axes, every scanner; a third stays clean.
+# "gated": only what upscale's noise gate lets through, for a model that stands behind it: no white noise,
+# no bicubic kernel, no JPEG (the gate hands such films to bicubic), but grainy noise, which the gate cannot
+# see (docs/results-sr.md), up to 3 grey levels, and blur; half stays clean.
+DEGRADATION_MIXES = {
+    "diverse": DegradationMix(
+        clean_share=0.35,
+        psf_sigmas=(0.0, 0.0, 0.7, 1.4),  # half the pairs stay sharp
+        kernels=("area", "area", "bicubic", "gaussian"),
+        noise_share=0.6,
+        max_photon_greys=5.0,
+        grain_share=0.5,
+        jpeg_share=0.15,
+    ),
+    "gated": DegradationMix(
+        clean_share=0.5,
+        psf_sigmas=(0.0, 0.0, 0.7, 1.4),
+        kernels=("area", "area", "gaussian"),
+        noise_share=0.8,
+        max_photon_greys=3.0,
+        grain_share=1.0,
+    ),
+}
+
+
+def random_degradation(
+    hr: np.ndarray, scale: int, bits: int, rng: np.random.Generator, mix: str | DegradationMix = "diverse"
+) -> np.ndarray:
     """One training LR from HR by a randomly drawn scanner (the grid's axes with random parameters).
 
     Why: a model trained on the box average of one digitiser sharpens other scanners' noise into
     calcification-like specks; the idea of Real-ESRGAN's degradation diversity, applied to the LR side only
-    (HR stays the film). hr: float [H, W] in [0, 1], sides multiples of `scale`; bits: the LR's bit depth.
-    Returns float32 [H/s, W/s] in [0, 1] on the `bits` grid. The draw (DIVERSE_* above): a share stays clean,
-    the rest gets a random PSF, kernel, Poisson-Gaussian noise (half of it grainy: correlate_noise, the
-    grid's noise-corr cells, which the gate cannot see) and, for 8 bits, sometimes JPEG.
+    (HR stays the film). hr: float [H, W] in [0, 1], sides multiples of `scale`; bits: the LR's bit depth;
+    mix: a DEGRADATION_MIXES name or a DegradationMix. Returns float32 [H/s, W/s] in [0, 1] on the `bits`
+    grid. The draw: a share stays clean, the rest gets a random PSF, kernel, Poisson-Gaussian noise (a share
+    of it grainy: correlate_noise, the grid's noise-corr cells) and, for 8 bits, sometimes JPEG.
     """
-    if rng.random() < DIVERSE_CLEAN_SHARE:
+    mix = DEGRADATION_MIXES[mix] if isinstance(mix, str) else mix
+    if rng.random() < mix.clean_share:
         return quantize(downscale(hr, scale, "area"), bits, as_float=True)
-    sigma = float(rng.choice(DIVERSE_PSF_SIGMAS)) * rng.random()
-    kernel = str(rng.choice(DIVERSE_KERNELS))
-    photon = rng.uniform(0.0, DIVERSE_MAX_PHOTON_GREYS) * GREY_8BIT if rng.random() < DIVERSE_NOISE_SHARE else 0.0
+    sigma = float(rng.choice(mix.psf_sigmas)) * rng.random()
+    kernel = str(rng.choice(mix.kernels))
+    photon = rng.uniform(0.0, mix.max_photon_greys) * GREY_8BIT if rng.random() < mix.noise_share else 0.0
     clean = downscale(psf_blur(hr, sigma), scale, kernel)
     lr = poisson_gaussian(clean, photon, rng)
-    if photon and rng.random() < DIVERSE_GRAIN_SHARE:
-        lr = correlate_noise(clean, lr, rng.uniform(*DIVERSE_GRAIN_PX))
-    if bits == 8 and rng.random() < DIVERSE_JPEG_SHARE:
-        return jpeg_roundtrip(lr, int(rng.integers(DIVERSE_JPEG_QUALITY[0], DIVERSE_JPEG_QUALITY[1] + 1)))
+    if photon and rng.random() < mix.grain_share:
+        lr = correlate_noise(clean, lr, rng.uniform(*mix.grain_px))
+    if bits == 8 and rng.random() < mix.jpeg_share:
+        return jpeg_roundtrip(lr, int(rng.integers(mix.jpeg_quality[0], mix.jpeg_quality[1] + 1)))
     return quantize(lr, bits, as_float=True)

@@ -44,12 +44,14 @@ def _pairs(catalog, config: SRConfig, n: int, hr_size: int, split: str, seed: in
         seed=seed,
     )
     depths = catalog.images.set_index("image_id")["bit_depth"].loc[pairs.image_id].to_numpy()
-    if config.lr_degradations == "diverse":  # a random scanner per pair, on the source's grey levels
+    if config.lr_degradations != "box":  # a random scanner per pair, on the source's grey levels
         from mammo_tf.data.scanner_degradations import random_degradation
 
         rng = np.random.default_rng([seed, 1])
-        hr = pairs.hr[..., 0]
-        lr = np.stack([random_degradation(h, config.scale, int(b), rng) for h, b in zip(hr, depths, strict=True)])
+        mix, s = config.lr_degradations, config.scale
+        lr = np.stack(
+            [random_degradation(h, s, int(b), rng, mix) for h, b in zip(pairs.hr[..., 0], depths, strict=True)]
+        )
         lr = lr[..., None]
     elif config.quantise_lr:
         lr = np.stack([quantize(x, int(b), as_float=True) for x, b in zip(pairs.lr, depths, strict=True)])
@@ -63,7 +65,7 @@ def _pair_shards(data: str | Path | None, config: SRConfig) -> dict | None:
     """The manifest of `data` when it is a sr-pairs shard folder sampled for this config, else None.
 
     MammoError (one line, before TensorFlow) for pairs sampled at another scale, size or spacing, or for
-    --lr-degradations diverse (shards hold the box-averaged LR; diverse LR is drawn per pair from the films).
+    --lr-degradations other than box (shards hold the box-averaged LR; other LR is drawn per pair from the films).
     """
     from mammo_tf.data.sample_shards import trainer_shards
 
@@ -72,7 +74,9 @@ def _pair_shards(data: str | Path | None, config: SRConfig) -> dict | None:
         expected["spacing_mm"] = config.spacing_mm
     manifest = trainer_shards(data, "sr-pairs", expected)
     if manifest is not None and config.lr_degradations != "box":
-        raise MammoError(f"{data}: sr-pairs shards hold box-averaged LR; --lr-degradations diverse needs the films")
+        raise MammoError(
+            f"{data}: sr-pairs shards hold box-averaged LR; --lr-degradations {config.lr_degradations} needs the films"
+        )
     return manifest
 
 
@@ -103,8 +107,9 @@ def _shard_dataset(folder: str, manifest: dict, config: SRConfig):
 def _noise_ceiling(catalog, config: SRConfig) -> float | None:
     """The noise ceiling `upscale` gates with (inference/noise_gate.py): the noisiest training film's LR as
     the model saw it (the box average, rounded to the film's bits), plus a margin, in 8-bit grey levels.
-    None for degradation-diverse training: the model saw noisy LR on purpose."""
-    if config.lr_degradations != "box":
+    None for degradation-diverse training: the model saw noisy LR on purpose. "gated" training keeps the
+    box's ceiling: such a model is meant to stand behind the gate, which hands it only what it trained on."""
+    if config.lr_degradations == "diverse":
         return None
     from mammo_tf.data.degrade import crop_to_scale, degrade
     from mammo_tf.data.noise import noise_ceiling

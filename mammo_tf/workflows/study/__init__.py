@@ -35,7 +35,8 @@ compute of its units; predictions.csv.gz holds every prediction the numbers come
 
 Everything a unit trains is kept under ``<out>/work`` so an interrupted study resumes where it stopped;
 each finished unit appends a line (name, seconds) to ``<out>/work/progress.jsonl``, whose sum is the
-study's compute time across resumed sessions.
+study's compute time across resumed sessions. Training passes (train_only, only_fold) in several processes
+share the units: each trains the units no other holds, and waits for the others' before it stops.
 
 Budget of the standard preset: 5 folds x 3 seeds, classifiers of 500 steps of 32 patches in every arm
 (the shipped classifier's validation AUC on MIAS was 0.979 at 500 steps and 0.980 at 3000), a quick-preset
@@ -83,20 +84,37 @@ class Study:
         self.work = WorkFolder(out / "work", log)
         self.pool = None  # the Pool of every prediction, once run() has summarised
 
-    def run(self, only_fold: int | None = None) -> dict | None:
-        """Every fold, then the summary; with only_fold, that fold's units only (None returned, no report)."""
-        plan = self.plan
+    def run(self, only_fold: int | None = None, train_only: bool = False) -> dict | None:
+        """Every fold, then the summary; with train_only or only_fold, training passes over every fold (or
+        that one) until their units are finished, by this process or others (Study.train): None, no report."""
         sr = load_sr_model_and_patients(self.sr_spec) if self.sr_spec is not None else None
-        folds = plan.folds if only_fold is None else (plan.fold(only_fold),)
-        units = Units(self.catalog, plan, self.work, sr, self.verbose)
-        for fold in folds:
-            units.run_fold(fold)
-        if only_fold is not None:
+        if train_only or only_fold is not None:
+            self.train(sr, only_fold)
             return None
+        units = Units(self.catalog, self.plan, self.work, sr, self.verbose)
+        for fold in self.plan.folds:
+            units.run_fold(fold)
         self.pool = units.pool
         metrics = summarise(units.pool, self.config, self.catalog, units.audit, units.localisation, units.compute())
         metrics["sr_model"] = None if sr is None else str(self.sr_spec)  # None: the SR arms' models are per fold
         return metrics
+
+    def training_pass(self, sr=None, only_fold: int | None = None) -> list[str]:
+        """One pass over every fold (or only_fold) that trains the units no other process holds; returns what
+        it skipped because another process held it (empty: every unit is finished)."""
+        folds = self.plan.folds if only_fold is None else (self.plan.fold(only_fold),)
+        units = Units(self.catalog, self.plan, self.work, sr, self.verbose, training_pass=True)
+        for fold in folds:
+            units.run_fold(fold)
+        return units.skipped
+
+    def train(self, sr=None, only_fold: int | None = None, wait_seconds: float = 300.0) -> None:
+        """Training passes until one skips nothing: units held by other processes are waited for, so that
+        every process of a shared study stops only once all of it is trained."""
+        log = self.work.log
+        while skipped := self.training_pass(sr, only_fold):
+            log(f"{len(skipped)} units held by other processes, first {skipped[0]}; next pass in {wait_seconds:.0f} s")
+            time.sleep(wait_seconds)
 
     def compute_seconds(self) -> float:
         """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
@@ -115,13 +133,15 @@ def evaluate_aug(
     verbose: int | str = 0,
     log=None,
     only_fold: int | None = None,
+    train_only: bool = False,
     **overrides,
 ) -> dict | None:
     """Run (or resume) the study and write report.md, metrics.json, predictions.csv.gz, roc.png, forest.png
     (and low_data.png with positive fractions) into `out`.
 
-    only_fold: train that fold's units and stop (no report, None returned), so that folds can run in
-    parallel processes; a later call without it finds them done, fills in the rest and writes the report.
+    train_only: train the units and stop (no report, None returned). Several processes may do so at once
+    in the same `out`, on one machine: they share the units (Study.train). A later call without it finds
+    them done, fills in the rest and writes the report. only_fold: the same, for that fold's units only.
     overrides: other StudyConfig fields (arms, positive_fractions, insert_ratios, ...); None keeps the preset's.
     """
     from mammo_tf.data.catalog import load_catalog
@@ -132,7 +152,7 @@ def evaluate_aug(
     out = Path(out)
     study = Study(catalog, config, out, sr_model, verbose, log)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = study.run(only_fold)
+    metrics = study.run(only_fold, train_only)
     if metrics is None:
         return None
     metrics["wall_seconds"] = round(time.monotonic() - started, 1)  # this invocation only

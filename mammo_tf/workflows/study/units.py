@@ -18,6 +18,12 @@ stopped; the layout, which older studies' work folders share:
     work/fold{k}/{task} positives {f}/{arm}/seed{s}/   a low-data classifier run
     work/fold{k}/easy/trained on {bicubic,SR}/seed{s}/  the classifiers trained on upscaled LR patches
     work/fold{k}/film-seed{s}.json           the film task's per-film scores
+    work/.locks/{unit}.lock                  held (flock) by the process training that unit
+
+Several processes on one machine can train one study's units together: a process holds a unit's lock while
+it trains it (WorkFolder.claim), and another that reaches the unit skips it and everything that needs it
+(Busy), then comes back for it (Study.train). The lock is an flock, released when its process ends, even
+when killed, so a stopped session leaves no stale lock.
 
 A run folder without metrics.json is an interrupted unit: a classifier's is removed and trained again, a
 GAN's, insertion model's or SR model's resumes from its last checkpoint (checkpoints/last.keras). Every model's
@@ -29,7 +35,10 @@ models; a low-data insertion model's are also checked against the patients its f
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -65,12 +74,38 @@ from mammo_tf.workflows.study.saved_units import UnitScores
 from mammo_tf.workflows.study.summary import Pool, patch_labels, val_threshold
 
 
+class Busy(Exception):
+    """A unit another process holds (WorkFolder.claim): skip it, and what needs it, until it is finished."""
+
+
 class WorkFolder:
     """``<out>/work``: a folder per unit, reused once finished; progress.jsonl sums the compute time."""
 
     def __init__(self, root: Path, log=None) -> None:
         self.root = root
         self.log = log or (lambda line: None)
+
+    @contextmanager
+    def claim(self, name: str) -> Iterator[None]:
+        """Hold unit `name`'s lock (work/.locks/<name>.lock) for the block: Busy, at once, when another
+        process holds it. An flock: the kernel releases it when the process ends, however it ends."""
+        import fcntl
+
+        path = self.root / ".locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise Busy(f"{name} (process {lock.read().strip() or '?'})") from None
+            lock.truncate(0)
+            lock.write(str(os.getpid()))
+            lock.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def start(self, run: Path) -> bool:
         """True when the unit in `run` must be trained; an interrupted one (no metrics.json) starts again."""
@@ -182,11 +217,19 @@ def write_inserted(run: Path, catalog, folder: Path, n: int, seed: int) -> dict[
 
 class Units:
     """The units of one study: trains what is not finished in the work folder, adds every arm's test scores
-    to the pool, and records what each model saw in the audit."""
+    to the pool, and records what each model saw in the audit.
 
-    def __init__(self, catalog, plan: StudyPlan, work: WorkFolder, sr=None, verbose: int | str = 0) -> None:
+    training_pass: train only, beside other processes: a unit another process holds is skipped with what
+    needs it (its name kept in `skipped`), and the baselines, which train nothing, are left to the report's
+    pass. Without it, such a unit is an error: the report needs every unit.
+    """
+
+    def __init__(
+        self, catalog, plan: StudyPlan, work: WorkFolder, sr=None, verbose: int | str = 0, training_pass: bool = False
+    ) -> None:
         self.catalog, self.plan, self.config, self.work, self.sr = catalog, plan, plan.config, work, sr
-        self.verbose = verbose
+        self.verbose, self.training_pass = verbose, training_pass
+        self.skipped: list[str] = []  # training pass: the units other processes held, and what needed them
         self.pool = Pool()
         # models: per fold, the patients every model trained on and the GAN / SR model ids (model_record)
         self.audit: dict = {"folds": [], "gan_patients": [], "sr_patients_excluded": [], "models": []}
@@ -208,33 +251,51 @@ class Units:
         cat = fold.catalog(self.catalog, config.val_fraction)
         self.audit["folds"].append(sorted(fold.test_patients))
         self.model_record(fold.index)["test_patients"] = sorted(fold.test_patients)
-        sources: dict[str, Path] = {}  # Arm.source -> patch folder
+        sources: dict[str, Path] = {}  # Arm.source -> patch folder; a source another process trains is missing
         if plan.uses_synthetic:
             real_train = self.real_patches(cat, "easy", 0)[0]
-            sources["gan"] = self.synthetic(fold.index, cat, plan.synthetic_count(len(real_train.labels)))
+            with self.unless_busy():
+                sources["gan"] = self.synthetic(fold.index, cat, plan.synthetic_count(len(real_train.labels)))
         if plan.uses_insertion:
-            sources.update(self.inserted(fold, cat))
+            with self.unless_busy():
+                sources.update(self.inserted(fold, cat))
         tests = {}
         for task in plan.patch_tasks:
             base = resolve_classifier_config(config.classifier_preset, task=task)
             tests[task] = test = task_patches(cat, base, "test", seed=fold.patch_seed("test"))
-            train = task_patches(cat, base, "train", seed=fold.patch_seed("train"))
-            val = task_patches(cat, base, "val", seed=fold.patch_seed("val"))
-            self.baselines(task, fold.index, cat, train, val, test)
+            if not self.training_pass:
+                train = task_patches(cat, base, "train", seed=fold.patch_seed("train"))
+                val = task_patches(cat, base, "val", seed=fold.patch_seed("val"))
+                self.baselines(task, fold.index, cat, train, val, test)
             for unit in plan.units(fold.index, task):
-                self.classifier_arm(unit, cat, test, sources)
+                with self.unless_busy():
+                    self.classifier_arm(unit, cat, test, sources)
         for fraction in plan.low_data_fractions:
-            sources = self.inserted(fold, cat, fraction)
+            sources = {}
+            with self.unless_busy():
+                sources = self.inserted(fold, cat, fraction)
             for task in plan.patch_tasks:
                 for unit in plan.units(fold.index, task, fraction):
-                    self.classifier_arm(unit, cat, tests[task], sources)
+                    with self.unless_busy():
+                        self.classifier_arm(unit, cat, tests[task], sources)
         if plan.film:
-            from mammo_tf.training.classifier_trainer import MODEL_NAME
-
             for unit in plan.film_units(fold.index):
-                if not self.film_cache(fold.index, unit.seed).is_file():  # a restored unit has no model: retrain
-                    self.work.needs_model(self.work.root / unit.name, MODEL_NAME)
-                self.film(fold.index, unit.seed, cat, self.classifier(unit, cat).model)
+                with self.unless_busy():
+                    self.film(fold.index, unit, cat)
+
+    @contextmanager
+    def unless_busy(self) -> Iterator[None]:
+        """Run the block; when it meets a unit another process holds (Busy), skip the rest of the block in a
+        training pass (the unit named in `skipped`), and stop with a MammoError otherwise."""
+        try:
+            yield
+        except Busy as busy:
+            if not self.training_pass:
+                raise MammoError(
+                    f"{self.work.root}: unit {busy} is being trained by another process; "
+                    "write the report once it has finished"
+                ) from None
+            self.skipped.append(str(busy))
 
     # -- records --------------------------------------------------------------------------------------------
     def model_record(self, fold: int) -> dict:
@@ -277,34 +338,38 @@ class Units:
         return out
 
     # -- classifiers ----------------------------------------------------------------------------------------
-    def trained(self, unit: Unit, catalog, steps: int | None = None, **kwargs) -> Path:
+    def trained(self, unit: Unit, catalog, steps: int | None = None, model_needed: bool = False, **kwargs) -> Path:
         """The classifier run ``work/<unit.name>``, trained unless finished (`steps`: the config's budget when
         None; below fraction 1, real positives of the fraction's patients only); its train and validation
-        patients go into the fold's model record, checked disjoint from the test patients."""
-        from mammo_tf.training.classifier_trainer import train_classifier
+        patients go into the fold's model record, checked disjoint from the test patients. model_needed: train
+        it again when it was restored from saved units, which keep no model (WorkFolder.needs_model)."""
+        from mammo_tf.training.classifier_trainer import MODEL_NAME, train_classifier
 
         name, task, seed = unit.name, unit.task, unit.seed
         run = self.work.root / name
-        if self.work.start(run):
-            steps = steps or self.config.classifier_steps
-            positives = (
-                None if unit.fraction == 1 else self.plan.fold(unit.fold).positive_patients(catalog, unit.fraction)
-            )
-            started = time.monotonic()
-            train_classifier(
-                None,
-                run,
-                catalog=catalog,
-                preset=self.config.classifier_preset,
-                task=task,
-                seed=seed,
-                steps=steps,
-                val_every=steps,
-                verbose=self.verbose,
-                real_patches=self.real_patches(catalog, task, seed, positives),
-                **kwargs,
-            )
-            self.work.done(name, started)
+        with self.work.claim(name):
+            if model_needed:
+                self.work.needs_model(run, MODEL_NAME)
+            if self.work.start(run):
+                steps = steps or self.config.classifier_steps
+                positives = (
+                    None if unit.fraction == 1 else self.plan.fold(unit.fold).positive_patients(catalog, unit.fraction)
+                )
+                started = time.monotonic()
+                train_classifier(
+                    None,
+                    run,
+                    catalog=catalog,
+                    preset=self.config.classifier_preset,
+                    task=task,
+                    seed=seed,
+                    steps=steps,
+                    val_every=steps,
+                    verbose=self.verbose,
+                    real_patches=self.real_patches(catalog, task, seed, positives),
+                    **kwargs,
+                )
+                self.work.done(name, started)
         record = json.loads((run / "config.json").read_text())
         check_disjoint(record["train_patients"], fold_test_patients(catalog), f"the classifier of {name}")
         # validation patients: the fold's val split, on which the threshold and checkpoint were chosen
@@ -317,8 +382,11 @@ class Units:
 
     def classifier_arm(self, unit: Unit, cat, test: Patches, sources: dict[str, Path]) -> None:
         """One classifier unit scored on the fold's test patches; the full-data real-only one also on the side
-        tasks. sources: Arm.source -> the fold's patch folder (at the unit's fraction)."""
+        tasks. sources: Arm.source -> the fold's patch folder (at the unit's fraction); Busy when the unit's
+        source is missing (another process is training its model)."""
         arm, fold, seed, task = unit.arm, unit.fold, unit.seed, unit.report_task
+        if arm.source is not None and arm.source not in sources:
+            raise Busy(f"{unit.name} (its {arm.source} patches' model is being trained by another process)")
         if arm.kind == "insert_pretrain":
             kwargs = self.pretrained(unit, cat, sources)
         else:
@@ -339,9 +407,8 @@ class Units:
         from mammo_tf.training.classifier_trainer import MODEL_NAME
 
         stage, first, second = self.plan.pretraining(unit)
-        if not (self.work.root / unit.name / "metrics.json").is_file():
-            self.work.needs_model(self.work.root / stage.name, MODEL_NAME)  # a first stage restored without it
-        run = self.trained(stage, cat, first, **stage.arm.train_kwargs(sources[stage.arm.source]))
+        unfinished = not (self.work.root / unit.name / "metrics.json").is_file()  # needs the first stage's model
+        run = self.trained(stage, cat, first, unfinished, **stage.arm.train_kwargs(sources[stage.arm.source]))
         self.arm_units.setdefault((unit.report_task, unit.arm.name), set()).add(stage.name)
         return {"steps": second, "init_from": run / MODEL_NAME}
 
@@ -372,7 +439,8 @@ class Units:
     def generative(self, fold: int, name: str, what: str, catalog, train) -> tuple[Path, dict]:
         """The fold's generative model run ``work/fold{k}/{name}``, trained by `train(run, resume)` unless
         finished: (run, its config.json record), its training patients checked disjoint from the fold's test
-        patients. These units take hours, so an interrupted one resumes from its last checkpoint."""
+        patients. These units take hours, so an interrupted one resumes from its last checkpoint. The caller
+        holds the unit's claim (WorkFolder.claim), over what it writes with the model too."""
         from mammo_tf.training.runs import CHECKPOINT
 
         run = self.work.root / f"fold{fold}" / name
@@ -419,15 +487,14 @@ class Units:
                 verbose=self.verbose,
             )
 
-        run, record = self.generative(fold, "gan", "GAN", catalog, train)
-        self.audit["gan_patients"].append(sorted(record["train_patients"]))
-        self.model_record(fold)["gan"] = {
-            **self.model_entry(run, "synthesis", record),
-            "quality": self.gan_quality(fold, run, catalog),
-        }
         folder = self.work.root / f"fold{fold}" / "synthetic"
-        if not (folder / "manifest.csv").is_file():
-            synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
+        with self.work.claim(f"fold{fold}/gan"):  # the GAN, its quality record and its patches
+            run, record = self.generative(fold, "gan", "GAN", catalog, train)
+            quality = self.gan_quality(fold, run, catalog)
+            if not (folder / "manifest.csv").is_file():
+                synthesize(run, n, "all", folder, seed=fold, fmt="npy", overwrite=True, progress=False)
+        self.audit["gan_patients"].append(sorted(record["train_patients"]))
+        self.model_record(fold)["gan"] = {**self.model_entry(run, "synthesis", record), "quality": quality}
         return folder
 
     def gan_quality(self, fold: int, run: Path, catalog) -> dict:
@@ -489,9 +556,10 @@ class Units:
             )
 
         what = "insertion model" + ("" if fraction == 1 else f" at positives {fraction:g}")
-        run, record = self.generative(k, f"insert{suffix}", what, catalog, train)
-        check_disjoint(record["train_patients"], left_out, f"fold {k}: the {what} (of its left-out positives)")
-        folders = write_inserted(run, fitted_on, self.work.root / f"fold{k}" / f"inserted{suffix}", n, seed=k)
+        with self.work.claim(f"fold{k}/insert{suffix}"):  # the model and its patches
+            run, record = self.generative(k, f"insert{suffix}", what, catalog, train)
+            check_disjoint(record["train_patients"], left_out, f"fold {k}: the {what} (of its left-out positives)")
+            folders = write_inserted(run, fitted_on, self.work.root / f"fold{k}" / f"inserted{suffix}", n, seed=k)
         manifest = pd.read_csv(folders["refined"] / "manifest.csv", dtype={"background_patient": str})
         held_out = fold_test_patients(catalog) | left_out
         check_disjoint(manifest["background_patient"], held_out, f"fold {k}: the patches of the {what}")
@@ -569,7 +637,8 @@ class Units:
                 verbose=self.verbose,
             )
 
-        run, record = self.generative(fold, "sr", "SR model", catalog, train)
+        with self.work.claim(f"fold{fold}/sr"):
+            run, record = self.generative(fold, "sr", "SR model", catalog, train)
         entry = self.model_entry(run, "sr", {**record, "steps": record["pretrain_steps"] + record["gan_steps"]})
         metrics = json.loads((run / "metrics.json").read_text())
         entry.update(pretrain_steps=record["pretrain_steps"], gan_steps=record["gan_steps"])
@@ -613,17 +682,19 @@ class Units:
     def film_cache(self, fold: int, seed: int) -> Path:
         return self.work.root / f"fold{fold}" / f"film-seed{seed}.json"
 
-    def film(self, fold: int, seed: int, cat, model) -> None:
-        """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json).
-        model: () -> the classifier, called only when the cache is missing."""
+    def film(self, fold: int, unit: Unit, cat) -> None:
+        """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json);
+        `unit`: that classifier, trained again when the cache is missing and it was restored without a model."""
+        seed = unit.seed
         cache = self.film_cache(fold, seed)
-        if cache.is_file():
+        with self.work.claim(f"fold{fold}/film/seed{seed}"):
+            cached = cache.is_file()
+            classifier = self.classifier(unit, cat, model_needed=not cached)
+            if not cached:
+                started = time.monotonic()
+                write_bytes_atomic(cache, json.dumps(film_scores(cat, classifier.model())).encode())
+                self.work.done(f"fold{fold}/film/seed{seed}", started)
             saved = json.loads(cache.read_text())
-        else:
-            started = time.monotonic()
-            saved = film_scores(cat, model())
-            write_bytes_atomic(cache, json.dumps(saved).encode())
-            self.work.done(f"fold{fold}/film/seed{seed}", started)
         table, hits = pd.DataFrame(saved["films"]), saved["localised"]
         fake = Patches(
             images=np.zeros((len(table), 1, 1, 1), np.float32),
