@@ -11,7 +11,7 @@ SR_RUN ?= $(HOME)/mammo-runs/sr-x2-mias-12k
 SHIPPED_MODELS ?= saved_models
 SERVING_DIR ?= saved_models/serving
 
-.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert ship-insert export study study-units
+.PHONY: install test test-fast demo lint bench data clean pretrained-sr ship-sr pretrained-gan ship-gan pretrained-classifier pretrained-insert ship-insert export study study-status study-units
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,9 @@ study: $(STAMP) data ## the augmentation study, second edition, on MIAS (5 folds
 	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN)
 	mkdir -p $(STUDY_REPORT) && cp $(STUDY_RUN)/report.md $(STUDY_RUN)/metrics.json $(STUDY_RUN)/predictions.csv.gz \
 		$(STUDY_RUN)/*.png $(STUDY_REPORT)/
+
+study-status: $(STAMP) ## how far `make study` is: per fold, units finished of those planned, units being trained now
+	$(BIN)/mammo-tf evaluate-aug $(STUDY_ARGS) --out $(STUDY_RUN) --status
 
 study-units: $(STAMP) ## copy the study's finished units (per-fold models, classifier scores: small files) into reports/aug-mias-2/units
 	$(BIN)/python -c 'import sys; from mammo_tf.workflows.study.saved_units import save_units as s; \

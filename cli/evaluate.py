@@ -236,8 +236,14 @@ def _refresh(folder: Path, data, grids: tuple[Path, ...]) -> None:
     "--out on one machine: they share the units, each waiting for the others before it stops. A run without "
     "it writes the report.",
 )
+@click.option(
+    "--status",
+    is_flag=True,
+    help="Print how far the study in --out is (per fold: units finished of those planned, units being trained "
+    "now; its compute so far) and stop; give the options it was started with.",
+)
 def evaluate_aug(
-    data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold, train_only
+    data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold, train_only, status
 ) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
@@ -252,6 +258,18 @@ def evaluate_aug(
 
     chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
     families = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms is not None else None
+    if status:
+        from mammo_tf.workflows.study import study_status
+
+        options = {"folds": folds, "seeds": seeds, "tasks": chosen, "arms": families}
+        rows, seconds = study_status(
+            data, out=out, preset=preset, sr_model=sr_model, positive_fractions=positive_fractions, **options
+        )
+        import pandas as pd
+
+        click.echo(pd.DataFrame(rows).to_string(index=False))
+        click.echo(f"compute so far: {seconds / 3600:.1f} h of process time")
+        return
     metrics = run(
         data,
         out=out,

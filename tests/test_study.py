@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from study_helpers import assert_status_counts_what_was_trained
 
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.catalog import load_catalog
@@ -303,6 +304,10 @@ def test_only_fold_reuses_finished_units_and_writes_no_report(quick_study) -> No
     assert (out / "report.md").read_text() == report
     with pytest.raises(MammoError, match="fold 2 does not exist"):
         evaluate_aug(None, out=out, preset="quick", only_fold=2)
+
+
+def test_status_counts_every_unit_the_study_trained(quick_study) -> None:
+    assert_status_counts_what_was_trained(None, quick_study[0], preset="quick", arms=("gan", "sr"))
 
 
 def test_a_unit_is_claimed_by_one_process_at_a_time(tmp_path) -> None:

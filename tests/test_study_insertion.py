@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from study_helpers import assert_status_counts_what_was_trained
 
 from mammo_tf.data.catalog import load_catalog
 from mammo_tf.data.phantom import write_phantom
@@ -140,3 +141,8 @@ def test_a_resumed_fold_trains_nothing_again(insertion_study) -> None:
     progress = (out / "work" / "progress.jsonl").read_text()
     assert evaluate_aug(data, out=out, only_fold=0, **STUDY) is None
     assert (out / "work" / "progress.jsonl").read_text() == progress  # insertion models and patches reused
+
+
+def test_status_counts_every_unit_of_the_insertion_study(insertion_study) -> None:
+    data, out, _ = insertion_study
+    assert_status_counts_what_was_trained(data, out, **STUDY)

@@ -68,6 +68,7 @@ __all__ = [
     "load_sr_model_and_patients",
     "plan_study",
     "render_markdown",
+    "study_status",
     "write_study_report",
 ]
 
@@ -116,9 +117,42 @@ class Study:
             log(f"{len(skipped)} units held by other processes, first {skipped[0]}; next pass in {wait_seconds:.0f} s")
             time.sleep(wait_seconds)
 
+    def status(self) -> list[dict]:
+        """Per fold, the units finished of those planned (plan.work_units), by kind ("models", "classifiers",
+        "films": "finished/planned"), and "training now": the units other processes hold."""
+        seen = load_sr_model_and_patients(self.sr_spec)[1] if self.sr_spec is not None else None
+        rows = []
+        for fold in self.plan.folds:
+            sr_arms = seen is None or not fold.test_patients <= seen
+            units = self.plan.work_units(fold.index, seen is not None, sr_arms)
+            row: dict = {"fold": fold.index}
+            for kind in ("model", "classifier", "film"):
+                planned = [u for u in units if u.kind == kind]
+                if planned:
+                    done = sum((self.work.root / u.done_file).is_file() for u in planned)
+                    row[f"{kind}s"] = f"{done}/{len(planned)}"
+            row["training now"] = ", ".join(u.name for u in units if self.work.held(u.name)) or "-"
+            rows.append(row)
+        return rows
+
     def compute_seconds(self) -> float:
         """Seconds spent in finished training units, over every session of this study (progress.jsonl)."""
         return self.work.compute_seconds()
+
+
+def study_status(
+    data=None, *, out: str | Path, preset: str = "standard", sr_model=None, **overrides
+) -> tuple[list[dict], float]:
+    """How far the study in `out` is (Study.status), with the same data and options as its evaluate_aug
+    call: per fold, units finished of those planned and the units being trained now; and its compute so far
+    in seconds (Study.compute_seconds). Reads the work folder only; trains nothing."""
+    from mammo_tf.data.catalog import load_catalog
+    from mammo_tf.errors import MammoError
+
+    if not (Path(out) / "work").is_dir():
+        raise MammoError(f"{out}: no study here (no work/ folder): evaluate-aug --out {out} starts one")
+    study = Study(load_catalog(data), resolve_study_config(preset, **overrides), Path(out), sr_model)
+    return study.status(), study.compute_seconds()
 
 
 def evaluate_aug(

@@ -204,6 +204,18 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class WorkUnit:
+    """A unit as the work folder holds it (units.py): kind "model" (a fold's GAN, insertion or SR model),
+    "classifier" (a classifier run, pretraining stages included) or "film" (the film task's scores of one
+    seed); its name (progress.jsonl's and its lock's) and the file that marks it finished, both relative to
+    ``<out>/work``."""
+
+    kind: str
+    name: str
+    done_file: str
+
+
+@dataclass(frozen=True)
 class Fold:
     """One patient fold: its index and its test patients."""
 
@@ -306,6 +318,36 @@ class StudyPlan:
     def film_units(self, fold: int) -> list[Unit]:
         """The classifiers the film task scores films with (shared with the easy task's real-only units)."""
         return [Unit(fold, FILM_CLASSIFIER_TASK, seed, REAL) for seed in self.seeds]
+
+    def work_units(self, fold: int, sr_model_given: bool = False, sr_arms: bool = True) -> list[WorkUnit]:
+        """Every unit one fold trains, in running order: what Study.status counts. Units.run_fold trains the
+        same (a test checks that a finished quick study has each). sr_model_given: the study was given one SR
+        model (no per-fold one); sr_arms False: it saw every test patient of the fold, so no SR arm trains."""
+
+        def model(name: str) -> WorkUnit:
+            return WorkUnit("model", f"fold{fold}/{name}", f"fold{fold}/{name}/metrics.json")
+
+        def classifier(unit: Unit) -> WorkUnit:
+            return WorkUnit("classifier", unit.name, f"{unit.name}/metrics.json")
+
+        with_sr = SR_BASE_TASK in self.patch_tasks and ("sr" in self.config.arms or sr_model_given) and sr_arms
+        out = [model("gan")] if self.uses_synthetic else []
+        out += [model("insert")] if self.uses_insertion else []
+        out += [model("sr")] if with_sr and not sr_model_given else []
+        out += [model(f"insert positives {f:g}") for f in self.low_data_fractions]
+        for fraction in (1.0, *self.low_data_fractions):
+            for task in self.patch_tasks:
+                for unit in self.units(fold, task, fraction):
+                    if unit.arm.kind == "insert_pretrain":
+                        out.append(classifier(self.pretraining(unit)[0]))
+                    out.append(classifier(unit))
+        if with_sr:
+            out += [classifier(Unit(fold, SR_BASE_TASK, s, sr_cell(t, t))) for s in self.seeds for t in UPSCALINGS[1:]]
+        if self.film:
+            if FILM_CLASSIFIER_TASK not in self.patch_tasks:
+                out += [classifier(unit) for unit in self.film_units(fold)]
+            out += [WorkUnit("film", f"fold{fold}/film/seed{s}", f"fold{fold}/film-seed{s}.json") for s in self.seeds]
+        return out
 
     def check_insertion(self, catalog) -> None:
         """MammoError before anything trains when a fold's training patients (below fraction 1: the fraction's

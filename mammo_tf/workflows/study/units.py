@@ -107,6 +107,16 @@ class WorkFolder:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def held(self, name: str) -> bool:
+        """Whether another process holds unit `name` now (WorkFolder.claim)."""
+        if not (self.root / ".locks" / f"{name}.lock").is_file():
+            return False
+        try:
+            with self.claim(name):
+                return False
+        except Busy:
+            return True
+
     def start(self, run: Path) -> bool:
         """True when the unit in `run` must be trained; an interrupted one (no metrics.json) starts again."""
         if (run / "metrics.json").is_file():
@@ -680,7 +690,7 @@ class Units:
 
     # -- the film task --------------------------------------------------------------------------------------
     def film_cache(self, fold: int, seed: int) -> Path:
-        return self.work.root / f"fold{fold}" / f"film-seed{seed}.json"
+        return self.work.root / f"fold{fold}" / f"film-seed{seed}.json"  # plan.WorkUnit's done_file
 
     def film(self, fold: int, unit: Unit, cat) -> None:
         """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json);
