@@ -259,14 +259,14 @@ def evaluate_aug(
     chosen = tuple(t.strip() for t in tasks.split(",")) if tasks else None
     families = tuple(a.strip() for a in arms.split(",") if a.strip()) if arms is not None else None
     if status:
+        import pandas as pd
+
         from mammo_tf.workflows.study import study_status
 
         options = {"folds": folds, "seeds": seeds, "tasks": chosen, "arms": families}
         rows, seconds = study_status(
             data, out=out, preset=preset, sr_model=sr_model, positive_fractions=positive_fractions, **options
         )
-        import pandas as pd
-
         click.echo(pd.DataFrame(rows).to_string(index=False))
         click.echo(f"compute so far: {seconds / 3600:.1f} h of process time")
         return

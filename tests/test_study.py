@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke, one_error_line
 from study_helpers import assert_status_counts_what_was_trained
 
 from mammo_tf.config import resolve_study_config
@@ -33,7 +33,6 @@ from mammo_tf.workflows.study.plan import (
 )
 from mammo_tf.workflows.study.saved_units import restore_units, save_units
 from mammo_tf.workflows.study.units import Busy, Units, WorkFolder
-from mammo_tf_cli.main import cli
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
 
@@ -310,6 +309,11 @@ def test_status_counts_every_unit_the_study_trained(quick_study) -> None:
     assert_status_counts_what_was_trained(None, quick_study[0], preset="quick", arms=("gan", "sr"))
 
 
+def test_status_of_a_folder_without_a_study_is_one_line_exit_2(tmp_path) -> None:
+    result = invoke("evaluate-aug", "--preset", "quick", "--out", str(tmp_path), "--status")
+    one_error_line(result, str(tmp_path), "no study here")
+
+
 def test_a_unit_is_claimed_by_one_process_at_a_time(tmp_path) -> None:
     work = WorkFolder(tmp_path)
     with work.claim("fold0/easy/real/seed0"):
@@ -342,9 +346,7 @@ def test_training_passes_share_units_and_skip_what_another_process_holds(quick_s
     assert any(s.startswith("fold0/easy/real+synthetic x1/seed0") for s in skipped)
     assert (free / "metrics.json").is_file() and not needs_gan.exists()
     assert study.training_pass() == [] and (needs_gan / "metrics.json").is_file()
-    result = CliRunner().invoke(
-        cli, ["evaluate-aug", "--preset", "quick", "--arms", "gan,sr", "--out", str(out), "--train-only"]
-    )
+    result = invoke("evaluate-aug", "--preset", "quick", "--arms", "gan,sr", "--out", out, "--train-only")
     assert result.exit_code == 0, result.output
     assert "every unit done" in result.output and "without --train-only" in result.output
 

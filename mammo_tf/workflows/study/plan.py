@@ -320,7 +320,7 @@ class StudyPlan:
         return [Unit(fold, FILM_CLASSIFIER_TASK, seed, REAL) for seed in self.seeds]
 
     def work_units(self, fold: int, sr_model_given: bool = False, sr_arms: bool = True) -> list[WorkUnit]:
-        """Every unit one fold trains, in running order: what Study.status counts. Units.run_fold trains the
+        """Every unit one fold trains (models first): what Study.status counts. Units.run_fold trains the
         same (a test checks that a finished quick study has each). sr_model_given: the study was given one SR
         model (no per-fold one); sr_arms False: it saw every test patient of the fold, so no SR arm trains."""
 
