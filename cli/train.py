@@ -42,12 +42,13 @@ def val_data_option(what: str, validation: str):
 )
 @click.option(
     "--lr-degradations",
-    type=click.Choice(["box", "diverse", "gated"]),
+    type=click.Choice(["box", "diverse", "gated", "gated-noisy"]),
     default="box",
     help="How training LR is made from HR. box: the 2x2 mean (the film's own scanner); diverse: a random "
     "scanner per pair (blur, kernel, noise, JPEG; a third stays the box), so other scanners' noise is not "
     "sharpened into specks; gated: only the scanners upscale's noise gate lets through (blur, grainy noise; "
-    "half stays the box), for a model that keeps the gate.",
+    "half stays the box), for a model that keeps the gate; gated-noisy: the same, with noise up to 5 grey "
+    "levels, half of it white.",
 )
 @click.option(
     "--init-from", default=None, help="Start from this SR model's weights (shipped name, .keras or run directory)."

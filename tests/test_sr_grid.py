@@ -75,19 +75,26 @@ def test_random_degradation_draws_scanners_and_keeps_a_clean_share() -> None:
     assert np.allclose(sixteen * 65535, np.round(sixteen * 65535), atol=1e-2)
 
 
-def test_gated_draws_keep_to_what_the_noise_gate_lets_through() -> None:
-    """ "gated" training pairs: half clean, and the noise always grainy (the gate cannot see it), never white."""
+@pytest.mark.parametrize(("mix", "max_greys", "white"), [("gated", 3, False), ("gated-noisy", 5, True)])
+def test_gated_draws_keep_to_what_the_noise_gate_lets_through(mix: str, max_greys: float, white: bool) -> None:
+    """ "gated" training pairs: half clean, and the noise always grainy (the gate cannot see it), never white;
+    "gated-noisy": the same share clean, noise up to 5 grey levels, and about half of it white."""
     hr = _texture(64)
     rng = np.random.default_rng(0)
     clean = degrade(hr, 2, 8)
-    draws = [sd.random_degradation(hr, 2, 8, rng, "gated") for _ in range(400)]
+    draws = [sd.random_degradation(hr, 2, 8, rng, mix) for _ in range(400)]
     assert all(np.allclose(d * 255, np.round(d * 255), atol=1e-4) for d in draws)  # on the 8-bit grid
     assert 0.42 < np.mean([np.array_equal(d, clean) for d in draws]) < 0.6  # 50 % + the rare no-op draw
     flat = np.full((128, 128), 0.5, np.float32)
-    noisy = [n for n in (sd.random_degradation(flat, 2, 16, rng, "gated") - 0.5 for _ in range(200)) if n.std() > 1e-3]
+    noisy = [n for n in (sd.random_degradation(flat, 2, 16, rng, mix) - 0.5 for _ in range(200)) if n.std() > 1e-3]
     neighbour = np.array([np.corrcoef(n[:, :-1].ravel(), n[:, 1:].ravel())[0, 1] for n in noisy])
-    assert len(noisy) > 60 and np.all(neighbour > 0.3)  # diverse: a quarter of its noisy draws near 0
-    assert max(float(n.std()) for n in noisy) < 3.2 / 255 * np.sqrt(0.5 + sd.READ_NOISE_SHARE**2)  # <= 3 grey levels
+    assert len(noisy) > 60
+    if white:
+        assert 0.3 < np.mean(neighbour > 0.3) < 0.7 and np.mean(np.abs(neighbour) < 0.1) > 0.3
+    else:
+        assert np.all(neighbour > 0.3)  # diverse: a quarter of its noisy draws near 0
+    stds = np.array([float(n.std()) for n in noisy]) / (np.sqrt(0.5 + sd.READ_NOISE_SHARE**2) / 255)  # in greys
+    assert stds.max() < max_greys * 1.07 and stds.max() > max_greys * 0.8
 
 
 @pytest.mark.parametrize("photon_std", [2 / 255, 8 / 255])

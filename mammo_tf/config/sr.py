@@ -11,7 +11,8 @@ from mammo_tf.config.base import TrainerConfig
 
 # filters, blocks, residual scale; "tiny" exists for the test suite.
 SR_ACTIVATIONS = ("relu", "leaky_relu")
-LR_DEGRADATIONS = ("box", "diverse", "gated")  # how training LR is made from HR (data/scanner_degradations.py)
+# How training LR is made from HR (data/scanner_degradations.py).
+LR_DEGRADATIONS = ("box", "diverse", "gated", "gated-noisy")
 GENERATOR_SIZES = {"compact": (32, 8, 1.0), "large": (64, 16, 0.1), "tiny": (4, 1, 1.0)}
 
 
@@ -47,7 +48,8 @@ class SRConfig(TrainerConfig):
     rounded to the source bit depth when quantise_lr (what a file gives at inference); lr_degradations
     "diverse" instead draws a random scanner per pair (PSF, kernel, noise, JPEG; a share stays the box),
     so the model meets other scanners' noise in training (scanner_degradations.random_degradation);
-    "gated" draws only scanners upscale's noise gate lets through (blur, grainy noise; half stays the box).
+    "gated" draws only scanners upscale's noise gate lets through (blur, grainy noise; half stays the box);
+    "gated-noisy" adds noise up to 5 grey levels, half of it white, for a model that still keeps the gate.
     Training: pretrain_steps of L1 (+ ssim_weight x (1 - SSIM)) on the projected output, + raw_weight x L1
     on the output before the projection (models/sr.py says why), then gan_steps of adversarial fine-tuning
     (relativistic-average GAN + feature matching), cosine learning rate in pretraining, EMA generator.

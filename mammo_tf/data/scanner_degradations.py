@@ -255,7 +255,9 @@ class DegradationMix:
 # SRConfig.lr_degradations -> its mix. "diverse": the grid's axes, every scanner; a third stays clean.
 # "gated": only what upscale's noise gate lets through, for a model that stands behind it: no white noise,
 # no bicubic kernel, no JPEG (the gate hands such films to bicubic), but grainy noise, which the gate cannot
-# see (docs/results-sr.md), up to 3 grey levels, and blur; half stays clean.
+# see (docs/results-sr.md), up to 3 grey levels, and blur; half stays clean. "gated-noisy": the same, with
+# noise up to 5 grey levels, half of it white: the gate stops such films, but meeting them in training may
+# teach calm on the grain that gets past it (the diverse fine-tune, which saw them, was the calm one).
 DEGRADATION_MIXES = {
     "diverse": DegradationMix(
         clean_share=0.35,
@@ -273,6 +275,14 @@ DEGRADATION_MIXES = {
         noise_share=0.8,
         max_photon_greys=3.0,
         grain_share=1.0,
+    ),
+    "gated-noisy": DegradationMix(
+        clean_share=0.5,
+        psf_sigmas=(0.0, 0.0, 0.7, 1.4),
+        kernels=("area", "area", "gaussian"),
+        noise_share=0.8,
+        max_photon_greys=5.0,
+        grain_share=0.5,
     ),
 }
 
