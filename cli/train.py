@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from mammo_tf.config.sr import LR_DEGRADATIONS
 from mammo_tf_cli.data import DATA_OPTION
 from mammo_tf_cli.options import (
     PRECISION_OPTION,
@@ -42,7 +43,7 @@ def val_data_option(what: str, validation: str):
 )
 @click.option(
     "--lr-degradations",
-    type=click.Choice(["box", "diverse", "gated", "gated-noisy"]),
+    type=click.Choice(LR_DEGRADATIONS),
     default="box",
     help="How training LR is made from HR. box: the 2x2 mean (the film's own scanner); diverse: a random "
     "scanner per pair (blur, kernel, noise, JPEG; a third stays the box), so other scanners' noise is not "
