@@ -30,9 +30,6 @@ compared as their square roots (in gradient units).
   shift from the output the pixel loss sees, and only the raw-output L1 reaches it, as a mean of signs that
   nearly cancel. Two single-device runs of the same code in one process differed there by 7.2e-6 (> 2.7e-6,
   the general bound) in 3 of 7 runs, from the first GAN step on.
-- Every process runs TensorFlow's kernels on one thread (CHILD_ENV). With two, a run beside other work once
-  moved the SR generator's first bias by 1.4e-5 from the quiet runs (5x the bound), in the single-device
-  run: what the test compares is the split of a batch over replicas, not the threads' summing order.
 """
 
 from __future__ import annotations
@@ -66,9 +63,6 @@ RTOL, ATOL = 5e-3, 1e-6
 ZERO_GRADIENT = {"sr": r"(d_logits|head)/bias", "gan": r"(project|up\d+_(conv\d+|skip))/bias"}  # with their EMA copies
 ZERO_GRADIENT_LR = 1e-4  # per step: SR's lr_gan_d, synthesis lr_g (tiny presets)
 OPTIMIZERS = ("optimizer", "g_optimizer", "d_optimizer", "r_optimizer")
-# One intra-op thread per process: a multi-threaded CPU kernel may sum per-thread partial results grouped by
-# which thread ran which shard, and so differ from run to run with the load (docstring).
-CHILD_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1"}
 
 
 def _specs(kind: str, root: Path) -> list[str]:
@@ -86,7 +80,7 @@ def _specs(kind: str, root: Path) -> list[str]:
 
 def _run_child(kind: str, root: Path) -> subprocess.CompletedProcess:
     """Every run of `kind` in one child process (bounded in time)."""
-    env = {**os.environ, **CHILD_ENV}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, str(CHILD), *_specs(kind, root)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
 
@@ -141,7 +135,7 @@ def _run_cluster(base: Path, children: dict[str, Path]) -> list[subprocess.Popen
         for index in range(2):
             (base / f"tmp-{index}").mkdir()
             task = {"type": "worker", "index": index}
-            env = {**os.environ, **CHILD_ENV, "TMPDIR": str(base / f"tmp-{index}")}
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(base / f"tmp-{index}")}
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
             log = stack.enter_context(open(base / f"worker-{index}.log", "w"))
             worker = subprocess.Popen([sys.executable, str(CHILD), *specs], env=env, stdout=log, stderr=log)
