@@ -18,14 +18,15 @@ import pytest
 
 pytestmark = pytest.mark.slow  # a child process per trainer, killed and resumed
 
-# (module, function, keyword arguments): enough steps that the child is still training when it is killed.
+# (module, function, keyword arguments): enough steps that the child is still training when it is killed (at
+# least 5 checkpoints after KILL_AFTER_STEP, several seconds), few enough that the resumed run is short.
 TRAINERS = {
-    "sr": ("mammo_tf.workflows.training", "train_sr", {"preset": "tiny", "pretrain_steps": 30, "gan_steps": 2}),
-    "gan": ("mammo_tf.training.gan_trainer", "train_gan", {"preset": "tiny", "steps": 40, "val_every": 2}),
+    "sr": ("mammo_tf.workflows.training", "train_sr", {"preset": "tiny", "pretrain_steps": 14, "gan_steps": 2}),
+    "gan": ("mammo_tf.training.gan_trainer", "train_gan", {"preset": "tiny", "steps": 16, "val_every": 2}),
     "classifier": (
         "mammo_tf.training.classifier_trainer",
         "train_classifier",
-        {"preset": "tiny", "steps": 60, "val_every": 2},
+        {"preset": "tiny", "steps": 24, "val_every": 2},
     ),
 }
 KILL_AFTER_STEP = 4  # two checkpoints written: the kill lands between checkpoints, not before the first

@@ -92,7 +92,6 @@ def test_arms_are_frozen_dataclasses_and_units_keep_the_work_folder_names() -> N
         ("real", "real", None, False),
         ("real+synthetic x0.5", "mixed", 0.5, True),
         ("real+synthetic x1", "mixed", 1.0, True),
-        ("real+synthetic x2", "mixed", 2.0, True),
         ("synthetic only", "synthetic_only", None, True),
     ]
     assert arms[1].train_kwargs("folder") == {"synthetic": "folder", "synthetic_ratio": 0.5}
@@ -145,7 +144,6 @@ def test_quick_study_end_to_end(quick_study) -> None:
         "real",
         "real+synthetic x0.5",
         "real+synthetic x1",
-        "real+synthetic x2",
         "synthetic only",
         "texture logistic regression",
         "speck detector (patch maximum)",

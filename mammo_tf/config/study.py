@@ -27,7 +27,7 @@ LOW_DATA_RATIO = 1.0  # the low-data curve compares real only with real + insert
 STUDY_PRESETS = {
     "quick": dict(
         folds=2, seeds=1, classifier_preset="tiny", classifier_steps=6, gan_preset="tiny", gan_steps=2,
-        insert_preset="tiny", sr_preset="tiny", bootstrap=200, feature_steps=10,
+        insert_preset="tiny", sr_preset="tiny", bootstrap=100, feature_steps=10, ratios=(0.5, 1.0),
         # The default phantom's folds hold too few clusters per class for an insertion model (1 benign in a
         # fold's training patients): its insertion arms need a larger dataset (--arms gan,insert).
         arms=("gan",),
