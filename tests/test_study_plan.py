@@ -13,6 +13,7 @@ import pytest
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.catalog import load_catalog
 from mammo_tf.data.samplers import Patches
+from mammo_tf.data.schema import BENIGN
 from mammo_tf.errors import MammoError
 from mammo_tf.workflows.study.plan import (
     INSERT_ONLY,
@@ -24,7 +25,10 @@ from mammo_tf.workflows.study.plan import (
     Fold,
     StudyPlan,
     Unit,
+    calcification_clusters,
     inserted,
+    layout_clusters,
+    layout_shortfall,
     low_data_task,
     mixed,
     plan_study,
@@ -149,11 +153,11 @@ def test_bad_study_settings_are_refused(overrides: dict, key: str) -> None:
         resolve_study_config("standard", **overrides)
 
 
-def _clusters(spec: dict[str, str]) -> pd.DataFrame:
-    """patient -> severities of its clusters ("BBM": two benign, one malignant)."""
-    return pd.DataFrame(
-        [(p, s) for p, severities in spec.items() for s in severities], columns=["patient_id", "severity"]
-    )
+def _clusters(spec: dict[str, str], specks: dict[str, int] | None = None) -> pd.DataFrame:
+    """patient -> severities of its clusters ("BBM": two benign, one malignant), each with 5 specks unless
+    `specks` gives the patient's clusters another count (layout_clusters' columns)."""
+    rows = [(p, s, (specks or {}).get(p, 5)) for p, severities in spec.items() for s in severities]
+    return pd.DataFrame(rows, columns=["patient_id", "severity", "n_specks"])
 
 
 def test_positive_order_puts_first_the_patients_a_layout_fit_needs() -> None:
@@ -165,6 +169,7 @@ def test_positive_order_puts_first_the_patients_a_layout_fit_needs() -> None:
         assert sorted(order) == sorted(set(clusters["patient_id"]))
         first = clusters[clusters["patient_id"].isin(order[:minimum])]["severity"].value_counts()
         assert first["B"] >= 2 and first["M"] >= 2
+        assert not layout_shortfall(clusters[clusters["patient_id"].isin(order[:minimum])])
         assert order == positive_order(clusters, seed)[0]  # seeded
     assert len({tuple(positive_order(clusters, s)[0]) for s in range(20)}) > 5
     # after the minimum, the others in the order of the seeded permutation
@@ -173,12 +178,39 @@ def test_positive_order_puts_first_the_patients_a_layout_fit_needs() -> None:
     assert order[minimum:] == [p for p in permutation if p not in order[:minimum]]
 
 
+def test_positive_order_counts_only_clusters_with_specks_and_enough_specks() -> None:
+    # MIAS fold 1 at a quarter: two annotated benign clusters, one whose centre lies outside the breast mask
+    # (no specks) and one with a single speck; the layout fit found 1 speck in 1 cluster and stopped the study.
+    clusters = _clusters({"m1": "M", "m2": "M", "b_none": "B", "b_one": "B", "b_two": "B", "b_more": "B"},
+                         specks={"b_none": 0, "b_one": 1, "b_two": 2})  # fmt: skip
+    for seed in range(20):
+        order, minimum = positive_order(clusters, seed)
+        chosen = clusters[clusters["patient_id"].isin(order[:minimum])]
+        assert not layout_shortfall(chosen)  # >= 2 benign clusters with specks, >= 5 benign specks
+        assert "b_none" not in order[:minimum]  # brings nothing a layout fit counts
+    short = _clusters({"m1": "M", "m2": "M", "b_one": "B", "b_two": "B"}, specks={"b_one": 1, "b_two": 2})
+    assert layout_shortfall(short) == {BENIGN: (2, 3)}  # enough clusters, too few specks
+    assert positive_order(short, 0)[1] == 4  # as far as the patients have: all of them
+
+
+def test_every_low_data_point_of_the_mias_study_can_fit_its_layouts(mias_dir: Path) -> None:
+    # What stopped the study's fold 1: its quarter's patients held 2 benign clusters, one without specks.
+    catalog = load_catalog(mias_dir)
+    plan = plan_study(catalog, resolve_study_config("standard", positive_fractions=(0.25, 0.5, 1)))
+    plan.check_insertion(catalog)  # MammoError if any fold or fraction falls short
+    fold = plan.folds[1]
+    clusters = layout_clusters(fold.catalog(catalog, plan.config.val_fraction))
+    assert (clusters["n_specks"] == 0).any()  # the case the annotated counts missed is in MIAS
+    quarter = clusters[clusters["patient_id"].isin(fold.positive_patients(clusters, 0.25))]
+    assert not layout_shortfall(quarter)
+
+
 class _FoldCatalog:
     """Stands in for a fold catalog: the low-data subsets read its findings only."""
 
     def __init__(self, rows: list[tuple[str, str, str, bool, str]]) -> None:
         columns = ["patient_id", "abnormality", "severity", "has_coords", "split"]
-        self.table = pd.DataFrame(rows, columns=columns)
+        self.table = self.findings = pd.DataFrame(rows, columns=columns)
 
     def findings_with_patients(self) -> pd.DataFrame:
         return self.table
@@ -192,18 +224,20 @@ def test_positive_subsets_are_nested_seeded_per_fold_and_hold_the_training_calci
         ("n", "NORM", "", False, "train"),
     ]
     catalog = _FoldCatalog(rows)
+    clusters = calcification_clusters(catalog, "train").assign(n_specks=3)
+    assert clusters["finding"].tolist() == list(range(12))
     everyone = {f"p{i:02d}" for i in range(12)}
     for index in range(4):
         fold = Fold(index, frozenset())
-        subsets = [fold.positive_patients(catalog, f) for f in (0.25, 0.5, 0.75, 1.0)]
+        subsets = [fold.positive_patients(clusters, f) for f in (0.25, 0.5, 0.75, 1.0)]
         assert subsets[-1] == everyone
         assert all(a < b for a, b in zip(subsets, subsets[1:], strict=False))  # nested, each strictly larger
         # ceil(f x 12) patients, or more where the fewest that give each class 2 clusters are more
         assert len(subsets[0]) in (3, 4) and [len(s) for s in subsets[1:]] == [6, 9, 12]
         severities = catalog.table.set_index("patient_id").loc[sorted(subsets[0]), "severity"]
         assert (severities.value_counts() >= 2).all() and len(severities.value_counts()) == 2
-        assert subsets == [fold.positive_patients(catalog, f) for f in (0.25, 0.5, 0.75, 1.0)]
-    quarters = {Fold(index, frozenset()).positive_patients(catalog, 0.25) for index in range(4)}
+        assert subsets == [fold.positive_patients(clusters, f) for f in (0.25, 0.5, 0.75, 1.0)]
+    quarters = {Fold(index, frozenset()).positive_patients(clusters, 0.25) for index in range(4)}
     assert len(quarters) > 1  # each fold draws its own subsets
 
 

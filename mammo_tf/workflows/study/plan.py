@@ -16,7 +16,8 @@
   units in ``fold{k}/{task} positives {f}``.
 - Units: fold x task (x fraction) x seed x trained arm, in the order the study runs them.
 
-Nothing here trains or reads images: the runner is units.py, the numbers summary.py.
+Nothing here trains; only layout_clusters reads images (the specks in the training films). The runner is
+units.py, the numbers summary.py.
 """
 
 from __future__ import annotations
@@ -228,12 +229,12 @@ class Fold:
     def catalog(self, catalog, val_fraction: float):
         return fold_catalog(catalog, set(self.test_patients), val_fraction, seed=self.index)
 
-    def positive_patients(self, catalog, fraction: float) -> frozenset[str]:
-        """The training patients of the fold catalog `catalog` whose clusters are real positives at `fraction`
-        (in (0, 1]): the first ceil(fraction x n) of the n training patients with calcifications in one order
-        seeded by the fold (positive_order), so that a smaller fraction's patients are inside a larger one's;
-        never fewer than the order's first patients that give every class the clusters a layout fit needs."""
-        order, minimum = positive_order(calcification_clusters(catalog, "train"), [POSITIVE_SUBSET_SEED, self.index])
+    def positive_patients(self, clusters, fraction: float) -> frozenset[str]:
+        """The training patients whose clusters are real positives at `fraction` (in (0, 1]), from the fold
+        catalog's layout_clusters: the first ceil(fraction x n) of the n training patients with calcifications
+        in one order seeded by the fold (positive_order), so that a smaller fraction's patients are inside a
+        larger one's; never fewer than the order's first patients that give every class what a layout fit needs."""
+        order, minimum = positive_order(clusters, [POSITIVE_SUBSET_SEED, self.index])
         return frozenset(order[: max(math.ceil(fraction * len(order)), minimum)])
 
 
@@ -351,27 +352,24 @@ class StudyPlan:
 
     def check_insertion(self, catalog) -> None:
         """MammoError before anything trains when a fold's training patients (below fraction 1: the fraction's
-        positive patients) hold fewer than MIN_CLUSTERS clusters of a class: no layout model would fit."""
-        from mammo_tf.data.layouts import MIN_CLUSTERS
-        from mammo_tf.data.samplers import LABELS
+        positive patients) give a class fewer clusters with specks, or fewer specks, than a layout fit needs.
+        Reads each fold's training films once (layout_clusters)."""
+        from mammo_tf.data.layouts import MIN_CLUSTERS, MIN_SPECKS
         from mammo_tf.data.schema import CLASS_NAMES
 
         if not self.uses_insertion:
             return
         for fold in self.folds:
-            cat = fold.catalog(catalog, self.config.val_fraction)
-            clusters = calcification_clusters(cat, "train")
+            clusters = layout_clusters(fold.catalog(catalog, self.config.val_fraction))
             for fraction in (1.0, *self.low_data_fractions):
-                counts = clusters.loc[clusters["patient_id"].isin(fold.positive_patients(cat, fraction)), "severity"]
-                short = [
-                    (n, CLASS_NAMES[c]) for s, c in LABELS.items() if (n := int((counts == s).sum())) < MIN_CLUSTERS
-                ]
-                if short:
+                chosen = clusters[clusters["patient_id"].isin(fold.positive_patients(clusters, fraction))]
+                for label, (n_clusters, n_specks) in layout_shortfall(chosen).items():
                     at = "" if fraction == 1 else f" (positives of {fraction:g} of them)"
                     raise MammoError(
-                        f"{catalog.root}: fold {fold.index}'s training patients{at} hold {short[0][0]} {short[0][1]} "
-                        f"calcification clusters; an insertion model needs {MIN_CLUSTERS} per class (a larger dataset, "
-                        "fewer folds, or arms without insert)"
+                        f"{catalog.root}: fold {fold.index}'s training patients{at} hold {n_clusters} "
+                        f"{CLASS_NAMES[label]} calcification clusters with {n_specks} specks the detector finds; an "
+                        f"insertion model needs {MIN_CLUSTERS} clusters and {MIN_SPECKS} specks per class (a larger "
+                        "dataset, fewer folds, or arms without insert)"
                     )
 
     def fold(self, index: int) -> Fold:
@@ -421,15 +419,16 @@ def fold_test_patients(catalog) -> set[str]:
 
 def calcification_clusters(catalog, split: str):
     """The calcification clusters of `split` patches can be cut from (CALC findings with a centre and a
-    severity): a DataFrame with their patient_id and severity ("B" / "M"), in catalog order."""
+    severity): a DataFrame with their finding (index in catalog.findings), patient_id and severity ("B" / "M"),
+    in catalog order."""
     from mammo_tf.data.samplers import LABELS
     from mammo_tf.data.schema import CALCIFICATION
 
-    f = catalog.findings_with_patients()
+    f = catalog.findings_with_patients().set_index(catalog.findings.index)  # the merge renumbers its rows
     calcs = f[
         (f["abnormality"] == CALCIFICATION) & f["has_coords"] & f["severity"].isin(list(LABELS)) & (f["split"] == split)
     ]
-    return calcs[["patient_id", "severity"]].reset_index(drop=True)
+    return calcs[["patient_id", "severity"]].rename_axis("finding").reset_index()
 
 
 def calcification_patients(catalog, split: str) -> list[str]:
@@ -437,28 +436,56 @@ def calcification_patients(catalog, split: str) -> list[str]:
     return sorted(set(calcification_clusters(catalog, split)["patient_id"]))
 
 
-def positive_order(clusters, seed) -> tuple[list[str], int]:
-    """The patients of `clusters` (calcification_clusters) in the order low-data subsets take them, and how
-    many of the first it takes for every severity to have MIN_CLUSTERS clusters (as far as the patients have).
+def layout_clusters(catalog):
+    """The training calcification clusters of a fold catalog (calcification_clusters) with n_specks: how many
+    specks the project's detector finds in each, which is what a layout fit counts (data/layouts.py: a cluster
+    without specks gives it nothing, e.g. one whose centre lies outside the breast mask). Reads the training
+    films (data/speck_extraction.py; about 1 s for a MIAS fold)."""
+    from mammo_tf.data.speck_extraction import extract_specks
 
-    A permutation seeded by `seed`, except that the patients that bring a severity still short of
-    MIN_CLUSTERS clusters come first (in permutation order): a layout model fits MIN_CLUSTERS clusters per
-    class or nothing, and a small random subset of MIAS's patients often lacks one class (data/layouts.py).
+    clusters = calcification_clusters(catalog, "train")
+    found = {c["finding"]: c["n_specks"] for c in extract_specks(catalog, "train").attrs["clusters"]}
+    return clusters.assign(n_specks=clusters["finding"].map(found).fillna(0).astype(int))
+
+
+def layout_shortfall(clusters) -> dict[int, tuple[int, int]]:
+    """The classes (BENIGN / MALIGNANT) for which `clusters` (layout_clusters' columns) fall short of a layout
+    fit, each with its (clusters with specks, specks); {} when a layout model can be fitted."""
+    from mammo_tf.data.layouts import MIN_CLUSTERS, MIN_SPECKS
+    from mammo_tf.data.samplers import LABELS
+
+    out = {}
+    for severity, label in LABELS.items():
+        specks = clusters.loc[clusters["severity"] == severity, "n_specks"]
+        n_clusters, n_specks = int((specks > 0).sum()), int(specks.sum())
+        if n_clusters < MIN_CLUSTERS or n_specks < MIN_SPECKS:
+            out[label] = (n_clusters, n_specks)
+    return out
+
+
+def positive_order(clusters, seed) -> tuple[list[str], int]:
+    """The patients of `clusters` (layout_clusters) in the order low-data subsets take them, and how many of
+    the first it takes for every class to have what a layout fit needs (as far as the patients have).
+
+    A permutation seeded by `seed`, except that the patients that bring a class still short of it (a cluster
+    with specks) come first, in permutation order: a layout model fits MIN_CLUSTERS clusters with specks and
+    MIN_SPECKS specks per class or nothing, and a small random subset of MIAS's patients often lacks them for
+    one class (data/layouts.py).
     """
     import numpy as np
 
-    from mammo_tf.data.layouts import MIN_CLUSTERS
     from mammo_tf.data.samplers import LABELS
 
-    counts = clusters.groupby(["patient_id", "severity"]).size()
     order = np.random.default_rng(seed).permutation(sorted(set(clusters["patient_id"]))).tolist()
-    short = dict.fromkeys(LABELS, MIN_CLUSTERS)
-    first = []
+    with_specks = clusters[clusters["n_specks"] > 0]
+    first: list[str] = []
     for patient in order:
-        adds = {severity: int(counts.get((patient, severity), 0)) for severity in short}
-        if any(short[s] > 0 and adds[s] for s in short):
+        short = layout_shortfall(clusters[clusters["patient_id"].isin(first)])
+        if not short:
+            break
+        brings = set(with_specks.loc[with_specks["patient_id"] == patient, "severity"].map(LABELS))
+        if brings & set(short):
             first.append(patient)
-            short = {s: short[s] - adds[s] for s in short}
     return first + [p for p in order if p not in first], len(first)
 
 

@@ -66,6 +66,7 @@ from mammo_tf.workflows.study.plan import (
     check_disjoint,
     exploratory_task,
     fold_test_patients,
+    layout_clusters,
     split_patients,
     sr_cell,
     sr_cell_task,
@@ -247,6 +248,7 @@ class Units:
         self.localisation: list[bool] = []  # film task: top region inside an annotated circle, per film and seed
         self._patches: dict[tuple[str, int], tuple[Patches, Patches]] = {}
         self._patches_of = None  # the fold catalog those patches come from
+        self._clusters, self._clusters_of = None, None  # layout_clusters of one fold catalog
         self._upscaled: dict[str, Patches] = {}  # SR-arm test patches, bicubic- and SR-upscaled
         self._upscaled_fold: int | None = None
 
@@ -362,9 +364,7 @@ class Units:
                 self.work.needs_model(run, MODEL_NAME)
             if self.work.start(run):
                 steps = steps or self.config.classifier_steps
-                positives = (
-                    None if unit.fraction == 1 else self.plan.fold(unit.fold).positive_patients(catalog, unit.fraction)
-                )
+                positives = None if unit.fraction == 1 else self.positive_patients(unit.fold, catalog, unit.fraction)
                 started = time.monotonic()
                 train_classifier(
                     None,
@@ -589,13 +589,18 @@ class Units:
             )  # fmt: skip
         return folders
 
-    @staticmethod
-    def low_data_catalog(fold: Fold, catalog, fraction: float) -> tuple[frozenset[str] | None, set[str], object]:
+    def positive_patients(self, fold: int, catalog, fraction: float) -> frozenset[str]:
+        """Fold.positive_patients on the fold catalog `catalog`, its layout_clusters read once per fold."""
+        if catalog is not self._clusters_of:  # one fold at a time
+            self._clusters, self._clusters_of = layout_clusters(catalog), catalog
+        return self.plan.fold(fold).positive_patients(self._clusters, fraction)
+
+    def low_data_catalog(self, fold: Fold, catalog, fraction: float) -> tuple[frozenset[str] | None, set[str], object]:
         """(positive patients, the training patients with calcifications they leave out, the fold catalog
         without the latter: what an insertion model at `fraction` is fitted on); at 1: (None, {}, catalog)."""
         if fraction == 1:
             return None, set(), catalog
-        positives = fold.positive_patients(catalog, fraction)
+        positives = self.positive_patients(fold.index, catalog, fraction)
         left_out = set(calcification_patients(catalog, "train")) - positives
         images = catalog.images
         return positives, left_out, catalog.subset(images.loc[~images["patient_id"].isin(sorted(left_out)), "image_id"])
