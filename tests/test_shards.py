@@ -368,6 +368,28 @@ def test_sr_pairs_read_back_as_the_sampler_drew_them(phantom: Path, pair_shards:
     assert _rows(mixed_lr, mixed_hr) == _rows(lr, hr) and not np.array_equal(mixed_hr, hr)
 
 
+def test_every_iterator_of_a_shard_dataset_yields_the_same_stream(pair_shards: Path) -> None:
+    # Training makes a new iterator per validation interval (ds.skip(step)); each must continue the one stream,
+    # whatever the previous one read ahead and whatever the global seed (pipelines.seeded_epochs).
+    import time
+
+    import tensorflow as tf
+
+    ds, _ = _pair_reader(pair_shards, shuffle=True, repeat=True, cycle_length=2, shuffle_buffer=7)
+    whole = [lr for lr, _ in ds.take(12).as_numpy_iterator()]  # 60 pairs: 2.5 epochs of 24
+    iterator = iter(ds)
+    head = [next(iterator)[0].numpy() for _ in range(3)]
+    time.sleep(0.5)  # the prefetch reads ahead
+    del iterator
+    tf.random.set_seed(321)
+    pieced = head + [lr for lr, _ in ds.skip(3).take(9).as_numpy_iterator()]
+    for a, b in zip(whole, pieced, strict=True):
+        np.testing.assert_array_equal(a, b)
+    order = np.concatenate(whole)
+    first, second = _rows(order[:24]), _rows(order[24:48])
+    assert first == second and not np.array_equal(order[:24], order[24:48])  # every epoch all pairs, reordered
+
+
 def test_the_readers_yield_what_the_in_memory_pipelines_yield(phantom: Path, pair_shards: Path, patch_shards: Path):
     """Same element structure, shapes and dtypes as sr_dataset / patch_dataset, so a trainer swaps one for the other."""
     from mammo_tf.data.pipelines import patch_dataset, sr_dataset

@@ -2,7 +2,7 @@
 
 Both builders share one chain of stages:
 
-    from_tensor_slices -> cache -> shuffle (seeded, reshuffled each epoch) -> repeat
+    per epoch a stateless permutation of the samples, seeded by (seed, epoch) -> the samples in that order
     -> zip with an element counter -> parallel augment map (deterministic order)
     -> batch (drop_remainder when repeating) -> prefetch(AUTOTUNE)
 
@@ -12,7 +12,11 @@ draw comes from stateless ops seeded with ``(seed, element index)``, so:
 - the images of one element (LR and HR of a pair) get the **same** transform;
 - a freshly built dataset with the same arguments yields identical batches, whatever the number of parallel
   map calls (no hidden RNG state shared between threads); a different ``seed`` gives different batches;
-- each epoch of a repeated dataset gets new draws, because the counter keeps running across epochs.
+- each epoch of a repeated dataset gets new draws, because the counter keeps running across epochs;
+- every iterator of one dataset yields the same stream (seeded_epochs): training makes a new one per
+  validation interval (``dataset.skip(step)``), and tf.data's own reshuffle_each_iteration would give each
+  a new order drawn from a state the previous iterator's read-ahead had advanced by a timing-dependent
+  amount (measured: the same run's batches differed from one process to the next).
 
 TensorFlow is imported inside the functions so that importing this module (and the CLI's ``--help``) stays
 light.
@@ -35,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps TF out of module impo
 # Mixed into the per-element stateless seed so augmentation draws are not the same Philox stream as any
 # other op that a caller might seed with (seed, i).
 _AUGMENT_STREAM = 0x6D616D6D  # "mamm"
+_SHUFFLE_STREAM = 0x73687566  # "shuf": the same for the epoch seeds of seeded_epochs
 
 
 def augment_images(images: tuple[tf.Tensor, ...], seed: tf.Tensor, *, allow_transpose: bool = True) -> tuple:
@@ -75,20 +80,40 @@ def _options() -> tf.data.Options:
     return options
 
 
-def _stream(tensors: tuple[np.ndarray, ...], *, shuffle: bool, repeat: bool, seed: int, cache: bool) -> tf.data.Dataset:
-    """The source stages: slices -> cache -> shuffle -> repeat, one element per sample."""
+def seeded_epochs(one_epoch, seed: int, *, repeat: bool) -> tf.data.Dataset:
+    """one_epoch(key) for epochs e = 0, 1, 2, ... one after the other (only e = 0 without repeat), key an int64
+    [2] stateless seed from (seed, e) alone: one_epoch orders its elements with stateless ops seeded by key
+    (permutation), so epoch e has one order whichever iterator reads it, whatever the global seed, and
+    ``skip(k)`` continues a stream exactly."""
     import tensorflow as tf
 
-    n = len(tensors[0])
-    ds = tf.data.Dataset.from_tensor_slices(tensors)
-    if cache:
-        ds = ds.cache()  # in memory: the arrays already fit; pays off once a decode/preprocess map is added above
-    if shuffle:
-        # A buffer of the whole set is a perfect shuffle; the arrays are small (see BENCHMARKS.md for sizes).
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    return ds
+    base = tf.constant([seed, _SHUFFLE_STREAM], tf.int64)
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return epochs.flat_map(lambda e: one_epoch(tf.random.experimental.stateless_fold_in(base, e)))
+
+
+def permutation(n, key: tf.Tensor) -> tf.Tensor:
+    """int64 [n]: a permutation of 0..n-1 drawn from the stateless seed `key` (int64 [2]); n an int or a
+    scalar tensor >= 1."""
+    import tensorflow as tf
+
+    n = tf.cast(n, tf.int64)
+    return tf.random.experimental.index_shuffle(tf.range(n), key, n - 1)
+
+
+def _stream(tensors: tuple[np.ndarray, ...], *, shuffle: bool, repeat: bool, seed: int) -> tf.data.Dataset:
+    """The source stages, one element per sample: in order, or each epoch a permutation of the whole set
+    (a perfect shuffle; seeded_epochs) read from the arrays in memory."""
+    import tensorflow as tf
+
+    if not shuffle:
+        ds = tf.data.Dataset.from_tensor_slices(tensors)
+        return ds.repeat() if repeat else ds
+    n, columns = len(tensors[0]), tuple(tf.constant(t) for t in tensors)
+    order = seeded_epochs(lambda key: tf.data.Dataset.from_tensor_slices(permutation(n, key)), seed, repeat=repeat)
+    return order.map(
+        lambda i: tuple(tf.gather(c, i) for c in columns), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
 
 
 def _finish(
@@ -131,18 +156,16 @@ def sr_dataset(
     augment: bool = True,
     repeat: bool = True,
     seed: int = 0,
-    cache: bool = True,
 ) -> tf.data.Dataset:
     """A dataset of ``(lr, hr)`` batches for super-resolution training.
 
     pairs: ``SRPairs`` with lr float32 [N, h, w, 1] and hr float32 [N, h*scale, w*scale, 1], both in [0, 1].
     batch_size: B, samples per batch.
-    shuffle: reshuffle the whole set every epoch (seeded by ``seed``).
+    shuffle: a new order of the whole set every epoch (seeded by ``seed`` and the epoch).
     augment: random flips and rot90, the same for LR and HR of a pair (rot90 by odd k only for square crops).
     repeat: repeat forever and drop the last partial batch, so the batch dimension is static (training);
             False gives one pass with the remainder kept (evaluation).
     seed: drives shuffling and augmentation; a fresh dataset with the same seed yields the same batches.
-    cache: cache the slices in memory.
 
     Yields ``(lr, hr)``: float32 [B, h, w, 1] and float32 [B, H, W, 1], values in [0, 1].
     """
@@ -153,12 +176,12 @@ def sr_dataset(
         raise ValueError(f"SR pairs must be [N, h, w, C] and [N, H, W, C] arrays, got {lr.shape} and {hr.shape}")
     if hr.shape[1:3] != (lr.shape[1] * pairs.scale, lr.shape[2] * pairs.scale):
         raise ValueError(f"hr {hr.shape[1:3]} is not lr {lr.shape[1:3]} times scale {pairs.scale}")
-    ds = _stream((lr, hr), shuffle=shuffle, repeat=repeat, seed=seed, cache=cache)
+    ds = _stream((lr, hr), shuffle=shuffle, repeat=repeat, seed=seed)
     square = _all_square((lr, hr))
     return _finish(ds, batch_size, augment=augment, seed=seed, n_images=2, square=square, drop=repeat)
 
 
-def _balanced_stream(images: np.ndarray, labels: np.ndarray, *, shuffle: bool, seed: int, cache: bool) -> Any:
+def _balanced_stream(images: np.ndarray, labels: np.ndarray, *, shuffle: bool, seed: int) -> Any:
     """Draw each present class with equal probability from per-class infinite streams (always infinite)."""
     import tensorflow as tf
 
@@ -169,7 +192,6 @@ def _balanced_stream(images: np.ndarray, labels: np.ndarray, *, shuffle: bool, s
             shuffle=shuffle,
             repeat=True,
             seed=seed + 1 + int(c),
-            cache=cache,
         )
         for c in classes
     ]
@@ -186,7 +208,6 @@ def patch_dataset(
     augment: bool = True,
     repeat: bool = True,
     seed: int = 0,
-    cache: bool = True,
 ) -> tf.data.Dataset:
     """A dataset of ``(images, labels)`` batches for patch classification and conditional synthesis.
 
@@ -196,7 +217,7 @@ def patch_dataset(
     balanced: draw every class present in ``labels`` with equal probability (classes with no patch are
              skipped). A balanced dataset is **infinite** (each class is repeated on its own), so it needs
              ``repeat=True``; count epochs in steps.
-    shuffle, augment, repeat, seed, cache: as in ``sr_dataset``.
+    shuffle, augment, repeat, seed: as in ``sr_dataset``.
 
     Yields ``(images, labels)``: float32 [B, P, P, 1] in [0, 1] and int32 [B].
     """
@@ -208,8 +229,8 @@ def patch_dataset(
     if balanced and not repeat:
         raise ValueError("balanced patch datasets are infinite: use repeat=True and count steps")
     if balanced:
-        ds = _balanced_stream(images, labels, shuffle=shuffle, seed=seed, cache=cache)
+        ds = _balanced_stream(images, labels, shuffle=shuffle, seed=seed)
     else:
-        ds = _stream((images, labels), shuffle=shuffle, repeat=repeat, seed=seed, cache=cache)
+        ds = _stream((images, labels), shuffle=shuffle, repeat=repeat, seed=seed)
 
     return _finish(ds, batch_size, augment=augment, seed=seed, n_images=1, square=_all_square((images,)), drop=repeat)

@@ -3,16 +3,18 @@
 `sr_shard_dataset` and `patch_shard_dataset` yield what `sr_dataset` and `patch_dataset`
 (pipelines.py) yield from arrays in memory, so a trainer swaps one for the other; the stages are
 
-    from_tensor_slices(files) -> shard(num_workers, worker_index), by file -> shuffle the files
-    (seeded) -> interleave(TFRecordDataset, cycle_length, deterministic) -> parse (parallel map,
-    deterministic) -> shuffle buffer (seeded) -> repeat -> counter-seeded augment -> batch -> prefetch
+    per epoch (seeded by (seed, epoch), pipelines.seeded_epochs): this worker's files in a permuted order
+    -> interleave(TFRecordDataset, cycle_length, deterministic) -> parse (parallel map, deterministic)
+    -> every shuffle_buffer consecutive records permuted; epochs one after the other (repeat)
+    -> counter-seeded augment -> batch -> prefetch
 
 the last three pipelines.py's own (the same augmentation for the same seed and element position).
 Nothing is cached: the set is never held in memory, only the shuffle buffer (shuffle_buffer
-elements: 2048 96-px pairs are 94 MB) and the interleave's open files. The shuffle is a buffer's,
+elements: 2048 96-px pairs are 94 MB) and the interleave's open files. The shuffle is a window's,
 not the whole set's as in memory: files are reshuffled every epoch and read cycle_length at a
-time, records mixed within the buffer (pairs are written in the sampler's random order; patches
-image by image, so the buffer should span many images).
+time, records mixed within each window (pairs are written in the sampler's random order; patches
+image by image, so the window should span many images). Every order is drawn from (seed, epoch)
+alone, so every iterator of one dataset yields the same stream (pipelines.py says why that matters).
 
 Workers: `input_context`, a `tf.distribute.InputContext` or a (num_workers, worker_index) pair,
 gives worker w the files w, w + W, w + 2W, ... of each series (balanced patches: of each class),
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mammo_tf.data.pipelines import _finish  # the in-memory pipelines' tail: augment, batch, prefetch
+from mammo_tf.data.pipelines import _finish, permutation, seeded_epochs  # the in-memory pipelines' tail and order
 from mammo_tf.data.sample_shards import sample_manifest
 from mammo_tf.errors import located
 from mammo_tf.io.shard_images import check_shard_file
@@ -83,22 +85,18 @@ def worker_files(
     return files[index::count]
 
 
-def _worker_records(
-    folder: Path, manifest: Mapping, input_context: Any, label: int | None, *, seed, shuffle, cycle_length
-):
-    """The serialised examples of this worker's files, each verified first: files -> shard -> shuffle -> interleave."""
+def _worker_records(folder: Path, manifest: Mapping, input_context: Any, label: int | None, *, key, cycle_length):
+    """One epoch of the serialised examples of this worker's files, each verified first: its files (in an
+    order drawn from `key`, int64 [2], unless None) -> interleave."""
     import tensorflow as tf
 
-    count, index = _workers(input_context)
     mine = worker_files(folder, manifest, input_context, label)
     for file in mine:
         check_shard_file(file)
-    ds = tf.data.Dataset.from_tensor_slices([str(f) for f in _series(folder, manifest, label)])
-    if count > 1:
-        ds = ds.shard(count, index)  # the same files as worker_files: element i goes to worker i % count
-    if shuffle:
-        ds = ds.shuffle(len(mine), seed=seed, reshuffle_each_iteration=True)
-    return ds.interleave(
+    files = tf.constant([str(f) for f in mine])
+    if key is not None:
+        files = tf.gather(files, permutation(len(mine), tf.random.experimental.stateless_fold_in(key, 0)))
+    return tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(cycle_length, len(mine))),
         block_length=1,
@@ -145,18 +143,37 @@ def _check_batch(batch_size: int) -> None:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
 
 
-def _worker_stream(folder: Path, manifest: Mapping, input_context: Any, label: int | None, parse, **kwargs):
-    """This worker's records, parsed into elements (parallel, in order)."""
+def _worker_stream(
+    folder: Path, manifest: Mapping, input_context: Any, label: int | None, parse, *, seed, shuffle, repeat, buffer,
+    cycle_length,
+):  # fmt: skip
+    """This worker's records parsed into elements (parallel, in order), epoch after epoch (repeat): in the
+    files' order, or with shuffle each epoch's files in a new order and every `buffer` consecutive records
+    permuted, both drawn from (seed, epoch) alone (pipelines.seeded_epochs)."""
     import tensorflow as tf
 
-    records = _worker_records(folder, manifest, input_context, label, **kwargs)
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def one_epoch(key):
+        records = _worker_records(folder, manifest, input_context, label, key=key, cycle_length=cycle_length)
+        ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds if key is None else _window_shuffled(ds, buffer, key)
 
-
-def _shuffled(ds, *, shuffle: bool, repeat: bool, seed: int, buffer: int):
     if shuffle:
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        return seeded_epochs(one_epoch, seed, repeat=repeat)
+    ds = one_epoch(None)
     return ds.repeat() if repeat else ds
+
+
+def _window_shuffled(ds, buffer: int, key):
+    """`ds` in windows of `buffer` consecutive elements, each window in the order of a permutation drawn from
+    (key, window index): a shuffle buffer's mixing (and memory), with no state across iterators."""
+    import tensorflow as tf
+
+    def permuted(window, index):
+        size = tf.shape(tf.nest.flatten(window)[0])[0]
+        order = permutation(size, tf.random.experimental.stateless_fold_in(key, 1 + index))
+        return tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(lambda t: tf.gather(t, order), window))
+
+    return tf.data.Dataset.zip(ds.batch(buffer), tf.data.Dataset.counter()).flat_map(permuted)
 
 
 def _sharded(ds, input_context: Any):
@@ -219,10 +236,8 @@ def sr_shard_dataset(
             lr = _quantise(lr, parsed["bit_depth"])
         return lr, _decode_pixels(parsed, "hr/", hr_size)
 
-    ds = _worker_stream(
-        folder, manifest, input_context, None, parse, seed=seed, shuffle=shuffle, cycle_length=cycle_length
-    )
-    ds = _shuffled(ds, shuffle=shuffle, repeat=repeat, seed=seed, buffer=shuffle_buffer)
+    options = {"shuffle": shuffle, "buffer": shuffle_buffer, "cycle_length": cycle_length}
+    ds = _worker_stream(folder, manifest, input_context, None, parse, seed=seed, repeat=repeat, **options)
     ds = _finish(ds, batch_size, augment=augment, seed=seed, n_images=2, square=True, drop=repeat)
     return _sharded(ds, input_context), manifest
 
@@ -265,23 +280,16 @@ def patch_shard_dataset(
         parsed = tf.io.parse_single_example(record, spec)
         return _decode_pixels(parsed, "", patch_size), tf.cast(parsed["label"], tf.int32)
 
-    options = {"shuffle": shuffle, "cycle_length": cycle_length}
+    options = {"shuffle": shuffle, "buffer": shuffle_buffer, "cycle_length": cycle_length}
     if balanced:
         present = sorted({f["label"] for f in manifest["files"]})  # classes with no patch have no file
         streams = [
-            _shuffled(
-                _worker_stream(folder, manifest, input_context, c, parse, seed=seed + 1 + c, **options),
-                shuffle=shuffle,
-                repeat=True,
-                seed=seed + 1 + c,
-                buffer=shuffle_buffer,
-            )
+            _worker_stream(folder, manifest, input_context, c, parse, seed=seed + 1 + c, repeat=True, **options)
             for c in present
         ]
         ds = tf.data.Dataset.sample_from_datasets(streams, weights=[1.0 / len(present)] * len(present), seed=seed)
     else:
-        ds = _worker_stream(folder, manifest, input_context, None, parse, seed=seed, **options)
-        ds = _shuffled(ds, shuffle=shuffle, repeat=repeat, seed=seed, buffer=shuffle_buffer)
+        ds = _worker_stream(folder, manifest, input_context, None, parse, seed=seed, repeat=repeat, **options)
     ds = _finish(ds, batch_size, augment=augment, seed=seed, n_images=1, square=True, drop=repeat)
     return _sharded(ds, input_context), manifest
 
