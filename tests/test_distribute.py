@@ -30,6 +30,10 @@ compared as their square roots (in gradient units).
   shift from the output the pixel loss sees, and only the raw-output L1 reaches it, as a mean of signs that
   nearly cancel. Two single-device runs of the same code in one process differed there by 7.2e-6 (> 2.7e-6,
   the general bound) in 3 of 7 runs, from the first GAN step on.
+- Batches: every run must see the same stream. Until data/pipelines.seeded_epochs, each new iterator (one per
+  validation interval) drew its epoch orders from a state the previous one's read-ahead had advanced by a
+  timing-dependent amount, so in some processes the default SR run's GAN phase trained on other batches
+  (block0_conv1/bias 1.38e-5 from the mirrored run, in CI; now 6e-11, measured in three concurrent children).
 """
 
 from __future__ import annotations
