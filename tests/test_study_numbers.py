@@ -14,13 +14,16 @@ from sklearn.metrics import roc_auc_score
 
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.samplers import Patches
-from mammo_tf.evaluation.stats import delong_test, holm
+from mammo_tf.evaluation.stats import auc_rows, delong_test, holm
 from mammo_tf.workflows.study.plan import REAL, SYNTHETIC_ONLY, TEXTURE, inserted, low_data_task, mixed
 from mammo_tf.workflows.study.report import PREDICTIONS, render_markdown, write_study_report
 from mammo_tf.workflows.study.summary import (
     PREDICTION_COLUMNS,
     Pool,
+    sensitivity,
     sensitivity_at_specificity,
+    sensitivity_at_specificity_rows,
+    specificity,
     summarise,
 )
 
@@ -118,6 +121,22 @@ def test_sensitivity_at_specificity(specificity: float, sensitivity: float) -> N
     scores = np.array([*np.arange(10) / 10, 0.95, 0.85, 0.5, 0.05])
     assert sensitivity_at_specificity(labels, scores, specificity) == pytest.approx(sensitivity)
     assert np.isnan(sensitivity_at_specificity(np.zeros(3, int), np.arange(3.0), specificity))
+
+
+def test_the_bootstrap_metrics_score_every_row_as_one_row_at_a_time() -> None:
+    # The bootstrap scores all of an arm's seeds in one call; each row must be what scikit-learn gives it alone.
+    rng = np.random.default_rng(5)
+    labels = (rng.random(60) < 0.3).astype(int)
+    scores = rng.integers(0, 8, (4, 60)) / 8  # many ties, which count one half
+    expected = [roc_auc_score(labels, row) for row in scores]
+    np.testing.assert_allclose(auc_rows(labels, scores), expected, rtol=0, atol=1e-12)
+    assert auc_rows(labels, scores[0]) == pytest.approx(expected[0])  # one row as [N]
+    assert np.isnan(auc_rows(np.zeros(5, int), np.ones((2, 5)))).all()  # a class missing: no AUC
+    predicted = (scores >= 0.5).astype(int)
+    np.testing.assert_allclose(sensitivity(labels, predicted), [p[labels == 1].mean() for p in predicted])
+    np.testing.assert_allclose(specificity(labels, predicted), [1 - p[labels == 0].mean() for p in predicted])
+    rows = sensitivity_at_specificity_rows(labels, scores, 0.9)
+    assert rows.tolist() == [sensitivity_at_specificity(labels, row, 0.9) for row in scores]
 
 
 def _patches(fold: int, n: int, rng: np.random.Generator) -> Patches:

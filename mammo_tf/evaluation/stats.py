@@ -61,10 +61,20 @@ def bootstrap_ci(
     return Interval(float(statistic(values)), float(low), float(high), level, n_resamples)
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+def auc_rows(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """float [K]: the ROC AUC of each row of scores [K, N] (or [N]) against labels int [N] (1 = positive); NaN
+    for every row when a class is missing. SciPy's Mann-Whitney U of the positives over the negatives, divided
+    by n_pos x n_neg (ties count one half), is scikit-learn's roc_auc_score, for all rows in one call (about
+    ten times faster per row, which the bootstrap's thousands of resamples need)."""
+    from scipy.stats import mannwhitneyu
 
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < labels.size else float("nan")
+    scores = np.atleast_2d(scores)
+    positive = np.asarray(labels) == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not (n_pos and n_neg):
+        return np.full(len(scores), np.nan)
+    u = mannwhitneyu(scores[:, positive], scores[:, ~positive], axis=1, method="asymptotic").statistic
+    return u / (n_pos * n_neg)
 
 
 def paired_bootstrap(
@@ -73,7 +83,7 @@ def paired_bootstrap(
     scores: dict[str, np.ndarray],
     *,
     reference: str,
-    metric: Callable[[np.ndarray, np.ndarray], float] = _auc,
+    metric: Callable[[np.ndarray, np.ndarray], np.ndarray] = auc_rows,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
@@ -81,7 +91,8 @@ def paired_bootstrap(
     """Metric per arm and its paired difference to `reference`, with patient-level bootstrap CIs.
 
     labels: int [N] (1 = positive); groups: [N] patient ids; scores: arm -> float [S, N], one row per
-    training seed, all arms scored on the same N items. Each resample draws patients with replacement;
+    training seed, all arms scored on the same N items. metric(labels [n], scores [S, n]) -> float [S], one
+    value per row (auc_rows). Each resample draws patients with replacement;
     every arm is scored on the same draw, averaged over seeds, and the reference's value is subtracted
     (so arms are judged by paired differences, never by overlapping intervals).
     Returns arm -> {"value": Interval, "difference": Interval}.
@@ -92,7 +103,7 @@ def paired_bootstrap(
     rows = {arm: np.atleast_2d(np.asarray(s, np.float64)) for arm, s in scores.items()}
 
     def value(arm: str, index: np.ndarray) -> float:
-        return float(np.nanmean([metric(labels[index], row[index]) for row in rows[arm]]))
+        return float(np.nanmean(metric(labels[index], rows[arm][:, index])))
 
     everything = np.arange(labels.size)
     point = {arm: value(arm, everything) for arm in rows}

@@ -202,7 +202,7 @@ def summarise_task(
         groups,
         scores,
         reference=reference,
-        metric=partial(sensitivity_at_specificity, specificity=fixed_specificity),
+        metric=partial(sensitivity_at_specificity_rows, specificity=fixed_specificity),
         n_resamples=n_resamples,
     )
     tested = [a.name for a in arms if a.tested] if 0 < y.sum() < y.size else []
@@ -270,12 +270,21 @@ def judge(arm: Arm, reference: str, difference) -> str:
     return verdict(difference) if arm.tested else "baseline"
 
 
-def sensitivity(labels: np.ndarray, predicted: np.ndarray) -> float:
-    return float(predicted[labels == 1].mean()) if (labels == 1).any() else float("nan")
+def sensitivity(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """float [K]: the share of positives called positive per row of predicted (0/1) [K, N]; NaN without any."""
+    predicted = np.atleast_2d(predicted)
+    return predicted[:, labels == 1].mean(axis=1) if (labels == 1).any() else np.full(len(predicted), np.nan)
 
 
-def specificity(labels: np.ndarray, predicted: np.ndarray) -> float:
-    return float(1 - predicted[labels == 0].mean()) if (labels == 0).any() else float("nan")
+def specificity(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """float [K]: the share of negatives called negative per row of predicted (0/1) [K, N]; NaN without any."""
+    predicted = np.atleast_2d(predicted)
+    return 1 - predicted[:, labels == 0].mean(axis=1) if (labels == 0).any() else np.full(len(predicted), np.nan)
+
+
+def sensitivity_at_specificity_rows(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.90) -> np.ndarray:
+    """float [K]: sensitivity_at_specificity of each row of scores [K, N] (paired_bootstrap's metric form)."""
+    return np.array([sensitivity_at_specificity(labels, row, specificity) for row in np.atleast_2d(scores)])
 
 
 def sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.90) -> float:
