@@ -165,7 +165,8 @@ def _worker_stream(
 
 def _window_shuffled(ds, buffer: int, key):
     """`ds` in windows of `buffer` consecutive elements, each window in the order of a permutation drawn from
-    (key, window index): a shuffle buffer's mixing (and memory), with no state across iterators."""
+    (key, window index): a shuffle buffer's mixing, with no state across iterators (memory: a window and its
+    permuted copy)."""
     import tensorflow as tf
 
     def permuted(window, index):
