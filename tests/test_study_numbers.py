@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from mammo_tf.config import resolve_study_config
 from mammo_tf.data.samplers import Patches
@@ -21,7 +21,6 @@ from mammo_tf.workflows.study.summary import (
     PREDICTION_COLUMNS,
     Pool,
     sensitivity,
-    sensitivity_at_specificity,
     sensitivity_at_specificity_rows,
     specificity,
     summarise,
@@ -119,8 +118,14 @@ def test_holm_adjustment(p_values: list[float], adjusted: list[float]) -> None:
 def test_sensitivity_at_specificity(specificity: float, sensitivity: float) -> None:
     labels = np.array([0] * 10 + [1] * 4)
     scores = np.array([*np.arange(10) / 10, 0.95, 0.85, 0.5, 0.05])
-    assert sensitivity_at_specificity(labels, scores, specificity) == pytest.approx(sensitivity)
-    assert np.isnan(sensitivity_at_specificity(np.zeros(3, int), np.arange(3.0), specificity))
+    assert sensitivity_at_specificity_rows(labels, scores, specificity).tolist() == [pytest.approx(sensitivity)]
+    assert np.isnan(sensitivity_at_specificity_rows(np.zeros(3, int), np.arange(3.0), specificity)).all()
+
+
+def _roc_sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float) -> float:
+    """The definition, read off scikit-learn's ROC curve: its highest point whose specificity is >= the target."""
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    return float(tpr[1 - fpr >= specificity - 1e-12].max())
 
 
 def test_the_bootstrap_metrics_score_every_row_as_one_row_at_a_time() -> None:
@@ -135,8 +140,9 @@ def test_the_bootstrap_metrics_score_every_row_as_one_row_at_a_time() -> None:
     predicted = (scores >= 0.5).astype(int)
     np.testing.assert_allclose(sensitivity(labels, predicted), [p[labels == 1].mean() for p in predicted])
     np.testing.assert_allclose(specificity(labels, predicted), [1 - p[labels == 0].mean() for p in predicted])
-    rows = sensitivity_at_specificity_rows(labels, scores, 0.9)
-    assert rows.tolist() == [sensitivity_at_specificity(labels, row, 0.9) for row in scores]
+    for target in (0.5, 0.9, 0.95, 1 / 3, 0.99):  # 0.99 allows no false positive among 42 negatives
+        rows = sensitivity_at_specificity_rows(labels, scores, target)
+        assert rows.tolist() == [_roc_sensitivity_at_specificity(labels, row, target) for row in scores], target
 
 
 def _patches(fold: int, n: int, rng: np.random.Generator) -> Patches:
@@ -179,7 +185,7 @@ def test_summary_reports_fold_aucs_sensitivity_at_specificity_delong_and_holm(ma
     for name, arm in arms.items():
         scores = pool.stack(pool.scores, "easy", name, 2)
         assert arm["fold_auc_mean"] == pytest.approx(np.mean(arm["fold_auc_by_seed"]))
-        expected = np.mean([sensitivity_at_specificity(y, row, 0.90) for row in scores])
+        expected = np.mean([_roc_sensitivity_at_specificity(y, row, 0.90) for row in scores])
         assert arm["sensitivity_at_fixed_specificity"]["estimate"] == pytest.approx(expected)
     # pooling folds whose scores are shifted apart lowers the pooled AUC below the mean of the fold AUCs
     assert arms["real"]["auc"]["estimate"] < arms["real"]["fold_auc_mean"]

@@ -283,25 +283,27 @@ def specificity(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 
 def sensitivity_at_specificity_rows(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.90) -> np.ndarray:
-    """float [K]: sensitivity_at_specificity of each row of scores [K, N] (paired_bootstrap's metric form)."""
-    return np.array([sensitivity_at_specificity(labels, row, specificity) for row in np.atleast_2d(scores)])
+    """float [K]: per row of scores [K, N] (or [N]), the sensitivity at the smallest threshold whose specificity
+    on these same items' negatives is >= `specificity`; NaN for every row when a class is missing.
 
-
-def sensitivity_at_specificity(labels: np.ndarray, scores: np.ndarray, specificity: float = 0.90) -> float:
-    """Sensitivity at the smallest threshold whose specificity on these same items' negatives is >= `specificity`.
-
-    labels: int [N] (1 = positive); scores: float [N], higher = more likely positive (score >= threshold is
-    called positive); specificity in (0, 1). The threshold is read off the items' own ROC curve
-    (sklearn roc_curve), not chosen on validation patients: it is the height of the ROC curve at a false
-    positive rate of 1 - specificity, an operating point comparable between arms scored on the same items.
-    NaN when a class is missing.
+    labels: int [N] (1 = positive); higher score = more likely positive (score >= threshold is called
+    positive); specificity in (0, 1). The threshold is not chosen on validation patients: this is the height of
+    the items' own ROC curve at a false positive rate of 1 - specificity, an operating point comparable between
+    arms scored on the same items. With k the most false positives allowed, the smallest such threshold lies
+    just above the (k+1)-th highest negative score, so the sensitivity is the share of positives above it
+    (equal to reading scikit-learn's roc_curve, ties included: tested; vectorised for the bootstrap).
     """
-    from sklearn.metrics import roc_curve
-
-    if not 0 < labels.sum() < labels.size:
-        return float("nan")
-    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
-    return float(tpr[1 - fpr >= specificity - 1e-12].max())  # 1e-12: k / n_negatives may miss the target by a rounding
+    scores = np.atleast_2d(scores)
+    positive = np.asarray(labels) == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not (n_pos and n_neg):
+        return np.full(len(scores), np.nan)
+    # 1e-12: k / n_negatives may miss the target by a rounding
+    allowed = int(np.flatnonzero(1 - np.arange(n_neg + 1) / n_neg >= specificity - 1e-12).max())
+    if allowed == n_neg:
+        return np.ones(len(scores))
+    cut = -np.sort(-scores[:, ~positive], axis=1)[:, allowed]
+    return (scores[:, positive] > cut[:, None]).mean(axis=1)
 
 
 def fold_auc(y: np.ndarray, s: np.ndarray) -> float | None:
