@@ -7,6 +7,11 @@ than one patch size), with their centres in original array coordinates (row 0 = 
 
 The film score used by the study is the heatmap's maximum inside the breast.
 
+Speed: the batches go through the classifier's calcification head compiled with XLA (one shape: the last
+batch is padded), 2.4x faster than the eager call on a 2-core AMD EPYC for 256 patches of 64 px at width 16,
+probabilities within 1.2e-7 of it; a model that computes in bfloat16 on a CPU with native bfloat16 runs in
+graph mode instead (oneDNN's bf16 kernels, as upscale's keras engine).
+
 Pixel spacing: a classifier learns calcifications at its training films' spacing (calc-classifier: MIAS,
 0.2 mm). A film whose spacing is known (its DICOM header, or --input-spacing) and differs from it by more
 than SPACING_MATCH is resampled to it first (data/resample.py: area averaging to larger pixels, bicubic to
@@ -17,8 +22,9 @@ of unknown spacing (PGM/PNG/TIFF without --input-spacing) is scored as it is; de
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +61,21 @@ def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
     return model, model_id(path), int(model.network.input_shape[1])
 
 
+@functools.lru_cache(maxsize=4)
+def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
+    """float32 [B, p, p, 1] patches -> float32 [B] calcification probabilities from a classifier: its calc head
+    compiled with XLA, or in graph mode for a bfloat16 model on a CPU with native bfloat16 (module docstring).
+    Kept for the last few models, so that the films of one run share one compilation."""
+    import tensorflow as tf
+
+    from mammo_tf.inference.sr_engine import computes_in_bfloat16
+    from mammo_tf.machine import native_bfloat16
+
+    xla = not (computes_in_bfloat16(getattr(model, "network", model)) and native_bfloat16())
+    calc = tf.function(lambda x: tf.cast(model(x, training=False)["calc"], tf.float32), jit_compile=xla)
+    return lambda tiles: np.asarray(calc(tiles)).reshape(-1)
+
+
 def heatmap(
     model,
     pixels: np.ndarray,
@@ -76,10 +97,13 @@ def heatmap(
         raise MammoError(f"film {height}x{width} is smaller than one {patch_size}-px patch")
     grid = np.zeros((rows.size, cols.size), np.float32)
     centres = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols) if mask[r, c]]
+    score = calc_scorer(model)
+    tiles = np.zeros((batch, patch_size, patch_size, 1), np.float32)  # the last batch is padded: one shape
     for first in range(0, len(centres), batch):
         chunk = centres[first : first + batch]
-        tiles = np.stack([pixels[rows[i] - half : rows[i] + half, cols[j] - half : cols[j] + half] for i, j in chunk])
-        probs = np.asarray(model(tiles[..., None].astype(np.float32), training=False)["calc"])
+        for k, (i, j) in enumerate(chunk):
+            tiles[k, ..., 0] = pixels[rows[i] - half : rows[i] + half, cols[j] - half : cols[j] + half]
+        probs = score(tiles)[: len(chunk)]
         for (i, j), p in zip(chunk, probs, strict=True):
             grid[i, j] = p
     full = cv2.resize(
