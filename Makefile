@@ -40,10 +40,11 @@ demo: $(STAMP) ## the main job on the phantom: dataset, summary, preview, a quic
 lint: $(STAMP) ## ruff lint
 	$(BIN)/ruff check .
 
-bench: $(STAMP) ## pipelines vs model steps; SR training steps/s; whole-film upscaling per engine on this CPU kind; images from shards vs source files; one device vs mirrored; writes BENCHMARKS.md
+bench: $(STAMP) ## pipelines vs model steps; SR training steps/s; whole-film upscaling per engine on this CPU kind; whole-film heatmaps, XLA vs eager; images from shards vs source files; one device vs mirrored; writes BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_pipeline.py --out BENCHMARKS.md --bf16 on
 	$(BIN)/python benchmarks/bench_sr.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_upscale.py --out BENCHMARKS.md
+	$(BIN)/python benchmarks/bench_detect.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_shards.py --out BENCHMARKS.md
 	$(BIN)/python benchmarks/bench_distribute.py --bf16 on --out BENCHMARKS.md
 

@@ -180,16 +180,20 @@ def test_detect_heatmap_and_regions(tmp_path: Path, classifier_run: Path) -> Non
     assert heat.shape == read_image(film).pixels.shape
 
 
-def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_run: Path) -> None:
-    """detect's XLA scorer, its last batch padded, against the model's eager call patch by patch.
+def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_run: Path, monkeypatch) -> None:
+    """detect's XLA scorer, its last batch padded, against the float32 network's eager call patch by patch.
 
     Tolerance 1e-4 in probability: XLA sums in another order, and the stem's per-patch normalisation divides
     by the patch's standard deviation, which amplifies that round-off on flat patches (measured on 4 MIAS
-    films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7).
+    films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7). The CPU is taken as one
+    without native bfloat16, so that a bfloat16 model (trained on such a CPU) is scored in float32 here too.
     """
+    import mammo_tf.machine
     from mammo_tf.inference.detect import heatmap, load_classifier
     from mammo_tf.io.images import read_image
+    from mammo_tf.models.precision import float32_copy
 
+    monkeypatch.setattr(mammo_tf.machine, "native_bfloat16", lambda: False)
     model, _, patch = load_classifier(classifier_run)
     pixels = read_image(cached_phantom_dir() / "mdb001.pgm").pixels
     half, stride = patch // 2, 32
@@ -199,7 +203,8 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     mask[np.ix_(rows, cols)] = True  # 9 centres one patch apart: every one is a region (no suppression)
     result = heatmap(model, pixels, mask, patch, stride=stride, batch=4, top=9)  # 4, 4, then 1 padded to 4
     tiles = np.stack([pixels[r - half : r + half, c - half : c + half] for r in rows for c in cols])[..., None]
-    eager = np.asarray(model(tiles.astype(np.float32), training=False)["calc"]).reshape(rows.size, cols.size)
+    logits = float32_copy(model.network)(tiles.astype(np.float32), training=False)["calc"]
+    eager = np.asarray(tf.sigmoid(logits)).reshape(rows.size, cols.size)
     assert len(result.regions) == 9
     for region in result.regions.itertuples():
         expected = eager[list(rows).index(region.row), list(cols).index(region.col)]

@@ -7,10 +7,11 @@ than one patch size), with their centres in original array coordinates (row 0 = 
 
 The film score used by the study is the heatmap's maximum inside the breast.
 
-Speed: the batches go through the classifier's calcification head compiled with XLA (one shape: the last
-batch is padded), 2.4x faster than the eager call on a 2-core AMD EPYC for 256 patches of 64 px at width 16,
-probabilities within 1.2e-7 of it; a model that computes in bfloat16 on a CPU with native bfloat16 runs in
-graph mode instead (oneDNN's bf16 kernels, as upscale's keras engine).
+Speed: the batches go through the classifier's calcification head compiled with XLA, in float32 (one shape:
+the last batch is padded): about 2x the eager call on a 2-core AMD EPYC (BENCHMARKS.md, bench_detect), with
+probabilities within 1e-4 of a float32 eager call. A model that computes in bfloat16 runs so only on a CPU
+without native bfloat16; where the CPU has it, it runs as it is in graph mode (oneDNN's bf16 kernels, as
+upscale's keras engine).
 
 Pixel spacing: a classifier learns calcifications at its training films' spacing (calc-classifier: MIAS,
 0.2 mm). A film whose spacing is known (its DICOM header, or --input-spacing) and differs from it by more
@@ -63,17 +64,26 @@ def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
 
 @functools.lru_cache(maxsize=4)
 def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [B, p, p, 1] patches -> float32 [B] calcification probabilities from a classifier: its calc head
-    compiled with XLA, or in graph mode for a bfloat16 model on a CPU with native bfloat16 (module docstring).
-    Kept for the last few models, so that the films of one run share one compilation."""
+    """float32 [B, p, p, 1] patches -> float32 [B] calcification probabilities from a classifier, compiled
+    (module docstring). Kept for the last few models, so that the films of one run share one compilation.
+
+    A bfloat16 model on a CPU with native bfloat16 runs as it is, in graph mode; elsewhere a float32 copy of its
+    network runs under XLA (bfloat16 without native support is emulated: slower and no more precise). A model
+    without a ``network`` (a stand-in returning {"calc": probability}) is compiled as it is.
+    """
     import tensorflow as tf
 
     from mammo_tf.inference.sr_engine import computes_in_bfloat16
     from mammo_tf.machine import native_bfloat16
+    from mammo_tf.models.precision import float32_copy
 
-    xla = not (computes_in_bfloat16(getattr(model, "network", model)) and native_bfloat16())
-    calc = tf.function(lambda x: tf.cast(model(x, training=False)["calc"], tf.float32), jit_compile=xla)
-    return lambda tiles: np.asarray(calc(tiles)).reshape(-1)
+    network = getattr(model, "network", None)
+    if network is not None and not (computes_in_bfloat16(network) and native_bfloat16()):
+        network = float32_copy(network)
+        calc = tf.function(lambda x: tf.sigmoid(network(x, training=False)["calc"]), jit_compile=True)
+    else:
+        calc = tf.function(lambda x: model(x, training=False)["calc"], jit_compile=network is None)
+    return lambda tiles: np.asarray(calc(tiles), np.float32).reshape(-1)
 
 
 def heatmap(

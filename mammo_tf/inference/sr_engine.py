@@ -27,8 +27,7 @@ ENGINES = ("auto", "keras", "xla")
 
 def computes_in_bfloat16(generator) -> bool:
     """True when any layer of the generator computes in bfloat16 (a mixed_bfloat16 model)."""
-    layers = getattr(generator, "layers", ())  # a stand-in without layers computes in float32
-    return any(getattr(layer.dtype_policy, "compute_dtype", "float32") == "bfloat16" for layer in layers)
+    return any(getattr(layer.dtype_policy, "compute_dtype", "float32") == "bfloat16" for layer in generator.layers)
 
 
 def check_engine(engine: str) -> None:
