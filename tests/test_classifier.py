@@ -188,6 +188,8 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7). The CPU is taken as one
     without native bfloat16, so that a bfloat16 model (trained on such a CPU) is scored in float32 here too.
     """
+    from scipy.special import expit
+
     import mammo_tf.machine
     from mammo_tf.inference.detect import heatmap, load_classifier
     from mammo_tf.io.images import read_image
@@ -204,12 +206,28 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     result = heatmap(model, pixels, mask, patch, stride=stride, batch=4, top=9)  # 4, 4, then 1 padded to 4
     tiles = np.stack([pixels[r - half : r + half, c - half : c + half] for r in rows for c in cols])[..., None]
     logits = float32_copy(model.network)(tiles.astype(np.float32), training=False)["calc"]
-    eager = np.asarray(tf.sigmoid(logits)).reshape(rows.size, cols.size)
+    eager = expit(np.asarray(logits, np.float64)).reshape(rows.size, cols.size)
     assert len(result.regions) == 9
     for region in result.regions.itertuples():
         expected = eager[list(rows).index(region.row), list(cols).index(region.col)]
         assert region.score == pytest.approx(expected, abs=1e-4), region
     assert result.score == pytest.approx(eager.max(), abs=1e-4)
+
+
+def test_heatmap_scores_keep_the_order_of_logits_that_float32_rounds_to_one(classifier_run: Path) -> None:
+    """Every patch's logit lifted by 20: float32 would round the probabilities to 1.0, a tie."""
+    from mammo_tf.inference.detect import heatmap, load_classifier
+    from mammo_tf.io.images import read_image
+
+    model, _, patch = load_classifier(classifier_run)
+    bias = model.network.get_layer("calc_logit").bias
+    bias.assign(bias + 20.0)
+    pixels = read_image(cached_phantom_dir() / "mdb001.pgm").pixels
+    result = heatmap(model, pixels, np.ones(pixels.shape, bool), patch, stride=64, top=5)
+    scores = result.regions["score"].to_numpy()
+    assert (scores.astype(np.float32) == 1.0).all()  # what a float32 score would be: one tie
+    assert (scores < 1.0).all() and len(set(scores)) == len(scores)  # float64: still ranked
+    assert result.score == scores[0] and (np.diff(scores) < 0).all()
 
 
 def test_detect_scores_films_at_the_classifiers_training_spacing(tmp_path: Path, classifier_run: Path) -> None:

@@ -32,7 +32,7 @@ from mammo_tf.workflows.study.plan import (
     sr_cell,
 )
 from mammo_tf.workflows.study.saved_units import restore_units, save_units
-from mammo_tf.workflows.study.units import Busy, Units, WorkFolder
+from mammo_tf.workflows.study.units import FILM_SCORES_VERSION, Busy, Units, WorkFolder, cached_film_scores
 
 pytestmark = pytest.mark.slow  # the quick study trains every arm once per module
 
@@ -398,6 +398,17 @@ def test_a_study_moved_to_another_machine_resumes_from_its_saved_units(quick_stu
     for task, results in metrics["tasks"].items():
         for arm, result in results["arms"].items():
             assert again["tasks"][task]["arms"][arm]["auc"] == result["auc"], (task, arm)
+
+
+def test_film_scores_of_an_older_version_are_scored_again(tmp_path) -> None:
+    """Version 1 saved float32 probabilities, which tie at 1.0: a study resumed from them rescores those films."""
+    path = tmp_path / "film-seed0.json"
+    assert cached_film_scores(path) is None
+    current = {"version": FILM_SCORES_VERSION, "films": [{"image_id": "mdb001", "score": 1 - 1e-12}], "localised": []}
+    path.write_text(json.dumps(current))
+    assert cached_film_scores(path) == current
+    path.write_text(json.dumps({"films": [{"image_id": "mdb001", "score": 1.0}], "localised": []}))  # version 1
+    assert cached_film_scores(path) is None
 
 
 def test_saved_units_keep_only_what_resumes_a_unit(tmp_path) -> None:

@@ -41,7 +41,8 @@ SPACING_MATCH = 0.01  # a film within 1 % of the classifier's training spacing i
 
 @dataclass(frozen=True)
 class Heatmap:
-    """probability float32 [H, W] in [0, 1] (0 outside the breast), regions (rank, row, col, score), film score."""
+    """probability float32 [H, W] in [0, 1] (0 outside the breast), regions (rank, row, col, score), film score
+    (the scores: float64 probabilities, calc_scorer)."""
 
     probability: np.ndarray
     regions: pd.DataFrame
@@ -64,26 +65,33 @@ def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
 
 @functools.lru_cache(maxsize=4)
 def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [B, p, p, 1] patches -> float32 [B] calcification probabilities from a classifier, compiled
+    """float32 [B, p, p, 1] patches -> float64 [B] calcification probabilities from a classifier, compiled
     (module docstring). Kept for the last few models, so that the films of one run share one compilation.
 
     A bfloat16 model on a CPU with native bfloat16 runs as it is, in graph mode; elsewhere a float32 copy of its
-    network runs under XLA (bfloat16 without native support is emulated: slower and no more precise). A model
+    network runs under XLA (bfloat16 without native support is emulated: slower and no more precise). The
+    probability is the sigmoid of the float32 logit taken in float64: in float32 every logit above about 17 is
+    1.0, which tied up to half of a MIAS fold's test films at the top of the film task (measured). A model
     without a ``network`` (a stand-in returning {"calc": probability}) is compiled as it is.
     """
     import tensorflow as tf
+    from scipy.special import expit
 
     from mammo_tf.inference.sr_engine import computes_in_bfloat16
     from mammo_tf.machine import native_bfloat16
-    from mammo_tf.models.precision import float32_copy
 
     network = getattr(model, "network", None)
-    if network is not None and not (computes_in_bfloat16(network) and native_bfloat16()):
-        network = float32_copy(network)
-        calc = tf.function(lambda x: tf.sigmoid(network(x, training=False)["calc"]), jit_compile=True)
+    if network is None:
+        calc = tf.function(lambda x: model(x, training=False)["calc"], jit_compile=True)
+        return lambda tiles: np.asarray(calc(tiles), np.float64).reshape(-1)
+    if computes_in_bfloat16(network) and native_bfloat16():
+        logit = tf.function(lambda x: network(x, training=False)["calc"])
     else:
-        calc = tf.function(lambda x: model(x, training=False)["calc"], jit_compile=network is None)
-    return lambda tiles: np.asarray(calc(tiles), np.float32).reshape(-1)
+        from mammo_tf.models.precision import float32_copy
+
+        copy = float32_copy(network)
+        logit = tf.function(lambda x: copy(x, training=False)["calc"], jit_compile=True)
+    return lambda tiles: expit(np.asarray(logit(tiles), np.float64).reshape(-1))
 
 
 def heatmap(
@@ -105,7 +113,7 @@ def heatmap(
     cols = np.arange(half, width - half + 1, stride)
     if rows.size == 0 or cols.size == 0:
         raise MammoError(f"film {height}x{width} is smaller than one {patch_size}-px patch")
-    grid = np.zeros((rows.size, cols.size), np.float32)
+    grid = np.zeros((rows.size, cols.size), np.float64)  # float64: calc_scorer's probabilities
     centres = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols) if mask[r, c]]
     score = calc_scorer(model)
     tiles = np.zeros((batch, patch_size, patch_size, 1), np.float32)  # the last batch is padded: one shape
@@ -116,9 +124,8 @@ def heatmap(
         probs = score(tiles)[: len(chunk)]
         for (i, j), p in zip(chunk, probs, strict=True):
             grid[i, j] = p
-    full = cv2.resize(
-        grid, (int(cols[-1] - cols[0] + stride), int(rows[-1] - rows[0] + stride)), interpolation=cv2.INTER_LINEAR
-    )
+    size = (int(cols[-1] - cols[0] + stride), int(rows[-1] - rows[0] + stride))
+    full = cv2.resize(grid.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     probability = np.zeros((height, width), np.float32)
     r0, c0 = int(rows[0] - stride // 2), int(cols[0] - stride // 2)
     r_lo, c_lo = max(r0, 0), max(c0, 0)

@@ -699,17 +699,18 @@ class Units:
 
     def film(self, fold: int, unit: Unit, cat) -> None:
         """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json);
-        `unit`: that classifier, trained again when the cache is missing and it was restored without a model."""
+        `unit`: that classifier, trained again when the cache is missing or stale and it was restored without a
+        model."""
         seed = unit.seed
         cache = self.film_cache(fold, seed)
         with self.work.claim(f"fold{fold}/film/seed{seed}"):
-            cached = cache.is_file()
-            classifier = self.classifier(unit, cat, model_needed=not cached)
-            if not cached:
+            saved = cached_film_scores(cache)
+            classifier = self.classifier(unit, cat, model_needed=saved is None)
+            if saved is None:
                 started = time.monotonic()
-                write_bytes_atomic(cache, json.dumps(film_scores(cat, classifier.model())).encode())
+                saved = film_scores(cat, classifier.model())
+                write_bytes_atomic(cache, json.dumps(saved).encode())
                 self.work.done(f"fold{fold}/film/seed{seed}", started)
-            saved = json.loads(cache.read_text())
         table, hits = pd.DataFrame(saved["films"]), saved["localised"]
         fake = Patches(
             images=np.zeros((len(table), 1, 1, 1), np.float32),
@@ -723,8 +724,21 @@ class Units:
         self.localisation += hits
 
 
+# 2: scores are float64 probabilities (detect.calc_scorer); version 1's float32 ones tied at 1.0 (rescored)
+FILM_SCORES_VERSION = 2
+
+
+def cached_film_scores(path: Path) -> dict | None:
+    """A film unit's saved scores (film_scores' dict), or None when missing or of an older FILM_SCORES_VERSION."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved.get("version") == FILM_SCORES_VERSION else None
+
+
 def film_scores(cat, model) -> dict:
-    """Per test film: patient, label (has a calcification finding) and heatmap maximum; localisation hits."""
+    """Per test film: patient, label (has a calcification finding) and heatmap maximum (float64); localisation
+    hits; FILM_SCORES_VERSION."""
     from mammo_tf.data.preprocess import prepare
     from mammo_tf.inference.detect import heatmap
     from mammo_tf.io.images import read_image
@@ -758,4 +772,4 @@ def film_scores(cat, model) -> dict:
             hits.append(
                 bool(any(np.hypot(top["row"] - c.row, top["col"] - c.col) <= c.radius for c in circles.itertuples()))
             )
-    return {"films": rows, "localised": hits}
+    return {"version": FILM_SCORES_VERSION, "films": rows, "localised": hits}
