@@ -9,9 +9,9 @@ The film score used by the study is the heatmap's maximum inside the breast.
 
 Speed: the batches go through the classifier's calcification head compiled with XLA, in float32 (one shape:
 the last batch is padded): about 2x the eager call on a 2-core AMD EPYC (BENCHMARKS.md, bench_detect), with
-probabilities within 1e-4 of a float32 eager call. A model that computes in bfloat16 runs so only on a CPU
-without native bfloat16; where the CPU has it, it runs as it is in graph mode (oneDNN's bf16 kernels, as
-upscale's keras engine).
+probabilities within 1e-4 of a float32 eager call. A bfloat16 model is copied to float32 for this where the
+CPU has no native bfloat16; where it has, the model runs as it is in graph mode (oneDNN's bf16 kernels, as
+upscale's keras engine). Scores are float64 probabilities (calc_scorer).
 
 Pixel spacing: a classifier learns calcifications at its training films' spacing (calc-classifier: MIAS,
 0.2 mm). A film whose spacing is known (its DICOM header, or --input-spacing) and differs from it by more
