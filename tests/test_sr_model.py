@@ -127,7 +127,7 @@ def test_raw_loss_reaches_the_pixels_that_the_projection_clips() -> None:
         tail.bias.assign([-0.5])  # raw output -0.5 everywhere
         raw = model.generator([lr, np.zeros([2], np.float32)], training=True)
         assert float(tf.reduce_min(raw)) < 0.0  # training mode: the projection layer passes x through
-        logs = model.fit(data.repeat(), steps_per_epoch=1, epochs=1, verbose=0).history
+        logs = model.fit(data.repeat(), steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
         assert logs["pixel"][0] == 0.0 and logs["raw"][0] == pytest.approx(0.5)  # projected output clipped to 0
         moved = float(tail.bias.numpy()[0]) != -0.5
         assert moved == (weight > 0)  # train_step: only the raw term reaches the clipped pixels
@@ -149,9 +149,11 @@ def test_the_speck_term_sees_added_bright_detail_only() -> None:
 def test_a_speck_weight_trains_logs_and_saves_only_when_set(tmp_path) -> None:
     data = _batches(2)
     plain = compiled_srgan(_tiny(scale=2))
-    assert "speck" not in plain.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history  # unchanged layout
+    assert (
+        "speck" not in plain.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+    )  # unchanged layout
     model = compiled_srgan(_tiny(scale=2, speck_weight=10.0))
-    logs = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0).history
+    logs = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(logs["speck"][0]) and logs["speck"][0] >= 0.0
     assert SRGAN.from_config(model.get_config()).speck_weight == 10.0
 
