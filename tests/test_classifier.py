@@ -214,11 +214,14 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     assert result.score == pytest.approx(eager.max(), abs=1e-4)
 
 
-def test_heatmap_scores_keep_the_order_of_logits_that_float32_rounds_to_one(classifier_run: Path) -> None:
-    """Every patch's logit lifted by 20: float32 would round the probabilities to 1.0, a tie."""
+def test_heatmap_scores_keep_the_order_of_logits_that_float32_rounds_to_one(classifier_run: Path, monkeypatch) -> None:
+    """Every patch's logit lifted by 20: float32 would round the probabilities to 1.0, a tie. (Scored in float32
+    on every CPU, as in the test above: a bfloat16 network's coarser features could tie two logits.)"""
+    import mammo_tf.machine
     from mammo_tf.inference.detect import heatmap, load_classifier
     from mammo_tf.io.images import read_image
 
+    monkeypatch.setattr(mammo_tf.machine, "native_bfloat16", lambda: False)
     model, _, patch = load_classifier(classifier_run)
     bias = model.network.get_layer("calc_logit").bias
     bias.assign(bias + 20.0)
