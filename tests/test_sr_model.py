@@ -149,9 +149,8 @@ def test_the_speck_term_sees_added_bright_detail_only() -> None:
 def test_a_speck_weight_trains_logs_and_saves_only_when_set(tmp_path) -> None:
     data = _batches(2)
     plain = compiled_srgan(_tiny(scale=2))
-    assert (
-        "speck" not in plain.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
-    )  # unchanged layout
+    history = plain.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
+    assert "speck" not in history  # unchanged layout
     model = compiled_srgan(_tiny(scale=2, speck_weight=10.0))
     logs = model.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False).history
     assert np.isfinite(logs["speck"][0]) and logs["speck"][0] >= 0.0
