@@ -78,14 +78,13 @@ def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
     from scipy.special import expit
 
-    from mammo_tf.inference.sr_engine import computes_in_bfloat16
-    from mammo_tf.machine import native_bfloat16
+    from mammo_tf.inference.sr_engine import resolve_engine
 
     network = getattr(model, "network", None)
     if network is None:
         calc = tf.function(lambda x: model(x, training=False)["calc"], jit_compile=True)
         return lambda tiles: np.asarray(calc(tiles), np.float64).reshape(-1)
-    if computes_in_bfloat16(network) and native_bfloat16():
+    if resolve_engine("auto", network) == "keras":  # upscale's rule: bf16 model, native bf16
         logit = tf.function(lambda x: network(x, training=False)["calc"])
     else:
         from mammo_tf.models.precision import float32_copy
