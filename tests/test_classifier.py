@@ -186,7 +186,7 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     Tolerance 1e-4 in probability: XLA sums in another order, and the stem's per-patch normalisation divides
     by the patch's standard deviation, which amplifies that round-off on flat patches (measured on 4 MIAS
     films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7). The CPU is taken as one
-    without native bfloat16, so that a bfloat16 model (trained on such a CPU) is scored in float32 here too.
+    without native bfloat16, so that a bfloat16 model (the tiny preset on an Intel CPU) is scored in float32 too.
     """
     from scipy.special import expit
 
