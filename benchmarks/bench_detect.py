@@ -42,16 +42,15 @@ def _film() -> Path:
 
 
 def _eager_scorer(model):
-    return lambda tiles: np.asarray(model(tiles, training=False)["calc"]).reshape(-1)
+    """Logits, as calc_scorer's, from the classifier's network called eagerly."""
+    return lambda tiles: np.asarray(model.network(tiles, training=False)["calc"], np.float64).reshape(-1)
 
 
 def _float32_scorer(model):
-    import tensorflow as tf
-
     from mammo_tf.models.precision import float32_copy
 
     network = float32_copy(model.network)
-    return lambda tiles: np.asarray(tf.sigmoid(network(tiles, training=False)["calc"])).reshape(-1)
+    return lambda tiles: np.asarray(network(tiles, training=False)["calc"], np.float64).reshape(-1)
 
 
 def measure(rounds: int) -> dict:

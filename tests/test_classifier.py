@@ -185,8 +185,9 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
 
     Tolerance 1e-4 in probability: XLA sums in another order, and the stem's per-patch normalisation divides
     by the patch's standard deviation, which amplifies that round-off on flat patches (measured on 4 MIAS
-    films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7). The CPU is taken as one
-    without native bfloat16, so that a bfloat16 model (the tiny preset on an Intel CPU) is scored in float32 too.
+    films with a width-16 classifier: at most 9e-5; graph mode without XLA: 2e-7); 1e-3 in logit (at least 4x that:
+    a probability moves at most a quarter as much as its logit; measured here: 1.5e-7). The CPU is taken as
+    one without native bfloat16, so that a bfloat16 model (the tiny preset on an Intel CPU) is scored in float32 too.
     """
     from scipy.special import expit
 
@@ -206,17 +207,21 @@ def test_the_compiled_heatmap_scores_every_patch_as_the_keras_call(classifier_ru
     result = heatmap(model, pixels, mask, patch, stride=stride, batch=4, top=9)  # 4, 4, then 1 padded to 4
     tiles = np.stack([pixels[r - half : r + half, c - half : c + half] for r in rows for c in cols])[..., None]
     logits = float32_copy(model.network)(tiles.astype(np.float32), training=False)["calc"]
-    eager = expit(np.asarray(logits, np.float64)).reshape(rows.size, cols.size)
+    logits = np.asarray(logits, np.float64).reshape(rows.size, cols.size)
+    eager = expit(logits)
     assert len(result.regions) == 9
     for region in result.regions.itertuples():
-        expected = eager[list(rows).index(region.row), list(cols).index(region.col)]
-        assert region.score == pytest.approx(expected, abs=1e-4), region
+        at = list(rows).index(region.row), list(cols).index(region.col)
+        assert region.score == pytest.approx(eager[at], abs=1e-4), region
+        assert region.logit == pytest.approx(logits[at], abs=1e-3), region
     assert result.score == pytest.approx(eager.max(), abs=1e-4)
+    assert result.logit == pytest.approx(logits.max(), abs=1e-3)
 
 
-def test_heatmap_scores_keep_the_order_of_logits_that_float32_rounds_to_one(classifier_run: Path, monkeypatch) -> None:
-    """Every patch's logit lifted by 20: float32 would round the probabilities to 1.0, a tie. (Scored in float32
-    on every CPU, as in the test above: a bfloat16 network's coarser features could tie two logits.)"""
+def test_heatmap_ranks_patches_by_logits_whose_probabilities_round_to_one(classifier_run: Path, monkeypatch) -> None:
+    """Every patch's logit lifted by 40: its probability is 1.0 even in float64, a tie; the logits keep the order,
+    and the film's logit is the top region's. (Scored in float32 on every CPU, as in the test above: a bfloat16
+    network's coarser features could tie two logits.)"""
     import mammo_tf.machine
     from mammo_tf.inference.detect import heatmap, load_classifier
     from mammo_tf.io.images import read_image
@@ -224,13 +229,13 @@ def test_heatmap_scores_keep_the_order_of_logits_that_float32_rounds_to_one(clas
     monkeypatch.setattr(mammo_tf.machine, "native_bfloat16", lambda: False)
     model, _, patch = load_classifier(classifier_run)
     bias = model.network.get_layer("calc_logit").bias
-    bias.assign(bias + 20.0)
+    bias.assign(bias + 40.0)
     pixels = read_image(cached_phantom_dir() / "mdb001.pgm").pixels
     result = heatmap(model, pixels, np.ones(pixels.shape, bool), patch, stride=64, top=5)
-    scores = result.regions["score"].to_numpy()
-    assert (scores.astype(np.float32) == 1.0).all()  # what a float32 score would be: one tie
-    assert (scores < 1.0).all() and len(set(scores)) == len(scores)  # float64: still ranked
-    assert result.score == scores[0] and (np.diff(scores) < 0).all()
+    assert len(result.regions) == 5 and (result.regions["score"] == 1.0).all() and result.score == 1.0  # a tie
+    logits = result.regions["logit"].to_numpy()
+    assert result.logit == logits[0] and (np.diff(logits) < 0).all()  # still ranked
+    assert logits[-1] > 37
 
 
 def test_detect_scores_films_at_the_classifiers_training_spacing(tmp_path: Path, classifier_run: Path) -> None:

@@ -212,6 +212,20 @@ def test_metrics_json_records_every_models_patients_and_ids(quick_study) -> None
     assert recorded == trained  # every classifier the study trained, and only those
 
 
+def test_every_unit_trains_in_the_studys_precision(quick_study) -> None:
+    """float32 on every CPU (StudyConfig.precision): on one with native bfloat16, 'auto' would resolve to
+    mixed_bfloat16, and a study resumed there would mix the two."""
+    out, _ = quick_study
+    resolved = {
+        path.parent.relative_to(out).as_posix(): json.loads(path.read_text()).get("precision_resolved")
+        for path in (out / "work").rglob("config.json")
+    }
+    trained = {run: precision for run, precision in resolved.items() if precision is not None}
+    assert any("/gan" in run for run in trained) and any("/sr" in run for run in trained)
+    assert any("/real/" in run for run in trained), sorted(trained)
+    assert set(trained.values()) == {"float32"}, trained
+
+
 def test_metrics_json_records_the_compute_of_each_arm(quick_study) -> None:
     out, metrics = quick_study
     lines = (out / "work" / "progress.jsonl").read_text().splitlines()
@@ -401,13 +415,16 @@ def test_a_study_moved_to_another_machine_resumes_from_its_saved_units(quick_stu
 
 
 def test_film_scores_of_an_older_version_are_scored_again(tmp_path) -> None:
-    """Version 1 saved float32 probabilities, which tie at 1.0: a study resumed from them rescores those films."""
+    """Versions 1 and 2 saved probabilities (float32, float64), which tie at 1.0: a study resumed from them rescores
+    those films; the current version saves logits."""
     path = tmp_path / "film-seed0.json"
     assert cached_film_scores(path) is None
-    current = {"version": FILM_SCORES_VERSION, "films": [{"image_id": "mdb001", "score": 1 - 1e-12}], "localised": []}
+    current = {"version": FILM_SCORES_VERSION, "films": [{"image_id": "mdb001", "score": 41.5}], "localised": []}
     path.write_text(json.dumps(current))
     assert cached_film_scores(path) == current
     path.write_text(json.dumps({"films": [{"image_id": "mdb001", "score": 1.0}], "localised": []}))  # version 1
+    assert cached_film_scores(path) is None
+    path.write_text(json.dumps({"version": 2, "films": [{"image_id": "mdb001", "score": 1.0}], "localised": []}))
     assert cached_film_scores(path) is None
 
 

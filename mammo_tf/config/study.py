@@ -2,7 +2,7 @@
 
 Not a trainer config: the study trains classifiers, GANs, insertion models and SR models by their own presets
 (classifier_preset, gan_preset, insert_preset, sr_preset), with the step counts classifier_steps, gan_steps,
-sr_pretrain_steps and sr_gan_steps when set.
+sr_pretrain_steps and sr_gan_steps when set, all in one `precision`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mammo_tf.config.base import Config
+from mammo_tf.config.base import PRECISIONS, Config
 from mammo_tf.config.classifier import CLASSIFIER_PRESETS
 from mammo_tf.config.insert import INSERT_PRESETS
 from mammo_tf.config.sr import SR_PRESETS
@@ -50,7 +50,10 @@ class StudyConfig(Config):
     arms: the arm families (ARM_FAMILIES) that run beside real only. positive_fractions: the low-data curve,
     () = off; each fraction f in (0, 1] restricts the real positives to the clusters of f of each fold's
     training patients with calcifications (nested subsets; negatives unchanged), for real only and real +
-    inserted x LOW_DATA_RATIO; f = 1 is the full-data task itself.
+    inserted x LOW_DATA_RATIO; f = 1 is the full-data task itself. precision: every unit's (classifiers,
+    GANs, insertion and SR models); float32 by default, because a study's units are trained over several
+    sessions on whatever CPU a session gets, and 'auto' would train some in mixed_bfloat16 (CPUs with native
+    bfloat16) and the rest in float32.
     """
 
     KIND: ClassVar[str] = "study"
@@ -75,6 +78,7 @@ class StudyConfig(Config):
     feature_steps: int = 400  # training steps of the feature network that scores each fold's GAN (evaluate-gan)
     val_fraction: float = 0.2
     fixed_specificity: float = 0.90  # sensitivity is also reported at this specificity (in (0, 1))
+    precision: str = "float32"
     preset: str = "standard"
 
     def validate(self) -> None:
@@ -89,6 +93,7 @@ class StudyConfig(Config):
         self.check_choice("gan_preset", SYNTHESIS_PRESETS)
         self.check_choice("insert_preset", INSERT_PRESETS)
         self.check_choice("sr_preset", SR_PRESETS)
+        self.check_choice("precision", PRECISIONS)
         self.check_at_least("feature_steps", 1)
         for key in ("sr_pretrain_steps", "sr_gan_steps"):
             if getattr(self, key) is not None:

@@ -5,13 +5,15 @@ batches (the film stays on the host); the grid of probabilities is the heatmap, 
 set to 0 outside the breast. Top regions: grid maxima kept by non-maximum suppression (no two closer
 than one patch size), with their centres in original array coordinates (row 0 = top).
 
-The film score used by the study is the heatmap's maximum inside the breast.
+The film score used by the study is the heatmap's maximum logit inside the breast (Heatmap.logit): the
+maximum probability (Heatmap.score) is 1.0 in float64 too above a logit of about 37, which tied MIAS films.
 
 Speed: the batches go through the classifier's calcification head compiled with XLA, in float32 (one shape:
 the last batch is padded): about 2x the eager call on a 2-core AMD EPYC (BENCHMARKS.md, bench_detect), with
 probabilities within 1e-4 of a float32 eager call. A bfloat16 model is copied to float32 for this where the
 CPU has no native bfloat16; where it has, the model runs as it is in graph mode (oneDNN's bf16 kernels, as
-upscale's keras engine). Scores are float64 probabilities (calc_scorer).
+upscale's keras engine). Patches are ranked by their float64 logits (calc_scorer); probabilities are their
+sigmoid.
 
 Pixel spacing: a classifier learns calcifications at its training films' spacing (calc-classifier: MIAS,
 0.2 mm). A film whose spacing is known (its DICOM header, or --input-spacing) and differs from it by more
@@ -41,12 +43,13 @@ SPACING_MATCH = 0.01  # a film within 1 % of the classifier's training spacing i
 
 @dataclass(frozen=True)
 class Heatmap:
-    """probability float32 [H, W] in [0, 1] (0 outside the breast), regions (rank, row, col, score), film score
-    (the scores: float64 probabilities, calc_scorer)."""
+    """probability float32 [H, W] in [0, 1] (0 outside the breast); regions (rank, row, col, score: float64
+    probability, logit), ranked by logit; the film's maximum probability (score) and maximum logit (logit)."""
 
     probability: np.ndarray
     regions: pd.DataFrame
     score: float
+    logit: float
 
 
 def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
@@ -65,25 +68,24 @@ def load_classifier(spec: str | Path | None = None, *, command: str = "detect"):
 
 @functools.lru_cache(maxsize=4)
 def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
-    """float32 [B, p, p, 1] patches -> float64 [B] calcification probabilities from a classifier, compiled
-    (module docstring). Kept for the last few models, so that the films of one run share one compilation.
+    """float32 [B, p, p, 1] patches -> float64 [B] calcification logits from a classifier, compiled (module
+    docstring). Kept for the last few models, so that the films of one run share one compilation.
 
     A bfloat16 model on a CPU with native bfloat16 runs as it is, in graph mode; elsewhere a float32 copy of its
-    network runs under XLA (bfloat16 without native support is emulated: slower and no more precise). The
-    probability is the sigmoid of the float32 logit taken in float64: in float32 every logit above about 17 is
-    1.0, which tied up to half of a MIAS fold's test films at the top of the film task (measured); float64
-    keeps the order up to a logit of about 37 (0-3 of those films per seed are still exactly 1.0). A model
-    without a ``network`` (a stand-in returning {"calc": probability}) is compiled as it is.
+    network runs under XLA (bfloat16 without native support is emulated: slower and no more precise). Logits,
+    not probabilities: in float32 every logit above about 17 has probability 1.0, in float64 above about 37,
+    and such ties decided much of a MIAS fold's film AUC (measured). A model without a ``network`` (a stand-in
+    returning {"calc": probability}) is compiled as it is, its probabilities turned into logits.
     """
     import tensorflow as tf
-    from scipy.special import expit
+    from scipy.special import logit as to_logit
 
     from mammo_tf.inference.sr_engine import resolve_engine
 
     network = getattr(model, "network", None)
     if network is None:
         calc = tf.function(lambda x: model(x, training=False)["calc"], jit_compile=True)
-        return lambda tiles: np.asarray(calc(tiles), np.float64).reshape(-1)
+        return lambda tiles: to_logit(np.asarray(calc(tiles), np.float64).reshape(-1))
     if resolve_engine("auto", network) == "keras":  # upscale's rule: bf16 model, native bf16
         logit = tf.function(lambda x: network(x, training=False)["calc"])
     else:
@@ -91,7 +93,7 @@ def calc_scorer(model) -> Callable[[np.ndarray], np.ndarray]:
 
         copy = float32_copy(network)
         logit = tf.function(lambda x: copy(x, training=False)["calc"], jit_compile=True)
-    return lambda tiles: expit(np.asarray(logit(tiles), np.float64).reshape(-1))
+    return lambda tiles: np.asarray(logit(tiles), np.float64).reshape(-1)
 
 
 def heatmap(
@@ -106,6 +108,7 @@ def heatmap(
 ) -> Heatmap:
     """Score float32 [H, W] film pixels (original orientation) with its bool breast mask."""
     import cv2
+    from scipy.special import expit
 
     half = patch_size // 2
     height, width = pixels.shape
@@ -113,7 +116,7 @@ def heatmap(
     cols = np.arange(half, width - half + 1, stride)
     if rows.size == 0 or cols.size == 0:
         raise MammoError(f"film {height}x{width} is smaller than one {patch_size}-px patch")
-    grid = np.zeros((rows.size, cols.size), np.float64)  # float64: calc_scorer's probabilities
+    grid = np.full((rows.size, cols.size), -np.inf)  # calc_scorer's float64 logits; -inf: outside the breast
     centres = [(i, j) for i, r in enumerate(rows) for j, c in enumerate(cols) if mask[r, c]]
     score = calc_scorer(model)
     tiles = np.zeros((batch, patch_size, patch_size, 1), np.float32)  # the last batch is padded: one shape
@@ -121,11 +124,12 @@ def heatmap(
         chunk = centres[first : first + batch]
         for k, (i, j) in enumerate(chunk):
             tiles[k, ..., 0] = pixels[rows[i] - half : rows[i] + half, cols[j] - half : cols[j] + half]
-        probs = score(tiles)[: len(chunk)]
-        for (i, j), p in zip(chunk, probs, strict=True):
-            grid[i, j] = p
+        logits = score(tiles)[: len(chunk)]
+        for (i, j), value in zip(chunk, logits, strict=True):
+            grid[i, j] = value
+    probs = expit(grid)
     size = (int(cols[-1] - cols[0] + stride), int(rows[-1] - rows[0] + stride))
-    full = cv2.resize(grid.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    full = cv2.resize(probs.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     probability = np.zeros((height, width), np.float32)
     r0, c0 = int(rows[0] - stride // 2), int(cols[0] - stride // 2)
     r_lo, c_lo = max(r0, 0), max(c0, 0)
@@ -136,13 +140,15 @@ def heatmap(
     order = np.argsort(grid, axis=None)[::-1]
     for flat in order:
         i, j = np.unravel_index(flat, grid.shape)
-        if grid[i, j] <= 0 or len(regions) >= top:
+        if grid[i, j] == -np.inf or len(regions) >= top:
             break
         r, c = int(rows[i]), int(cols[j])
         if all(np.hypot(r - q["row"], c - q["col"]) >= patch_size for q in regions):
-            regions.append({"rank": len(regions) + 1, "row": r, "col": c, "score": float(grid[i, j])})
-    table = pd.DataFrame(regions, columns=["rank", "row", "col", "score"])
-    return Heatmap(probability, table, float(grid.max()))
+            regions.append(
+                {"rank": len(regions) + 1, "row": r, "col": c, "score": float(probs[i, j]), "logit": float(grid[i, j])}
+            )
+    table = pd.DataFrame(regions, columns=["rank", "row", "col", "score", "logit"])
+    return Heatmap(probability, table, float(probs.max()), float(grid.max()))
 
 
 def heatmap_at_spacing(
@@ -165,7 +171,7 @@ def heatmap_at_spacing(
         row=np.clip(np.round(result.regions["row"] / factors[0]), 0, shape[0] - 1).astype(int),
         col=np.clip(np.round(result.regions["col"] / factors[1]), 0, shape[1] - 1).astype(int),
     )
-    return Heatmap(probability.astype(np.float32), regions, result.score)
+    return Heatmap(probability.astype(np.float32), regions, result.score, result.logit)
 
 
 def scoring_factors(

@@ -19,7 +19,7 @@ the training set. Inside each fold:
    (sr_preset; or one given model, --sr-model, whose training patients are then left out of these arms),
    and a 3x3 of classifiers trained on HR (the real-only one), bicubic- and SR-upscaled LR, each tested on
    the three kinds of the same test patches;
-5. the film task: the real-only classifier's heatmap maximum per test film (films with calcifications
+5. the film task: the real-only classifier's maximum heatmap logit per test film (films with calcifications
    against films without), and the localisation rate (the film's top region inside an annotated circle);
 6. the low-data curve (StudyConfig.positive_fractions): per fraction below 1, an insertion model fitted
    without the training patients the fraction leaves out, and per task real only against real + inserted

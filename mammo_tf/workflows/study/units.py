@@ -147,7 +147,7 @@ class WorkFolder:
     def unit_seconds(self) -> dict[str, float]:
         """Seconds per finished unit name, summed over every session of this study: progress.jsonl, which
         stays on the machine that ran the unit; for a unit restored from another machine's saved units (no
-        line here), its run's own training time (metrics.json "hours", recorded to 3.6 s)."""
+        line here), its run's own training time (metrics.json "hours", recorded to 3.6 ms; 3.6 s before 2026-12-08)."""
         path = self.root / "progress.jsonl"
         seconds: dict[str, float] = {}
         if path.is_file():
@@ -375,6 +375,7 @@ class Units:
                     seed=seed,
                     steps=steps,
                     val_every=steps,
+                    precision=self.config.precision,
                     verbose=self.verbose,
                     real_patches=self.real_patches(catalog, task, seed, positives),
                     **kwargs,
@@ -465,8 +466,8 @@ class Units:
 
     def model_entry(self, run: Path, kind: str, record: dict) -> dict:
         """A generative model's audit record: its run, id, preset, steps, seconds (the run's own training time
-        over all its sessions, from its metrics.json, whichever process trained it; below the 3.6 s that
-        records, this study's progress.jsonl) and training patients."""
+        over all its sessions, from its metrics.json, whichever process trained it; when that rounds to 0,
+        this study's progress.jsonl) and training patients."""
         from mammo_tf.inference.registry import model_id, resolve_model_path
 
         return {
@@ -494,6 +495,7 @@ class Units:
                 steps=self.config.gan_steps,
                 patch_size=self.patch_size,
                 seed=fold,
+                precision=self.config.precision,
                 verbose=self.verbose,
             )
 
@@ -562,6 +564,7 @@ class Units:
                 preset=self.config.insert_preset,
                 patch_size=self.patch_size,
                 seed=k,
+                precision=self.config.precision,
                 verbose=self.verbose,
             )
 
@@ -649,6 +652,7 @@ class Units:
                 pretrain_steps=config.sr_pretrain_steps,
                 gan_steps=config.sr_gan_steps,
                 seed=fold,
+                precision=config.precision,
                 verbose=self.verbose,
             )
 
@@ -698,7 +702,7 @@ class Units:
         return self.work.root / f"fold{fold}" / f"film-seed{seed}.json"  # plan.WorkUnit's done_file
 
     def film(self, fold: int, unit: Unit, cat) -> None:
-        """Per test film, the real-only classifier's heatmap maximum (cached in work/fold{k}/film-seed{s}.json);
+        """Per test film, the real-only classifier's maximum heatmap logit (cached in work/fold{k}/film-seed{s}.json);
         `unit`: that classifier, trained again when the cache is missing or stale and it was restored without a
         model."""
         seed = unit.seed
@@ -720,12 +724,13 @@ class Units:
             centre_row=np.zeros(len(table), np.int64),
             centre_col=np.zeros(len(table), np.int64),
         )
-        self.pool.add(FILM_TASK, REAL, fold, seed, fake, table["score"].to_numpy(), 0.5)
+        self.pool.add(FILM_TASK, REAL, fold, seed, fake, table["score"].to_numpy(), 0.0)  # logit 0: probability 0.5
         self.localisation += hits
 
 
-# 2: scores are float64 probabilities (detect.calc_scorer); version 1's float32 ones tied at 1.0 (rescored)
-FILM_SCORES_VERSION = 2
+# 3: scores are the films' maximum logits; version 1's float32 probabilities tied at 1.0, version 2's float64
+# ones at a logit above about 37 (both rescored)
+FILM_SCORES_VERSION = 3
 
 
 def cached_film_scores(path: Path) -> dict | None:
@@ -737,8 +742,8 @@ def cached_film_scores(path: Path) -> dict | None:
 
 
 def film_scores(cat, model) -> dict:
-    """Per test film: patient, label (has a calcification finding) and heatmap maximum (float64); localisation
-    hits; FILM_SCORES_VERSION."""
+    """Per test film: patient, label (has a calcification finding) and score (its heatmap's maximum logit, float64);
+    localisation hits (the top region: the highest logit); FILM_SCORES_VERSION."""
     from mammo_tf.data.preprocess import prepare
     from mammo_tf.inference.detect import heatmap
     from mammo_tf.io.images import read_image
@@ -758,7 +763,7 @@ def film_scores(cat, model) -> dict:
                 "image_id": film.image_id,
                 "patient_id": film.patient_id,
                 "label": int(film.image_id in calc_ids),
-                "score": float(result.score),
+                "score": float(result.logit),
             }
         )
         circles = findings[
