@@ -414,6 +414,31 @@ def test_a_study_moved_to_another_machine_resumes_from_its_saved_units(quick_stu
             assert again["tasks"][task]["arms"][arm]["auc"] == result["auc"], (task, arm)
 
 
+def test_stale_film_scores_of_restored_units_come_from_a_twin_classifier(quick_study, tmp_path) -> None:
+    """Restored units keep no model: films whose scores are of an older version are scored by a twin (same recipe
+    and seed, in work/fold{k}/film classifier/seed{s}); the unit's patch scores stay as saved."""
+    out, metrics = quick_study
+    save_units(out / "work", tmp_path / "units")
+    moved = tmp_path / "moved"
+    restore_units(tmp_path / "units", moved / "work")
+    for k in (0, 1):
+        cache = moved / "work" / f"fold{k}" / "film-seed0.json"
+        cache.write_text(json.dumps({**json.loads(cache.read_text()), "version": FILM_SCORES_VERSION - 1}))
+    units = sorted((moved / "work").glob("fold*/easy/real/seed0"))
+    before = {run: (run / "scores.npz").read_bytes() for run in units}
+    again = evaluate_aug(None, out=moved, preset="quick", arms=("gan", "sr"))
+    assert {run: (run / "scores.npz").read_bytes() for run in units} == before
+    assert not any((run / "classifier.keras").exists() for run in units)
+    work = moved / "work"
+    models = work.glob("fold*/film classifier/seed0/classifier.keras")
+    twins = sorted(model.parent.relative_to(work).as_posix() for model in models)
+    assert twins == ["fold0/film classifier/seed0", "fold1/film classifier/seed0"]
+    for k in (0, 1):
+        assert json.loads((work / f"fold{k}" / "film-seed0.json").read_text())["version"] == FILM_SCORES_VERSION
+    for arm, result in metrics["tasks"]["easy"]["arms"].items():
+        assert again["tasks"]["easy"]["arms"][arm]["auc"] == result["auc"], arm
+
+
 def test_film_scores_of_an_older_version_are_scored_again(tmp_path) -> None:
     """Versions 1 and 2 saved probabilities (float32, float64), which tie at 1.0: a study resumed from them rescores
     those films; the current version saves logits."""
@@ -430,7 +455,7 @@ def test_film_scores_of_an_older_version_are_scored_again(tmp_path) -> None:
 
 def test_saved_units_keep_only_what_resumes_a_unit(tmp_path) -> None:
     """A classifier is saved only once scored, without its model; a first pretraining stage without scores;
-    a restored first stage or film classifier lacking its model is trained again (WorkFolder.needs_model)."""
+    a restored first stage lacking its model is trained again (WorkFolder.needs_model)."""
     work = tmp_path / "work"
 
     def unit(name: str, kind: str, *files: str) -> Path:

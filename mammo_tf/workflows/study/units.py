@@ -18,6 +18,7 @@ stopped; the layout, which older studies' work folders share:
     work/fold{k}/{task} positives {f}/{arm}/seed{s}/   a low-data classifier run
     work/fold{k}/easy/trained on {bicubic,SR}/seed{s}/  the classifiers trained on upscaled LR patches
     work/fold{k}/film-seed{s}.json           the film task's per-film scores
+    work/fold{k}/film classifier/seed{s}/    the film task's classifier when the real-only unit has no model
     work/.locks/{unit}.lock                  held (flock) by the process training that unit
 
 Several processes on one machine can train one study's units together: a process holds a unit's lock while
@@ -350,14 +351,23 @@ class Units:
         return out
 
     # -- classifiers ----------------------------------------------------------------------------------------
-    def trained(self, unit: Unit, catalog, steps: int | None = None, model_needed: bool = False, **kwargs) -> Path:
+    def trained(
+        self,
+        unit: Unit,
+        catalog,
+        steps: int | None = None,
+        model_needed: bool = False,
+        name: str | None = None,
+        **kwargs,
+    ) -> Path:
         """The classifier run ``work/<unit.name>``, trained unless finished (`steps`: the config's budget when
         None; below fraction 1, real positives of the fraction's patients only); its train and validation
         patients go into the fold's model record, checked disjoint from the test patients. model_needed: train
-        it again when it was restored from saved units, which keep no model (WorkFolder.needs_model)."""
+        it again when it was restored from saved units, which keep no model (WorkFolder.needs_model). name:
+        another folder under work/ for the same unit (the film task's twin)."""
         from mammo_tf.training.classifier_trainer import MODEL_NAME, train_classifier
 
-        name, task, seed = unit.name, unit.task, unit.seed
+        name, task, seed = name or unit.name, unit.task, unit.seed
         run = self.work.root / name
         with self.work.claim(name):
             if model_needed:
@@ -703,13 +713,21 @@ class Units:
 
     def film(self, fold: int, unit: Unit, cat) -> None:
         """Per test film, the real-only classifier's maximum heatmap logit (cached in work/fold{k}/film-seed{s}.json);
-        `unit`: that classifier, trained again when the cache is missing or stale and it was restored without a
-        model."""
+        `unit`: that classifier. When the cache is missing or stale and the unit was restored from saved units,
+        which keep no model, a twin (the same recipe and seed) is trained in work/fold{k}/film classifier/seed{s}
+        and scores the films: the unit's own patch scores, the reference of the arms trained beside it, stay.
+        (A twin trained on another CPU is not the same model: MIAS folds 0-1's six differed from their units by
+        -0.026 to +0.005 in patch AUC.)"""
+        from mammo_tf.training.classifier_trainer import MODEL_NAME
+
         seed = unit.seed
         cache = self.film_cache(fold, seed)
         with self.work.claim(f"fold{fold}/film/seed{seed}"):
             saved = cached_film_scores(cache)
-            classifier = self.classifier(unit, cat, model_needed=saved is None)
+            run = self.work.root / unit.name
+            restored = (run / "metrics.json").is_file() and not (run / MODEL_NAME).is_file()
+            twin = f"fold{fold}/film classifier/seed{seed}" if saved is None and restored else None
+            classifier = self.classifier(unit, cat, name=twin)
             if saved is None:
                 started = time.monotonic()
                 saved = film_scores(cat, classifier.model())
