@@ -6,8 +6,8 @@ first call that also compiles), model GFLOP/s (the generator's FLOPs counted fro
 layers, sr_engine.generator_flops, divided by the median time), that rate as a fraction of the CPU's
 estimated fp32 peak, and the peak memory added (largest resident set sampled every 20 ms while upscaling,
 minus the resident set just before, with the model and the input in memory). Engines are compared on the
-same inputs in the same run; the section is written per CPU kind (Intel / AMD), so one machine of each kind
-fills the file.
+same inputs in the same run; the section is written per CPU kind (vendor, and whether it has native bfloat16),
+so one machine of each kind fills the file.
 
     .venv/bin/python benchmarks/bench_upscale.py --out BENCHMARKS.md [--repeat 3] [--film 2864x4432]
 """
@@ -97,14 +97,24 @@ def paired_ratio(case: dict, baseline: dict) -> float:
     return statistics.median(a / b for a, b in zip(case["seconds"], baseline["seconds"], strict=True))
 
 
-def cpu_kind(cpu: str) -> str:
-    return "AMD" if "AMD" in cpu.upper() else "Intel" if "INTEL" in cpu.upper() else "other"
+def cpu_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text()
+    return set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
+
+
+def cpu_kind(cpu: str, flags: set[str]) -> tuple[str, str]:
+    """(section key, title) per vendor and native bfloat16, on which `upscale`'s auto engine depends: an AMD EPYC
+    without it (AVX2) and one with it (AVX-512 + avx512_bf16) are two kinds."""
+    vendor = "AMD" if "AMD" in cpu.upper() else "Intel" if "INTEL" in cpu.upper() else "other"
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        return f"{vendor}-bf16", f"{vendor} with native bfloat16"
+    return vendor, f"{vendor} without native bfloat16"
 
 
 def peak_gflops() -> tuple[float, str]:
     """Estimated fp32 peak of the usable cores: cores x clock x FLOPs/cycle (2 FMA units x vector width x 2)."""
     text = Path("/proc/cpuinfo").read_text()
-    flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":")[1].split())
+    flags = cpu_flags()
     mhz = float(next(line for line in text.splitlines() if line.startswith("cpu MHz")).split(":")[1])
     width = 16 if "avx512f" in flags else 8 if "avx2" in flags and "fma" in flags else 4
     cores = len(os.sched_getaffinity(0))
@@ -114,11 +124,11 @@ def peak_gflops() -> tuple[float, str]:
 def render(
     machine: dict, command: str, cases: dict, diffs: dict, peak: tuple[float, str], film: str, total: float
 ) -> tuple[str, str, str]:
-    kind = cpu_kind(machine["cpu"])
+    kind, title = cpu_kind(machine["cpu"], cpu_flags())
     start, end = f"<!-- bench_upscale:{kind}:start -->", f"<!-- bench_upscale:{kind}:end -->"
     lines = [
         start,
-        f"## Whole-film upscaling on {kind} (`benchmarks/bench_upscale.py`)",
+        f"## Whole-film upscaling on {title} (`benchmarks/bench_upscale.py`)",
         "",
         f"Command: `{command}`",
         "",
