@@ -218,6 +218,13 @@ def _refresh(folder: Path, data, grids: tuple[Path, ...]) -> None:
     "the patients it trained on are left out of those arms.",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["float32", "mixed_bfloat16", "auto"]),
+    default=None,
+    help="Every unit's training precision [default: float32, so that a study resumed on another CPU trains its "
+    "units alike; auto: bf16 only on a GPU or a CPU with avx512_bf16/AMX].",
+)
+@click.option(
     "--out",
     type=OutputFolder(must_be_new_or_empty=False),
     required=True,
@@ -243,7 +250,7 @@ def _refresh(folder: Path, data, grids: tuple[Path, ...]) -> None:
     "now; its compute so far) and stop; give the options it was started with.",
 )
 def evaluate_aug(
-    data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, out, only_fold, train_only, status
+    data, folds, seeds, tasks, arms, positive_fractions, preset, sr_model, precision, out, only_fold, train_only, status
 ) -> None:
     """Measure whether synthetic data or SR helps recognition (patient k-fold).
 
@@ -280,6 +287,7 @@ def evaluate_aug(
         arms=families,
         positive_fractions=positive_fractions,
         sr_model=sr_model,
+        precision=precision,
         log=lambda line: click.echo(line, err=True),
         only_fold=only_fold,
         train_only=train_only,

@@ -117,6 +117,10 @@ def test_none_overrides_keep_the_preset_and_the_wrappers_are_the_resolver() -> N
     assert resolve_synthesis_config("quick", patch_size=128) == resolve("synthesis", "quick", patch_size=128)
     assert resolve_study_config("quick", folds=3) == resolve("study", "quick", folds=3)
     assert resolve_study_config("quick", tasks=("film",)).tasks == ("film",)
+    assert resolve_study_config("standard").precision == "float32"  # not auto: units alike on every CPU
+    assert resolve_study_config("standard", precision=None).precision == "float32"
+    with pytest.raises(MammoError, match=r"precision"):
+        resolve_study_config("standard", precision="float16")
 
 
 def test_validation_boundaries_are_adjusted_to_the_run_length() -> None:

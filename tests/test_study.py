@@ -326,6 +326,12 @@ def test_status_of_a_folder_without_a_study_is_one_line_exit_2(tmp_path) -> None
     one_error_line(result, str(tmp_path), "no study here")
 
 
+def test_a_precision_the_study_does_not_know_is_exit_2(tmp_path) -> None:
+    result = invoke("evaluate-aug", "--preset", "quick", "--out", str(tmp_path), "--precision", "float16")
+    one_error_line(result, "--precision", "float16")
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_a_unit_is_claimed_by_one_process_at_a_time(tmp_path) -> None:
     work = WorkFolder(tmp_path)
     with work.claim("fold0/easy/real/seed0"):
