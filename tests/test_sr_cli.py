@@ -123,6 +123,29 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
     assert (tmp_path / "nan" / "checkpoints" / "last.keras").read_bytes() == saved
 
 
+def test_a_resumed_run_removes_what_a_kill_left_of_an_atomic_write(tmp_path) -> None:
+    """kill -9 during save_keras_atomic or atomic_file leaves its temporary beside the target: resuming removes
+    it (and nothing else)."""
+    Run.create(tmp_path / "run", {"kind": "test"})
+    (tmp_path / "run" / "state.json").write_text(json.dumps({"step": 2, "phase": "pretrain", "finished": False}))
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.keras").write_bytes(b"whole")
+    left = [
+        tmp_path / "run" / ".classifier.pc1xq4a4.part.keras",
+        tmp_path / "run" / "checkpoints" / ".last.keras.x1y2.part",
+        tmp_path / "run" / "samples" / ".grid.png.ab12.part",
+    ]
+    for path in left:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half")
+    (tmp_path / "run" / ".tiles.part").mkdir()  # an atomic_dir's
+    (tmp_path / "run" / ".tiles.part" / "t0.npy").write_bytes(b"half")
+    Run.create(tmp_path / "run", {"kind": "test"}, resume=True)
+    names = {p.relative_to(tmp_path / "run").as_posix() for p in (tmp_path / "run").rglob("*")}
+    assert not [name for name in names if ".part" in name], names
+    assert {"checkpoints/last.keras", "config.json", "state.json", "samples"} <= names
+
+
 def _dicom(path: Path) -> Path:
     pixels = (np.random.default_rng(0).random((40, 30)) * 4095).astype(np.uint16)
     ds = make_dataset(

@@ -39,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -160,6 +161,7 @@ class Run:
             state = json.loads((path / STATE_NAME).read_text())
             run = cls(path, config, state, resumed=True)
             run._forget_after(run.step)
+            run._remove_interrupted_writes()
         else:
             existed = path.is_dir()
             try:
@@ -178,8 +180,6 @@ class Run:
 
     def discard(self) -> None:
         """Undo a new run that failed before its first checkpoint: nothing half-written stays behind."""
-        import shutil
-
         if self.resumed or (self.path / CHECKPOINT).exists():
             return
         self._writer = None
@@ -196,6 +196,15 @@ class Run:
         kept = [line for line in lines if _step_of(line) <= step]  # a line cut short by a kill goes too
         if len(kept) < len(lines):
             write_bytes_atomic(path, "".join(line + "\n" for line in kept).encode())
+
+    def _remove_interrupted_writes(self) -> None:
+        """Remove the temporary files and folders of atomic writes a kill cut short (``.{name}.*.part*``: io/atomic,
+        save_keras_atomic); the files they were replacing are whole (the rename never happened)."""
+        for stale in sorted(self.path.rglob(".*.part*"), reverse=True):  # a folder's contents before it
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
     # -- state ----------------------------------------------------------------------------------------
     @property
@@ -292,8 +301,6 @@ def worker_run_dir(run_dir: str | Path, *, resume: bool, task: str | None = None
     Resuming, the temporary folder starts with a copy of the chief's config, state and checkpoint. The chief
     rewrites them only at its next checkpoint, after training steps every worker joins, so the copy is whole.
     """
-    import shutil
-
     run_dir = Path(run_dir)
     if task is None:
         yield run_dir
